@@ -1,0 +1,5 @@
+import sys
+
+from pgx.cli import main
+
+sys.exit(main())

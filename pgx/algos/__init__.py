@@ -1,0 +1,1 @@
+"""Training loops, each readable top to bottom."""

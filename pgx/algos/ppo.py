@@ -1,0 +1,217 @@
+"""Multitask PPO (clipped objective, GAE, value loss, entropy bonus, advantage normalisation).
+
+Read top to bottom like CleanRL's ``ppo.py``: config → env → agent → loop. Differences that
+matter here:
+
+* one vectorised env runs every task of ``task_ids`` side by side (``envs_per_task`` sub-envs
+  each), so every update sees all tasks — the paper's multitask meta-training;
+* Gymnasium 1.x NEXT_STEP autoreset is handled by masking reset steps (``pgx.rollouts``);
+* no global RNG: action sampling and minibatch shuffles draw from one ``torch.Generator``, whose
+  state is checkpointed with the model, optimiser and env, so an interrupted run resumes to the
+  same parameters as an uninterrupted one;
+* ``init_state`` starts from given actor/critic weights: fine-tuning θ* uses the same loop.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from pgx.envs import TaskFamily
+from pgx.policies import ActorCritic, PolicyConfig
+from pgx.rollouts import RolloutState, collect, gae
+from pgx.runtime import pick_device, save_torch, seed_everything
+
+__all__ = ["PPOConfig", "TrainResult", "train"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    total_timesteps: int = 500_000
+    """Environment steps over all sub-envs (reset steps included)."""
+    envs_per_task: int = 2
+    """Sub-envs per task; the vector env has ``envs_per_task * len(task_ids)`` sub-envs."""
+    num_steps: int = 128
+    """Steps per sub-env in each rollout."""
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True
+    """Linearly decay the learning rate to 0 over the run."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    checkpoint_every: int = 20
+    """Iterations between checkpoints (when a checkpoint path is given)."""
+
+    def batch_size(self, n_tasks: int) -> int:
+        return self.envs_per_task * n_tasks * self.num_steps
+
+    def num_iterations(self, n_tasks: int) -> int:
+        return max(1, self.total_timesteps // self.batch_size(n_tasks))
+
+
+@dataclass
+class TrainResult:
+    """What a PPO run leaves behind: weights (on CPU) and its learning curve."""
+
+    actor_state: dict[str, torch.Tensor]
+    critic_state: dict[str, torch.Tensor]
+    steps: np.ndarray
+    """``(iterations,)`` environment steps at the end of each iteration."""
+    task_returns: np.ndarray
+    """``(iterations, len(task_ids))`` mean return of the episodes each task finished in that
+    iteration (NaN where none finished)."""
+    task_ids: tuple[int, ...]
+    wall_time: float
+    """Seconds of training (summed over resumed segments)."""
+    config: dict = field(default_factory=dict)
+
+    def agent(self, obs_dim: int, num_actions: int, policy: PolicyConfig) -> ActorCritic:
+        agent = ActorCritic(obs_dim, num_actions, policy)
+        agent.actor.load_state_dict(self.actor_state)
+        agent.critic.load_state_dict(self.critic_state)
+        return agent
+
+
+def train(
+    family: TaskFamily,
+    task_ids: Sequence[int],
+    cfg: PPOConfig,
+    seed: int,
+    checkpoint_path: str | Path | None = None,
+    init_state: tuple[dict, dict] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    on_iteration: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train one policy on ``task_ids`` of ``family`` with PPO.
+
+    :param checkpoint_path: if given, save there every ``cfg.checkpoint_every`` iterations
+        (atomically) and resume from it when it exists.
+    :param init_state: ``(actor_state, critic_state)`` to start from instead of a fresh init.
+    :param on_iteration: called with the iteration index after each iteration and its
+        checkpoint (tests use it to interrupt a run).
+    """
+    task_ids = tuple(int(t) for t in family.check_tasks(task_ids))
+    n = len(task_ids)
+    num_iterations = cfg.num_iterations(n)
+    minibatch_size = cfg.batch_size(n) // cfg.num_minibatches
+    if minibatch_size < 1:
+        raise ValueError(f"batch of {cfg.batch_size(n)} steps cannot be split into {cfg.num_minibatches} minibatches")
+    dev = pick_device(device)
+
+    # --- env, agent, optimiser, RNG ---
+    seed_everything(seed)
+    env = family.source_envs(task_ids, cfg.envs_per_task)
+    env_task = np.repeat(np.arange(n), cfg.envs_per_task)  # position in task_ids of each sub-env
+    agent = ActorCritic(family.obs_dim, family.num_actions, cfg.policy).to(dev)
+    if init_state is not None:
+        agent.actor.load_state_dict(init_state[0])
+        agent.critic.load_state_dict(init_state[1])
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    state = RolloutState.start(env, seed)
+    start_iter, elapsed = 0, 0.0
+    steps_log: list[int] = []
+    returns_log: list[np.ndarray] = []
+
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if ckpt is not None and ckpt.exists():
+        saved = torch.load(ckpt, map_location=dev, weights_only=False)
+        if saved["config"] != asdict(cfg) or saved["task_ids"] != task_ids or saved["seed"] != seed:
+            raise ValueError(f"checkpoint {ckpt} was written by a different run (config, tasks or seed differ)")
+        agent.load_state_dict(saved["agent"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"].cpu())
+        env, state = pickle.loads(saved["env"]), saved["rollout_state"]
+        start_iter, elapsed = saved["iteration"], saved["elapsed"]
+        steps_log, returns_log = saved["steps"], saved["returns"]
+
+    def save_checkpoint(iteration: int, elapsed: float) -> None:
+        save_torch(
+            {
+                "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "env": pickle.dumps(env), "rollout_state": state,
+                "iteration": iteration, "elapsed": elapsed, "steps": steps_log, "returns": returns_log,
+                "config": asdict(cfg), "task_ids": task_ids, "seed": seed,
+            },
+            ckpt,
+        )
+
+    # --- the loop ---
+    bar = tqdm(total=num_iterations, initial=start_iter, desc=f"PPO {family.name} tasks={list(task_ids)}", disable=not progress)
+    for iteration in range(start_iter, num_iterations):
+        t0 = time.perf_counter()
+        if cfg.anneal_lr:
+            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - iteration / num_iterations)
+
+        # Rollout and advantages
+        agent.eval()
+        rollout = collect(agent, env, state, cfg.num_steps, generator)
+        advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
+                         rollout.valid, rollout.next_value, cfg.gamma, cfg.gae_lambda)
+        returns = advantages + rollout.values
+        valid = rollout.valid.reshape(-1)
+        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
+        b_actions, b_logp, b_adv, b_ret, b_val = (
+            x.reshape(-1)[valid] for x in (rollout.actions, rollout.log_probs, advantages, returns, rollout.values)
+        )
+
+        # Clipped-objective update over minibatches of valid transitions
+        agent.train()
+        num_valid = b_obs.shape[0]
+        mb = max(1, num_valid // cfg.num_minibatches)
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(num_valid, generator=generator, device=dev)
+            for start in range(0, num_valid - mb + 1, mb):
+                idx = order[start:start + mb]
+                _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[idx], b_actions[idx].long())
+                ratio = (new_logp - b_logp[idx]).exp()
+                adv = b_adv[idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                v_clipped = b_val[idx] + (new_value - b_val[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
+                v_loss = 0.5 * torch.max((new_value - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
+                loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+
+        # Bookkeeping: per-task mean return of the episodes that finished in this iteration
+        per_task: list[list[float]] = [[] for _ in range(n)]
+        for e, ret in rollout.finished_returns:
+            per_task[env_task[e]].append(ret)
+        returns_log.append(np.array([np.mean(r) if r else np.nan for r in per_task]))
+        steps_log.append((iteration + 1) * cfg.batch_size(n))
+        elapsed += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(mean_return=f"{np.nanmean(returns_log[-1]) if np.isfinite(returns_log[-1]).any() else float('nan'):.1f}")
+        if ckpt is not None and ((iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == num_iterations):
+            save_checkpoint(iteration + 1, elapsed)
+        if on_iteration is not None:
+            on_iteration(iteration)
+    bar.close()
+
+    return TrainResult(
+        actor_state={k: v.detach().cpu().clone() for k, v in agent.actor.state_dict().items()},
+        critic_state={k: v.detach().cpu().clone() for k, v in agent.critic.state_dict().items()},
+        steps=np.asarray(steps_log),
+        task_returns=np.vstack(returns_log) if returns_log else np.zeros((0, n)),
+        task_ids=task_ids,
+        wall_time=elapsed,
+        config=asdict(cfg),
+    )

@@ -1,0 +1,73 @@
+"""Measure a policy's return on each task with real rollouts."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pgx.envs import TaskFamily
+from pgx.policies import Actor
+
+__all__ = ["episode_returns", "evaluate", "evaluate_targets"]
+
+
+@torch.no_grad()
+def episode_returns(actor: Actor, env: gym.vector.VectorEnv, seed: int, max_steps: int, greedy: bool = True) -> np.ndarray:
+    """Return of the *first* episode of every sub-env, ``(num_envs,)``.
+
+    Each sub-env runs one episode from a seeded reset; sub-envs that finish early wait (their
+    later episodes are ignored), so every return counts once.
+    """
+    device = next(actor.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    totals = np.zeros(env.num_envs)
+    running = np.ones(env.num_envs, dtype=bool)
+    for _ in range(max_steps):
+        logits = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        if greedy:
+            action = logits.argmax(-1)
+        else:
+            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+        obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
+        totals += np.where(running, reward, 0.0)
+        running &= ~np.logical_or(terminated, truncated)
+        if not running.any():
+            break
+    return totals
+
+
+def evaluate(
+    actor: Actor,
+    family: TaskFamily,
+    task_ids: Sequence[int],
+    episodes: int,
+    seed: int,
+    greedy: bool = True,
+) -> np.ndarray:
+    """Mean return over ``episodes`` episodes on each source task in ``task_ids``, ``(len(task_ids),)``."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    ids = family.check_tasks(task_ids)
+    env = family.source_envs(ids, episodes)
+    totals = episode_returns(actor, env, seed, family.max_episode_steps + 1, greedy)
+    return totals.reshape(len(ids), episodes).mean(axis=1)
+
+
+def evaluate_targets(
+    actor: Actor,
+    family: TaskFamily,
+    target_ids: Sequence[int],
+    episodes: int,
+    seed: int,
+    greedy: bool = True,
+) -> np.ndarray:
+    """Like :func:`evaluate` on unseen target tasks (their one-hot is zero)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env = family.target_envs(target_ids, episodes)
+    totals = episode_returns(actor, env, seed, family.max_episode_steps + 1, greedy)
+    return totals.reshape(len(target_ids), episodes).mean(axis=1)

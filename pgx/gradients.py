@@ -1,0 +1,566 @@
+"""Per-sample policy gradients at θ* and their Johnson–Lindenstrauss projection (section 3.1).
+
+The surrogate of Algorithm 1 needs, for every stored state-action pair, the gradient feature
+``g_n = ∇_θ log π_θ(a_n|s_n)`` at the meta-policy θ*, projected to d dimensions:
+``g̃_n = Pᵀ g_n`` with ``P ∈ R^{p×d}`` and i.i.d. entries ``N(0, 1/d)``, so that
+``E[g̃ · h̃] = g · h``. With p in the millions neither the ``(N, p)`` gradient matrix nor P fits
+comfortably in memory, so:
+
+- ``GaussianProjector`` never stores P. It regenerates any block of rows on demand from a
+  ``torch.Generator`` seeded by (seed, parameter tensor, row block), so blocks are independent of
+  the order in which they are used.
+- ``projected_grads`` (the fast path) never forms per-sample gradients of a whole layer: for an
+  ``nn.Linear`` the per-sample weight gradient is the outer product ``δ_n a_nᵀ`` of the layer's
+  back-propagated error and its input, both available from one batched backward pass, and it is
+  projected one block of P at a time.
+- ``per_sample_grads`` (``torch.func``) and ``per_sample_grads_loop`` (one backward per sample)
+  are the reference and the test oracle.
+
+Parameters are always all of ``actor.named_parameters()``, in that order: θ* is the actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import operator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+__all__ = [
+    "GaussianProjector",
+    "per_sample_grads",
+    "per_sample_grads_loop",
+    "projected_grads",
+    "theta_fingerprint",
+    "GradientFeatures",
+    "gradient_features",
+]
+
+_FEATURES_FORMAT = 1
+"""Version of ``GradientFeatures.to_dict``; bump when its layout changes."""
+
+
+# --- the projection matrix P ------------------------------------------------------------------
+
+
+class GaussianProjector:
+    """The JL matrix ``P ∈ R^{p×d}`` with i.i.d. ``N(0, 1/d)`` entries, generated block by block.
+
+    Rows of P follow the flattened parameters in ``named_parameters`` order. The rows belonging to
+    parameter tensor ``t`` are cut into generation blocks of ``block_rows`` rows; block ``b`` of
+    tensor ``t`` is drawn by its own CPU ``torch.Generator`` seeded from ``(seed, t, b)``. Hence any
+    block can be regenerated alone, results never depend on the order of use, and P is the same on
+    every device (blocks are drawn on the CPU in float32 and then moved/cast, so a float64
+    computation sees exactly the same matrix). ``block_rows`` is part of P's definition and of
+    ``fingerprint()``.
+
+    :param param_shapes: shape of each parameter tensor, in ``named_parameters`` order.
+    :param dim: projected dimension d >= 1.
+    :param seed: non-negative seed of P.
+    :param block_rows: rows per generation block; bounds the memory of one block to
+        ``block_rows · d`` floats.
+    """
+
+    def __init__(
+        self, param_shapes: Sequence[tuple[int, ...]], dim: int, seed: int, block_rows: int = 8192
+    ):
+        if not _is_int(dim) or dim < 1:
+            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not _is_int(block_rows) or block_rows < 1:
+            raise ValueError(f"block_rows must be an integer >= 1, got {block_rows!r}")
+        shapes = tuple(tuple(shape) for shape in param_shapes)
+        if not shapes:
+            raise ValueError("param_shapes is empty: there are no parameters to project")
+        for t, shape in enumerate(shapes):
+            if not all(_is_int(s) and s >= 0 for s in shape):
+                raise ValueError(f"param_shapes[{t}] must be a tuple of non-negative ints, got {shape!r}")
+        self.param_shapes: tuple[tuple[int, ...], ...] = tuple(tuple(int(s) for s in sh) for sh in shapes)
+        self.dim = int(dim)
+        self.seed = int(seed)
+        self.block_rows = int(block_rows)
+        self.sizes: tuple[int, ...] = tuple(math.prod(shape) for shape in self.param_shapes)
+        self.offsets: tuple[int, ...] = tuple(sum(self.sizes[:t]) for t in range(len(self.sizes)))
+        self.num_params = sum(self.sizes)
+        if self.num_params == 0:
+            raise ValueError(f"param_shapes {self.param_shapes} hold no entries")
+
+    @classmethod
+    def for_module(cls, module: nn.Module, dim: int, seed: int, block_rows: int = 8192) -> GaussianProjector:
+        """The projector for all of ``module``'s parameters (θ* when ``module`` is the actor)."""
+        return cls([tuple(p.shape) for p in module.parameters()], dim, seed, block_rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"GaussianProjector(p={self.num_params}, dim={self.dim}, seed={self.seed}, "
+            f"block_rows={self.block_rows}, tensors={len(self.sizes)})"
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 of everything that defines P; saved features compare it before reuse."""
+        spec = {
+            "kind": "gaussian-N(0,1/d)-v1",
+            "dim": self.dim,
+            "seed": self.seed,
+            "block_rows": self.block_rows,
+            "param_shapes": [list(shape) for shape in self.param_shapes],
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+    def block_ranges(self) -> Iterator[tuple[int, int, int]]:
+        """Every generation block as ``(t, start, stop)``: rows ``start:stop`` of tensor ``t``."""
+        for t, size in enumerate(self.sizes):
+            for start in range(0, size, self.block_rows):
+                yield t, start, min(start + self.block_rows, size)
+
+    def _generated_block(self, t: int, b: int) -> torch.Tensor:
+        """Generation block ``b`` of tensor ``t``: ``(rows, d)`` float32 on the CPU."""
+        digest = hashlib.sha256(f"pgx-jl:{self.seed}:{t}:{b}".encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        rows = min(self.block_rows, self.sizes[t] - b * self.block_rows)
+        return torch.randn(rows, self.dim, generator=generator) / math.sqrt(self.dim)
+
+    def block(self, t: int, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of P restricted to parameter tensor ``t``: ``(stop - start, d)``.
+
+        Any range is allowed; it is assembled from the generation blocks it overlaps, so a range
+        aligned with ``block_ranges()`` costs exactly one generation. Float32 on the CPU.
+        """
+        if not _is_int(t) or not 0 <= t < len(self.sizes):
+            raise ValueError(f"tensor index t must be in [0, {len(self.sizes)}), got {t!r}")
+        size = self.sizes[t]
+        if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop <= size):
+            raise ValueError(f"need 0 <= start <= stop <= {size} for tensor {t}, got start={start!r}, stop={stop!r}")
+        if start == stop:
+            return torch.zeros(0, self.dim)
+        first, last = start // self.block_rows, (stop - 1) // self.block_rows
+        rows = torch.cat([self._generated_block(t, b) for b in range(first, last + 1)])
+        offset = first * self.block_rows
+        return rows[start - offset : stop - offset]
+
+    def project(self, flat_grads: torch.Tensor) -> torch.Tensor:
+        """``flat_grads @ P``: ``(N, p) → (N, d)``, one block of P at a time (reference path)."""
+        if flat_grads.ndim != 2 or flat_grads.shape[1] != self.num_params:
+            raise ValueError(f"flat_grads must have shape (N, {self.num_params}), got {tuple(flat_grads.shape)}")
+        out = flat_grads.new_zeros(flat_grads.shape[0], self.dim)
+        for t, start, stop in self.block_ranges():
+            rows = slice(self.offsets[t] + start, self.offsets[t] + stop)
+            out.addmm_(flat_grads[:, rows], self.block(t, start, stop).to(flat_grads))
+        return out
+
+    def lift(self, v: torch.Tensor) -> torch.Tensor:
+        """``P v`` for each row of ``v``: ``(m, d) → (m, p)``; maps a surrogate solution to Δθ."""
+        self._check_v(v)
+        out = v.new_empty(v.shape[0], self.num_params)
+        for t, start, stop in self.block_ranges():
+            rows = slice(self.offsets[t] + start, self.offsets[t] + stop)
+            out[:, rows] = v @ self.block(t, start, stop).to(v).T
+        return out
+
+    def lift_norms(self, v: torch.Tensor) -> torch.Tensor:
+        """``‖P v_j‖`` for each row: ``(m, d) → (m,)``, without holding the ``(m, p)`` lift."""
+        self._check_v(v)
+        squared = v.new_zeros(v.shape[0])
+        for t, start, stop in self.block_ranges():
+            squared += (v @ self.block(t, start, stop).to(v).T).square().sum(1)
+        return squared.sqrt()
+
+    def materialize(self) -> torch.Tensor:
+        """All of P, ``(p, d)`` float32 on the CPU: for tests and small p only."""
+        return torch.cat([self.block(t, start, stop) for t, start, stop in self.block_ranges()])
+
+    def _check_v(self, v: torch.Tensor) -> None:
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise ValueError(f"v must have shape (m, {self.dim}), got {tuple(v.shape)}")
+
+
+# --- per-sample gradients: reference and oracle -----------------------------------------------
+
+
+class _LogProb(nn.Module):
+    """``actor.log_prob`` as a module's forward, so ``functional_call`` can swap θ."""
+
+    def __init__(self, actor: nn.Module):
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.actor.log_prob(obs, actions)
+
+
+def _check_batch(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> int:
+    if not hasattr(actor, "log_prob"):
+        raise ValueError(f"actor must define log_prob(obs, actions), got {type(actor).__name__}")
+    if obs.ndim < 1 or actions.ndim < 1 or obs.shape[0] != actions.shape[0]:
+        raise ValueError(
+            f"obs and actions must share their first (sample) dimension, got {tuple(obs.shape)} and "
+            f"{tuple(actions.shape)}"
+        )
+    if obs.shape[0] == 0:
+        raise ValueError("obs is empty: need at least one sample")
+    if next(actor.parameters(), None) is None:
+        raise ValueError(f"{type(actor).__name__} has no parameters")
+    return obs.shape[0]
+
+
+def _check_finite(grads: torch.Tensor) -> None:
+    """Raise if any sample's gradient (a row of ``grads``) holds NaN or ±inf."""
+    bad = ~torch.isfinite(grads.reshape(grads.shape[0], -1)).all(1)
+    if bad.any():
+        first = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"gradients of log π are non-finite for {int(bad.sum())} of {grads.shape[0]} samples "
+            f"(first: index {first}); check for actions with zero probability or NaN observations"
+        )
+
+
+def _named_params(actor: nn.Module) -> dict[str, torch.Tensor]:
+    """θ as detached leaves requiring grad: works under ``no_grad`` and for frozen actors alike."""
+    return {f"actor.{name}": p.detach().requires_grad_() for name, p in actor.named_parameters()}
+
+
+def _buffers(actor: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"actor.{name}": b.detach() for name, b in actor.named_buffers()}
+
+
+def _vmap_grads(
+    actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor, names: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Per-sample ``∇ log π`` w.r.t. the parameters ``names`` only: ``name → (N, *shape)``."""
+    module = _LogProb(actor)
+    params = {f"actor.{name}": p.detach() for name, p in actor.named_parameters()}
+    wanted = {name: params.pop(f"actor.{name}") for name in names}
+    buffers = _buffers(actor)
+
+    def log_prob(chosen: dict[str, torch.Tensor], o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        state = {**params, **{f"actor.{k}": v for k, v in chosen.items()}, **buffers}
+        return functional_call(module, state, (o.unsqueeze(0), a.unsqueeze(0))).squeeze(0)
+
+    with torch.enable_grad():
+        return vmap(grad(log_prob), in_dims=(None, 0, 0))(wanted, obs, actions)
+
+
+def per_sample_grads(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``∇_θ log π(a_n|s_n)`` for every sample, flattened: ``(N, p)`` (reference path).
+
+    ``torch.func``'s ``vmap(grad(...))`` of the scalar log-probability of one sample, TRAK-style.
+
+    :param obs: ``(N, obs_dim)``; :param actions: ``(N,)`` or ``(N, action_dim)``.
+    """
+    n = _check_batch(actor, obs, actions)
+    names = [name for name, _ in actor.named_parameters()]
+    grads = _vmap_grads(actor, obs, actions, names)
+    flat = torch.cat([grads[name].reshape(n, -1) for name in names], dim=1)
+    _check_finite(flat)
+    return flat
+
+
+def per_sample_grads_loop(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Same as ``per_sample_grads`` with one backward pass per sample: the slow test oracle."""
+    n = _check_batch(actor, obs, actions)
+    module, params, buffers = _LogProb(actor), _named_params(actor), _buffers(actor)
+    rows = []
+    with torch.enable_grad():
+        for i in range(n):
+            log_prob = functional_call(module, {**params, **buffers}, (obs[i : i + 1], actions[i : i + 1]))
+            grads = torch.autograd.grad(log_prob.sum(), list(params.values()), allow_unused=True)
+            rows.append(
+                torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params.values(), grads)])
+            )
+    flat = torch.stack(rows)
+    _check_finite(flat)
+    return flat
+
+
+# --- the fast path: projected per-sample gradients without forming them ------------------------
+
+
+@dataclass(frozen=True)
+class _LinearCall:
+    """One call of an ``nn.Linear`` on a chunk of samples, flattened to ``(n, K, features)``."""
+
+    weight: int
+    """Index of the layer's weight in ``named_parameters``."""
+    bias: int | None
+    """Index of its bias, or None without one."""
+    inputs: torch.Tensor
+    """``a``: ``(n, K, in_features)``."""
+    errors: torch.Tensor
+    """``δ = ∂ Σ_n log π / ∂ output``: ``(n, K, out_features)``."""
+
+
+def _linear_calls(
+    actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor, index: dict[int, int]
+) -> list[_LinearCall]:
+    """Inputs and back-propagated errors of every ``nn.Linear`` call in one forward+backward.
+
+    Samples are independent (no batch norm), so the gradient of the *sum* of log-probabilities
+    w.r.t. sample n's activations is sample n's own error δ_n.
+    """
+    n = obs.shape[0]
+    captured: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        captured.append((module, inputs[0], output))
+
+    linears = [m for m in actor.modules() if isinstance(m, nn.Linear) and id(m.weight) in index]
+    if not linears:
+        return []
+    owners = {id(m): (index[id(m.weight)], index.get(id(m.bias))) for m in linears}
+    handles = [m.register_forward_hook(hook) for m in linears]
+    try:
+        with torch.enable_grad():
+            # functional_call swaps θ inside the same module objects, so the hooks still fire.
+            log_prob = functional_call(_LogProb(actor), {**_named_params(actor), **_buffers(actor)}, (obs, actions))
+            if log_prob.shape != (n,):
+                raise ValueError(f"log_prob must return shape ({n},), got {tuple(log_prob.shape)}")
+            errors = torch.autograd.grad(log_prob.sum(), [out for _, _, out in captured], allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    calls = []
+    for (module, a, out), delta in zip(captured, errors):
+        if a.ndim < 2 or a.shape[0] != n:
+            raise ValueError(
+                f"an nn.Linear received input of shape {tuple(a.shape)} without the leading sample "
+                f"dimension {n}; use projector.project(per_sample_grads(...)) for this actor"
+            )
+        delta = torch.zeros_like(out) if delta is None else delta
+        weight, bias = owners[id(module)]
+        calls.append(
+            _LinearCall(weight, bias, a.detach().reshape(n, -1, a.shape[-1]), delta.reshape(n, -1, out.shape[-1]))
+        )
+    return calls
+
+
+def projected_grads(
+    actor: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    projector: GaussianProjector,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """``Pᵀ ∇_θ log π(a_n|s_n)`` for every sample: ``(N, d)``, never holding ``(N, p)`` (fast path).
+
+    For an ``nn.Linear`` ``z = W a + b`` the per-sample gradients are ``δ_n a_nᵀ`` (weight) and
+    ``δ_n`` (bias). Batched forward+backward passes over chunks of ``chunk_size`` samples give all
+    ``a`` and ``δ``; then each generation block of P is drawn once and applied to every chunk, by
+    forming the per-sample gradient of only the weight rows the block covers
+    (``chunk_size × ~block_rows`` floats). Parameters not owned by an ``nn.Linear`` (e.g. a
+    Gaussian policy's ``log_std``) are small; their per-sample gradients come from ``torch.func``.
+
+    Memory: ``N × (Σ layer widths + d)`` floats for the activations and the result, plus one block.
+    Equals ``projector.project(per_sample_grads(...))`` up to float rounding. Parameters of an
+    ``nn.Linear`` must be used only through that layer's forward.
+
+    :param obs: ``(N, obs_dim)``; :param actions: ``(N,)`` or ``(N, action_dim)``.
+    :param projector: built for this actor's parameter shapes.
+    :param chunk_size: samples per forward/backward pass and per projection product.
+    """
+    n = _check_batch(actor, obs, actions)
+    if not _is_int(chunk_size) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    named = list(actor.named_parameters())
+    shapes = tuple(tuple(p.shape) for _, p in named)
+    if shapes != projector.param_shapes:
+        raise ValueError(f"projector was built for parameter shapes {projector.param_shapes}, actor has {shapes}")
+    index = {id(p): t for t, (_, p) in enumerate(named)}
+    linear_owned = {
+        index[id(p)]
+        for m in actor.modules()
+        if isinstance(m, nn.Linear) and id(m.weight) in index
+        for p in (m.weight, m.bias)
+        if id(p) in index
+    }
+    others = [t for t in range(len(named)) if t not in linear_owned]
+
+    chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+    calls = [_linear_calls(actor, obs[c], actions[c], index) for c in chunks]
+    other_grads = [
+        _vmap_grads(actor, obs[c], actions[c], [named[t][0] for t in others]) if others else {} for c in chunks
+    ]
+
+    theta = named[0][1]
+    out = torch.zeros(n, projector.dim, dtype=theta.dtype, device=theta.device)
+    for t, start, stop in projector.block_ranges():
+        block = projector.block(t, start, stop).to(out)
+        for c, chunk_calls, chunk_other in zip(chunks, calls, other_grads):
+            if t in linear_owned:
+                for call in chunk_calls:
+                    if call.weight == t:
+                        in_features = call.inputs.shape[-1]
+                        first, last = start // in_features, -(-stop // in_features)
+                        rows = torch.einsum("nko,nki->noi", call.errors[:, :, first:last], call.inputs)
+                        rows = rows.reshape(rows.shape[0], -1)[:, start - first * in_features : stop - first * in_features]
+                        out[c].addmm_(rows, block)
+                    if call.bias == t:
+                        out[c].addmm_(call.errors.sum(1)[:, start:stop], block)
+            else:
+                out[c].addmm_(chunk_other[named[t][0]].reshape(c.stop - c.start, -1)[:, start:stop], block)
+    _check_finite(out)
+    return out
+
+
+# --- what the features stage saves ------------------------------------------------------------
+
+
+def theta_fingerprint(actor: nn.Module) -> str:
+    """sha256 of θ*'s names, shapes, dtypes and bytes: identifies the meta-policy features belong to."""
+    digest = hashlib.sha256()
+    for name, p in actor.named_parameters():
+        digest.update(f"{name}:{tuple(p.shape)}:{p.dtype};".encode())
+        digest.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class GradientFeatures:
+    """Projected per-sample policy gradients at θ* with what is needed to trust them later.
+
+    Features are only meaningful together with the P and θ* they were computed with; the metadata
+    lets ``check_compatible`` refuse reuse under a different d, seed or θ* (as TRAK does).
+    """
+
+    features: torch.Tensor
+    """``g̃``: ``(num_samples, d)`` float32, row n the projected ``∇ log π(a_n|s_n)`` at θ*."""
+    advantages: torch.Tensor
+    """``Â``: ``(num_samples,)`` estimated advantages, finite."""
+    task_ids: torch.Tensor
+    """``(num_samples,)`` integer task index of each sample."""
+    dim: int
+    """Projected dimension d."""
+    seed: int
+    """Seed of P."""
+    theta_fingerprint: str
+    """``theta_fingerprint(actor)`` of θ*."""
+    projector_fingerprint: str
+    """``projector.fingerprint()``: also pins ``block_rows`` and the parameter shapes."""
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 2 or self.features.shape[1] != self.dim:
+            raise ValueError(f"features must have shape (num_samples, {self.dim}), got {tuple(self.features.shape)}")
+        if self.features.dtype != torch.float32:
+            raise ValueError(f"features must be float32, got {self.features.dtype}")
+        n = self.features.shape[0]
+        if n == 0:
+            raise ValueError("features is empty: need at least one sample")
+        if self.advantages.shape != (n,) or not self.advantages.is_floating_point():
+            raise ValueError(
+                f"advantages must be a floating-point tensor of shape ({n},), got "
+                f"{self.advantages.dtype} {tuple(self.advantages.shape)}"
+            )
+        if self.task_ids.shape != (n,) or self.task_ids.is_floating_point() or self.task_ids.dtype == torch.bool:
+            raise ValueError(
+                f"task_ids must be an integer tensor of shape ({n},), got {self.task_ids.dtype} {tuple(self.task_ids.shape)}"
+            )
+        if self.advantages.device != self.features.device or self.task_ids.device != self.features.device:
+            raise ValueError(
+                f"features, advantages and task_ids must share a device, got {self.features.device}, "
+                f"{self.advantages.device} and {self.task_ids.device}"
+            )
+        if int(self.task_ids.min()) < 0:
+            raise ValueError(f"task_ids must be >= 0, got minimum {int(self.task_ids.min())}")
+        bad = int((~torch.isfinite(self.advantages)).sum())
+        if bad:
+            raise ValueError(f"advantages has {bad} non-finite entries of {n}")
+        bad = int((~torch.isfinite(self.features).all(1)).sum())
+        if bad:
+            raise ValueError(f"features has {bad} non-finite rows of {n}")
+
+    def check_compatible(self, projector: GaussianProjector, theta_fingerprint: str) -> None:
+        """Raise ``ValueError`` unless these features were made with ``projector`` at this θ*."""
+        if projector.dim != self.dim:
+            raise ValueError(f"features were projected to d={self.dim}, projector has d={projector.dim}")
+        if projector.seed != self.seed:
+            raise ValueError(f"features were projected with seed={self.seed}, projector has seed={projector.seed}")
+        if projector.fingerprint() != self.projector_fingerprint:
+            raise ValueError(
+                "features were projected with a different P (block_rows or parameter shapes differ): "
+                f"{self.projector_fingerprint[:12]} != {projector.fingerprint()[:12]}"
+            )
+        if theta_fingerprint != self.theta_fingerprint:
+            raise ValueError(
+                f"features were computed at a different θ*: {self.theta_fingerprint[:12]} != {theta_fingerprint[:12]}"
+            )
+
+    def task_policy_gradients(self, n_tasks: int) -> torch.Tensor:
+        """Projected policy gradient of each task, ``mean_{n ∈ task i} Â_n g̃_n``: ``(n_tasks, d)``.
+
+        The gradient-similarity baseline groups tasks by the cosine of these.
+        """
+        if not _is_int(n_tasks) or n_tasks < 1:
+            raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
+        if int(self.task_ids.max()) >= n_tasks:
+            raise ValueError(f"task_ids must be < n_tasks={n_tasks}, got maximum {int(self.task_ids.max())}")
+        counts = torch.bincount(self.task_ids, minlength=n_tasks)
+        if (counts == 0).any():
+            missing = (counts == 0).nonzero().flatten().tolist()
+            raise ValueError(f"tasks {missing} have no samples")
+        weighted = self.advantages.double()[:, None] * self.features.double()
+        sums = torch.zeros(n_tasks, self.dim, dtype=torch.float64, device=self.features.device)
+        sums.index_add_(0, self.task_ids, weighted)
+        return (sums / counts[:, None]).to(self.features.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only, so ``torch.load(..., weights_only=True)`` can read it back."""
+        return {
+            "format": _FEATURES_FORMAT,
+            "features": self.features,
+            "advantages": self.advantages,
+            "task_ids": self.task_ids,
+            "dim": self.dim,
+            "seed": self.seed,
+            "theta_fingerprint": self.theta_fingerprint,
+            "projector_fingerprint": self.projector_fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> GradientFeatures:
+        """Inverse of ``to_dict``; refuses another format version."""
+        if state.get("format") != _FEATURES_FORMAT:
+            raise ValueError(f"saved features have format {state.get('format')!r}, expected {_FEATURES_FORMAT}")
+        return cls(**{k: v for k, v in state.items() if k != "format"})
+
+
+def gradient_features(
+    actor: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    advantages: torch.Tensor,
+    task_ids: torch.Tensor,
+    projector: GaussianProjector,
+    chunk_size: int = 1024,
+) -> GradientFeatures:
+    """The features stage in one call: ``projected_grads`` at θ* = ``actor`` plus metadata.
+
+    :param advantages: ``(N,)`` Â of each sample; :param task_ids: ``(N,)`` its task.
+    """
+    features = projected_grads(actor, obs, actions, projector, chunk_size).float()
+    return GradientFeatures(
+        features=features,
+        advantages=advantages.to(features.device),
+        task_ids=task_ids.to(features.device),
+        dim=projector.dim,
+        seed=projector.seed,
+        theta_fingerprint=theta_fingerprint(actor),
+        projector_fingerprint=projector.fingerprint(),
+    )
+
+
+def _is_int(value: object) -> bool:
+    """Python, numpy and 0-d torch integers; not bools or floats."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True

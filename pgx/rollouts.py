@@ -1,0 +1,125 @@
+"""Rollouts from a vectorised family env and GAE advantages, shared by PPO and the features stage.
+
+Gymnasium 1.x vector envs autoreset in NEXT_STEP mode: the step *after* a sub-env reports
+``terminated`` or ``truncated`` resets it, ignores the action and returns reward 0. That reset
+step is not a transition of the MDP, so it is stored with ``valid = False`` and excluded from
+every loss. A bonus of this mode: the observation stored at the reset step is the episode's final
+observation, so a truncated (time-limit) episode bootstraps from V(final observation) for free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pgx.policies import ActorCritic
+
+__all__ = ["Rollout", "RolloutState", "collect", "gae"]
+
+
+@dataclass
+class RolloutState:
+    """Where the envs are between two rollouts; carried across PPO iterations and checkpoints."""
+
+    obs: np.ndarray
+    """``(num_envs, obs_dim)`` observation the next action is chosen on."""
+    reset_next: np.ndarray
+    """``(num_envs,)`` bool: the next step of this sub-env is an autoreset step."""
+    episode_return: np.ndarray
+    """``(num_envs,)`` running undiscounted return of the current episode."""
+
+    @classmethod
+    def start(cls, env: gym.vector.VectorEnv, seed: int) -> "RolloutState":
+        obs, _ = env.reset(seed=seed)
+        n = env.num_envs
+        return cls(obs=obs, reset_next=np.zeros(n, bool), episode_return=np.zeros(n))
+
+
+@dataclass
+class Rollout:
+    """``num_steps × num_envs`` transitions; all arrays are ``(T, E, ...)`` tensors on the agent's device."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    valid: torch.Tensor
+    next_value: torch.Tensor
+    """``(E,)`` V of the observation after the last step (bootstrap for unfinished episodes)."""
+    finished_returns: list[tuple[int, float]]
+    """``(env index, return)`` of every episode that finished during the rollout."""
+
+
+@torch.no_grad()
+def collect(
+    agent: ActorCritic,
+    env: gym.vector.VectorEnv,
+    state: RolloutState,
+    num_steps: int,
+    generator: torch.Generator,
+) -> Rollout:
+    """Step ``env`` for ``num_steps`` with actions sampled from ``agent``; ``state`` is updated in place."""
+    device = next(agent.parameters()).device
+    n = env.num_envs
+    obs_buf = torch.zeros((num_steps, n, env.single_observation_space.shape[0]), device=device)
+    buf = {k: torch.zeros((num_steps, n), device=device) for k in ("actions", "log_probs", "values", "rewards")}
+    flags = {k: torch.zeros((num_steps, n), dtype=torch.bool, device=device) for k in ("terminated", "truncated", "valid")}
+    finished: list[tuple[int, float]] = []
+    for t in range(num_steps):
+        obs_t = torch.as_tensor(state.obs, dtype=torch.float32, device=device)
+        action, log_prob, _, value = agent.get_action_and_value(obs_t, generator=generator)
+        obs_buf[t] = obs_t
+        buf["actions"][t], buf["log_probs"][t], buf["values"][t] = action.float(), log_prob, value
+        flags["valid"][t] = torch.as_tensor(~state.reset_next, device=device)
+
+        next_obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
+        reward = np.asarray(reward, dtype=np.float64)
+        if not np.all(np.isfinite(reward)):
+            bad = np.flatnonzero(~np.isfinite(reward))
+            raise ValueError(f"non-finite reward {reward[bad[0]]} from sub-env {int(bad[0])} at step {t}")
+        buf["rewards"][t] = torch.as_tensor(reward, dtype=torch.float32, device=device)
+        flags["terminated"][t] = torch.as_tensor(terminated, device=device)
+        flags["truncated"][t] = torch.as_tensor(truncated, device=device)
+
+        state.episode_return += reward
+        done = np.logical_or(terminated, truncated)
+        for e in np.flatnonzero(done):
+            finished.append((int(e), float(state.episode_return[e])))
+        state.episode_return[done] = 0.0
+        state.obs, state.reset_next = next_obs, done
+    next_value = agent.get_value(torch.as_tensor(state.obs, dtype=torch.float32, device=device))
+    return Rollout(obs=obs_buf, **buf, **flags, next_value=next_value, finished_returns=finished)
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    valid: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimates ``(T, E)``; zero at invalid (autoreset) steps.
+
+    The value after step t is ``values[t + 1]`` (``next_value`` after the last step). After a
+    truncation that is V(final observation) — see the module docstring — so time-limited episodes
+    bootstrap; after a termination it is ignored. Advantages never flow across an episode's end.
+    """
+    num_steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(num_steps)):
+        value_after = next_value if t == num_steps - 1 else values[t + 1]
+        delta = rewards[t] + gamma * value_after * (~terminated[t]) - values[t]
+        continues = ~(terminated[t] | truncated[t])
+        last = torch.where(valid[t], delta + gamma * lam * continues * last, torch.zeros_like(last))
+        advantages[t] = last
+    return advantages
