@@ -27,8 +27,7 @@ import math
 import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
@@ -40,12 +39,8 @@ __all__ = [
     "projected_grads",
     "theta_fingerprint",
     "GradientFeatures",
-    "gradient_features",
+    "check_samples",
 ]
-
-_FEATURES_FORMAT = 1
-"""Version of ``GradientFeatures.to_dict``; bump when its layout changes."""
-
 
 # --- the projection matrix P ------------------------------------------------------------------
 
@@ -126,7 +121,9 @@ class GaussianProjector:
         digest = hashlib.sha256(f"pgx-jl:{self.seed}:{t}:{b}".encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
         rows = min(self.block_rows, self.sizes[t] - b * self.block_rows)
-        return torch.randn(rows, self.dim, generator=generator) / math.sqrt(self.dim)
+        # dtype and device are explicit so that global torch defaults cannot change P.
+        gaussian = torch.randn(rows, self.dim, generator=generator, dtype=torch.float32, device="cpu")
+        return gaussian / math.sqrt(self.dim)
 
     def block(self, t: int, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of P restricted to parameter tensor ``t``: ``(stop - start, d)``.
@@ -138,9 +135,11 @@ class GaussianProjector:
             raise ValueError(f"tensor index t must be in [0, {len(self.sizes)}), got {t!r}")
         size = self.sizes[t]
         if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop <= size):
-            raise ValueError(f"need 0 <= start <= stop <= {size} for tensor {t}, got start={start!r}, stop={stop!r}")
+            raise ValueError(
+                f"need 0 <= start <= stop <= {size} for tensor {t}, got start={start!r}, stop={stop!r}"
+            )
         if start == stop:
-            return torch.zeros(0, self.dim)
+            return torch.zeros(0, self.dim, dtype=torch.float32, device="cpu")
         first, last = start // self.block_rows, (stop - 1) // self.block_rows
         rows = torch.cat([self._generated_block(t, b) for b in range(first, last + 1)])
         offset = first * self.block_rows
@@ -149,7 +148,9 @@ class GaussianProjector:
     def project(self, flat_grads: torch.Tensor) -> torch.Tensor:
         """``flat_grads @ P``: ``(N, p) → (N, d)``, one block of P at a time (reference path)."""
         if flat_grads.ndim != 2 or flat_grads.shape[1] != self.num_params:
-            raise ValueError(f"flat_grads must have shape (N, {self.num_params}), got {tuple(flat_grads.shape)}")
+            raise ValueError(
+                f"flat_grads must have shape (N, {self.num_params}), got {tuple(flat_grads.shape)}"
+            )
         out = flat_grads.new_zeros(flat_grads.shape[0], self.dim)
         for t, start, stop in self.block_ranges():
             rows = slice(self.offsets[t] + start, self.offsets[t] + stop)
@@ -267,14 +268,14 @@ def per_sample_grads_loop(actor: nn.Module, obs: torch.Tensor, actions: torch.Te
     """Same as ``per_sample_grads`` with one backward pass per sample: the slow test oracle."""
     n = _check_batch(actor, obs, actions)
     module, params, buffers = _LogProb(actor), _named_params(actor), _buffers(actor)
+    leaves = list(params.values())
     rows = []
     with torch.enable_grad():
         for i in range(n):
             log_prob = functional_call(module, {**params, **buffers}, (obs[i : i + 1], actions[i : i + 1]))
-            grads = torch.autograd.grad(log_prob.sum(), list(params.values()), allow_unused=True)
-            rows.append(
-                torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params.values(), grads)])
-            )
+            grads = torch.autograd.grad(log_prob.sum(), leaves, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, grads)]
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
     flat = torch.stack(rows)
     _check_finite(flat)
     return flat
@@ -319,15 +320,16 @@ def _linear_calls(
     try:
         with torch.enable_grad():
             # functional_call swaps θ inside the same module objects, so the hooks still fire.
-            log_prob = functional_call(_LogProb(actor), {**_named_params(actor), **_buffers(actor)}, (obs, actions))
+            state = {**_named_params(actor), **_buffers(actor)}
+            log_prob = functional_call(_LogProb(actor), state, (obs, actions))
             if log_prob.shape != (n,):
                 raise ValueError(f"log_prob must return shape ({n},), got {tuple(log_prob.shape)}")
-            errors = torch.autograd.grad(log_prob.sum(), [out for _, _, out in captured], allow_unused=True)
+            deltas = torch.autograd.grad(log_prob.sum(), [out for _, _, out in captured], allow_unused=True)
     finally:
         for handle in handles:
             handle.remove()
     calls = []
-    for (module, a, out), delta in zip(captured, errors):
+    for (module, a, out), delta in zip(captured, deltas):
         if a.ndim < 2 or a.shape[0] != n:
             raise ValueError(
                 f"an nn.Linear received input of shape {tuple(a.shape)} without the leading sample "
@@ -335,9 +337,8 @@ def _linear_calls(
             )
         delta = torch.zeros_like(out) if delta is None else delta
         weight, bias = owners[id(module)]
-        calls.append(
-            _LinearCall(weight, bias, a.detach().reshape(n, -1, a.shape[-1]), delta.reshape(n, -1, out.shape[-1]))
-        )
+        inputs, errors = a.detach().reshape(n, -1, a.shape[-1]), delta.reshape(n, -1, out.shape[-1])
+        calls.append(_LinearCall(weight, bias, inputs, errors))
     return calls
 
 
@@ -371,7 +372,9 @@ def projected_grads(
     named = list(actor.named_parameters())
     shapes = tuple(tuple(p.shape) for _, p in named)
     if shapes != projector.param_shapes:
-        raise ValueError(f"projector was built for parameter shapes {projector.param_shapes}, actor has {shapes}")
+        raise ValueError(
+            f"projector was built for parameter shapes {projector.param_shapes}, actor has {shapes}"
+        )
     index = {id(p): t for t, (_, p) in enumerate(named)}
     linear_owned = {
         index[id(p)]
@@ -380,33 +383,41 @@ def projected_grads(
         for p in (m.weight, m.bias)
         if id(p) in index
     }
-    others = [t for t in range(len(named)) if t not in linear_owned]
+    other_names = [named[t][0] for t in range(len(named)) if t not in linear_owned]
 
+    # Pass 1: activations and errors of every chunk (N × layer widths, not N × p).
     chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
     calls = [_linear_calls(actor, obs[c], actions[c], index) for c in chunks]
-    other_grads = [
-        _vmap_grads(actor, obs[c], actions[c], [named[t][0] for t in others]) if others else {} for c in chunks
-    ]
+    others = [_vmap_grads(actor, obs[c], actions[c], other_names) if other_names else {} for c in chunks]
 
+    # Pass 2: each block of P is generated once and applied to every chunk.
     theta = named[0][1]
     out = torch.zeros(n, projector.dim, dtype=theta.dtype, device=theta.device)
     for t, start, stop in projector.block_ranges():
         block = projector.block(t, start, stop).to(out)
-        for c, chunk_calls, chunk_other in zip(chunks, calls, other_grads):
-            if t in linear_owned:
-                for call in chunk_calls:
-                    if call.weight == t:
-                        in_features = call.inputs.shape[-1]
-                        first, last = start // in_features, -(-stop // in_features)
-                        rows = torch.einsum("nko,nki->noi", call.errors[:, :, first:last], call.inputs)
-                        rows = rows.reshape(rows.shape[0], -1)[:, start - first * in_features : stop - first * in_features]
-                        out[c].addmm_(rows, block)
-                    if call.bias == t:
-                        out[c].addmm_(call.errors.sum(1)[:, start:stop], block)
-            else:
-                out[c].addmm_(chunk_other[named[t][0]].reshape(c.stop - c.start, -1)[:, start:stop], block)
+        for c, chunk_calls, chunk_others in zip(chunks, calls, others):
+            if t not in linear_owned:
+                entries = chunk_others[named[t][0]].reshape(c.stop - c.start, -1)[:, start:stop]
+                out[c].addmm_(entries, block)
+                continue
+            for call in chunk_calls:
+                if call.weight == t:
+                    out[c].addmm_(_weight_grad_entries(call, start, stop), block)
+                if call.bias == t:
+                    out[c].addmm_(call.errors.sum(1)[:, start:stop], block)
     _check_finite(out)
     return out
+
+
+def _weight_grad_entries(call: _LinearCall, start: int, stop: int) -> torch.Tensor:
+    """Entries ``start:stop`` of the flattened per-sample weight gradients ``Σ_K δ aᵀ``.
+
+    Returns ``(n, stop - start)``; only the weight rows (output units) those entries touch are formed.
+    """
+    in_features = call.inputs.shape[-1]
+    first, last = start // in_features, -(-stop // in_features)
+    rows = torch.einsum("nko,nki->noi", call.errors[:, :, first:last], call.inputs).flatten(1)
+    return rows[:, start - first * in_features : stop - first * in_features]
 
 
 # --- what the features stage saves ------------------------------------------------------------
@@ -426,14 +437,16 @@ class GradientFeatures:
     """Projected per-sample policy gradients at θ* with what is needed to trust them later.
 
     Features are only meaningful together with the P and θ* they were computed with; the metadata
-    lets ``check_compatible`` refuse reuse under a different d, seed or θ* (as TRAK does).
+    lets ``check_compatible`` refuse reuse under a different d, seed or θ* (as TRAK does). Arrays
+    are stored as CPU numpy arrays (what a stage cache pickles and ``np.savez`` writes); tensors
+    passed in are converted.
     """
 
-    features: torch.Tensor
+    features: np.ndarray
     """``g̃``: ``(num_samples, d)`` float32, row n the projected ``∇ log π(a_n|s_n)`` at θ*."""
-    advantages: torch.Tensor
+    advantages: np.ndarray
     """``Â``: ``(num_samples,)`` estimated advantages, finite."""
-    task_ids: torch.Tensor
+    task_ids: np.ndarray
     """``(num_samples,)`` integer task index of each sample."""
     dim: int
     """Projected dimension d."""
@@ -441,118 +454,120 @@ class GradientFeatures:
     """Seed of P."""
     theta_fingerprint: str
     """``theta_fingerprint(actor)`` of θ*."""
-    projector_fingerprint: str
-    """``projector.fingerprint()``: also pins ``block_rows`` and the parameter shapes."""
+    projector_fingerprint: str | None = None
+    """``projector.fingerprint()``, which also pins ``block_rows`` and the parameter shapes; None
+    when not recorded."""
 
     def __post_init__(self) -> None:
+        for name in ("features", "advantages", "task_ids"):
+            value = getattr(self, name)
+            array = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+            object.__setattr__(self, name, array)
         if self.features.ndim != 2 or self.features.shape[1] != self.dim:
-            raise ValueError(f"features must have shape (num_samples, {self.dim}), got {tuple(self.features.shape)}")
-        if self.features.dtype != torch.float32:
+            raise ValueError(f"features must have shape (num_samples, {self.dim}), got {self.features.shape}")
+        if self.features.dtype != np.float32:
             raise ValueError(f"features must be float32, got {self.features.dtype}")
-        n = self.features.shape[0]
-        if n == 0:
-            raise ValueError("features is empty: need at least one sample")
-        if self.advantages.shape != (n,) or not self.advantages.is_floating_point():
-            raise ValueError(
-                f"advantages must be a floating-point tensor of shape ({n},), got "
-                f"{self.advantages.dtype} {tuple(self.advantages.shape)}"
-            )
-        if self.task_ids.shape != (n,) or self.task_ids.is_floating_point() or self.task_ids.dtype == torch.bool:
-            raise ValueError(
-                f"task_ids must be an integer tensor of shape ({n},), got {self.task_ids.dtype} {tuple(self.task_ids.shape)}"
-            )
-        if self.advantages.device != self.features.device or self.task_ids.device != self.features.device:
-            raise ValueError(
-                f"features, advantages and task_ids must share a device, got {self.features.device}, "
-                f"{self.advantages.device} and {self.task_ids.device}"
-            )
-        if int(self.task_ids.min()) < 0:
-            raise ValueError(f"task_ids must be >= 0, got minimum {int(self.task_ids.min())}")
-        bad = int((~torch.isfinite(self.advantages)).sum())
-        if bad:
-            raise ValueError(f"advantages has {bad} non-finite entries of {n}")
-        bad = int((~torch.isfinite(self.features).all(1)).sum())
-        if bad:
-            raise ValueError(f"features has {bad} non-finite rows of {n}")
+        check_samples(*(torch.as_tensor(x) for x in (self.features, self.advantages, self.task_ids)))
 
-    def check_compatible(self, projector: GaussianProjector, theta_fingerprint: str) -> None:
-        """Raise ``ValueError`` unless these features were made with ``projector`` at this θ*."""
-        if projector.dim != self.dim:
-            raise ValueError(f"features were projected to d={self.dim}, projector has d={projector.dim}")
-        if projector.seed != self.seed:
-            raise ValueError(f"features were projected with seed={self.seed}, projector has seed={projector.seed}")
-        if projector.fingerprint() != self.projector_fingerprint:
-            raise ValueError(
-                "features were projected with a different P (block_rows or parameter shapes differ): "
-                f"{self.projector_fingerprint[:12]} != {projector.fingerprint()[:12]}"
-            )
+    @classmethod
+    def compute(
+        cls,
+        actor: nn.Module,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        advantages: torch.Tensor,
+        task_ids: torch.Tensor,
+        projector: GaussianProjector,
+        chunk_size: int = 1024,
+    ) -> GradientFeatures:
+        """The features stage in one call: ``projected_grads`` at θ* = ``actor`` plus its metadata.
+
+        :param advantages: ``(N,)`` Â of each sample; :param task_ids: ``(N,)`` its task.
+        """
+        return cls(
+            features=projected_grads(actor, obs, actions, projector, chunk_size).float(),
+            advantages=advantages,
+            task_ids=task_ids,
+            dim=projector.dim,
+            seed=projector.seed,
+            theta_fingerprint=theta_fingerprint(actor),
+            projector_fingerprint=projector.fingerprint(),
+        )
+
+    def check_compatible(
+        self, dim: int, seed: int, theta_fingerprint: str, projector_fingerprint: str | None = None
+    ) -> None:
+        """Raise ``ValueError`` unless these features were made with this d, seed and θ*, and, when
+        both sides recorded one, with the P of ``projector_fingerprint``."""
+        if dim != self.dim:
+            raise ValueError(f"features were projected to d={self.dim}, not d={dim}")
+        if seed != self.seed:
+            raise ValueError(f"features were projected with seed={self.seed}, not seed={seed}")
         if theta_fingerprint != self.theta_fingerprint:
             raise ValueError(
-                f"features were computed at a different θ*: {self.theta_fingerprint[:12]} != {theta_fingerprint[:12]}"
+                "features were computed at a different θ*: "
+                f"{self.theta_fingerprint[:12]} != {theta_fingerprint[:12]}"
+            )
+        recorded = self.projector_fingerprint
+        if projector_fingerprint is not None and recorded is not None and projector_fingerprint != recorded:
+            raise ValueError(
+                "features were projected with a different P (block_rows or parameter shapes differ): "
+                f"{recorded[:12]} != {projector_fingerprint[:12]}"
             )
 
-    def task_policy_gradients(self, n_tasks: int) -> torch.Tensor:
+    def task_policy_gradients(self, n_tasks: int) -> np.ndarray:
         """Projected policy gradient of each task, ``mean_{n ∈ task i} Â_n g̃_n``: ``(n_tasks, d)``.
 
-        The gradient-similarity baseline groups tasks by the cosine of these.
+        Float64. The gradient-similarity baseline groups tasks by the cosine of these.
         """
         if not _is_int(n_tasks) or n_tasks < 1:
             raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
         if int(self.task_ids.max()) >= n_tasks:
             raise ValueError(f"task_ids must be < n_tasks={n_tasks}, got maximum {int(self.task_ids.max())}")
-        counts = torch.bincount(self.task_ids, minlength=n_tasks)
+        counts = np.bincount(self.task_ids, minlength=n_tasks)
         if (counts == 0).any():
-            missing = (counts == 0).nonzero().flatten().tolist()
-            raise ValueError(f"tasks {missing} have no samples")
-        weighted = self.advantages.double()[:, None] * self.features.double()
-        sums = torch.zeros(n_tasks, self.dim, dtype=torch.float64, device=self.features.device)
-        sums.index_add_(0, self.task_ids, weighted)
-        return (sums / counts[:, None]).to(self.features.dtype)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Tensors and plain values only, so ``torch.load(..., weights_only=True)`` can read it back."""
-        return {
-            "format": _FEATURES_FORMAT,
-            "features": self.features,
-            "advantages": self.advantages,
-            "task_ids": self.task_ids,
-            "dim": self.dim,
-            "seed": self.seed,
-            "theta_fingerprint": self.theta_fingerprint,
-            "projector_fingerprint": self.projector_fingerprint,
-        }
-
-    @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> GradientFeatures:
-        """Inverse of ``to_dict``; refuses another format version."""
-        if state.get("format") != _FEATURES_FORMAT:
-            raise ValueError(f"saved features have format {state.get('format')!r}, expected {_FEATURES_FORMAT}")
-        return cls(**{k: v for k, v in state.items() if k != "format"})
+            raise ValueError(f"tasks {np.flatnonzero(counts == 0).tolist()} have no samples")
+        sums = np.zeros((n_tasks, self.dim))
+        np.add.at(sums, self.task_ids, self.advantages.astype(np.float64)[:, None] * self.features)
+        return sums / counts[:, None]
 
 
-def gradient_features(
-    actor: nn.Module,
-    obs: torch.Tensor,
-    actions: torch.Tensor,
-    advantages: torch.Tensor,
-    task_ids: torch.Tensor,
-    projector: GaussianProjector,
-    chunk_size: int = 1024,
-) -> GradientFeatures:
-    """The features stage in one call: ``projected_grads`` at θ* = ``actor`` plus metadata.
+def check_samples(features: torch.Tensor, advantages: torch.Tensor, task_ids: torch.Tensor) -> None:
+    """Validate what the surrogate consumes; ``ValueError`` naming the bad value or count.
 
-    :param advantages: ``(N,)`` Â of each sample; :param task_ids: ``(N,)`` its task.
+    :param features: ``(num_samples, d)`` floating point, finite, num_samples and d >= 1.
+    :param advantages: ``(num_samples,)`` floating point, finite.
+    :param task_ids: ``(num_samples,)`` integers >= 0, on the same device.
     """
-    features = projected_grads(actor, obs, actions, projector, chunk_size).float()
-    return GradientFeatures(
-        features=features,
-        advantages=advantages.to(features.device),
-        task_ids=task_ids.to(features.device),
-        dim=projector.dim,
-        seed=projector.seed,
-        theta_fingerprint=theta_fingerprint(actor),
-        projector_fingerprint=projector.fingerprint(),
-    )
+    if features.ndim != 2 or 0 in features.shape or not features.is_floating_point():
+        raise ValueError(
+            f"features must be a floating-point (num_samples, d) tensor with both >= 1, got "
+            f"{features.dtype} {tuple(features.shape)}"
+        )
+    n = features.shape[0]
+    if advantages.shape != (n,) or not advantages.is_floating_point():
+        raise ValueError(
+            f"advantages must be a floating-point tensor of shape ({n},), got "
+            f"{advantages.dtype} {tuple(advantages.shape)}"
+        )
+    if task_ids.shape != (n,) or task_ids.is_floating_point() or task_ids.dtype == torch.bool:
+        raise ValueError(
+            f"task_ids must be an integer tensor of shape ({n},), got "
+            f"{task_ids.dtype} {tuple(task_ids.shape)}"
+        )
+    if not features.device == advantages.device == task_ids.device:
+        raise ValueError(
+            f"features, advantages and task_ids must share a device, got {features.device}, "
+            f"{advantages.device} and {task_ids.device}"
+        )
+    if int(task_ids.min()) < 0:
+        raise ValueError(f"task_ids must be >= 0, got minimum {int(task_ids.min())}")
+    bad = int((~torch.isfinite(advantages)).sum())
+    if bad:
+        raise ValueError(f"advantages has {bad} non-finite entries of {n}")
+    bad = int((~torch.isfinite(features).all(1)).sum())
+    if bad:
+        raise ValueError(f"features has {bad} non-finite rows of {n}")
 
 
 def _is_int(value: object) -> bool:

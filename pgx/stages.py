@@ -168,6 +168,7 @@ def _gradient_features(family_name: str, profile: Profile, seed: int, code_versi
             dim=profile.projection_dim,
             seed=seed,
             theta_fingerprint=theta_fingerprint(agent.actor),
+            projector_fingerprint=projector.fingerprint(),
         ),
         obs=obs.cpu().numpy(),
         actions=actions.cpu().numpy(),
@@ -201,14 +202,15 @@ def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: 
     family = make_family(family_name)
     feats = gradient_features(family_name, profile, seed).features
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
-    feats.check_compatible(profile.projection_dim, seed, theta_fingerprint(agent.actor))
+    projector = _projector(agent, profile, seed)
+    feats.check_compatible(profile.projection_dim, seed, theta_fingerprint(agent.actor), projector.fingerprint())
     subsets = sample_subsets(family.n_tasks, profile.subset_size, profile.num_subsets, seed)
     start = time.perf_counter()
     V = fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
                     torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
     if profile.surrogate.relative_distance is not None:
         theta_norm = float(torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()]).norm())
-        V = rescale(V, _projector(agent, profile, seed), theta_norm, profile.surrogate.relative_distance)
+        V = rescale(V, projector, theta_norm, profile.surrogate.relative_distance)
     return SurrogateFit(subsets=subsets, V=V.cpu().numpy(), fit_time=time.perf_counter() - start)
 
 

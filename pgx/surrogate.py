@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pgx.gradients import GaussianProjector, GradientFeatures, _is_int
+from pgx.gradients import GaussianProjector, _is_int, check_samples
 
 __all__ = [
     "SurrogateConfig",
@@ -31,8 +31,6 @@ __all__ = [
     "rescale",
     "delta_theta",
     "first_order_scores",
-    "SubsetEstimates",
-    "estimate_subsets",
 ]
 
 
@@ -49,8 +47,9 @@ class SurrogateConfig:
     """Stop when, for every subset, the bound-preconditioned gradient step ``‖M⁻¹∇f(v)‖`` is at most
     ``tol · ‖v‖`` (a relative error estimate of v)."""
     relative_distance: float | None = None
-    """If set, each Δθ is rescaled so that ‖Δθ‖ / ‖θ*‖ equals it (Table 1's distance); the scores
-    then use the same rescaled v. None keeps the norm that λ gives."""
+    """If set, ``rescale`` each v so that ‖Δθ‖ / ‖θ*‖ equals it (Table 1's distance) before both
+    Δθ = P v and the scores are computed; ``fit_subsets`` has no P and leaves this to its caller.
+    None keeps the norm that λ gives."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.l2, (int, float)) and math.isfinite(self.l2) and self.l2 > 0):
@@ -93,13 +92,6 @@ def _membership(subsets: Sequence[Sequence[int]], n_tasks: int | None) -> torch.
     return membership
 
 
-def _check_task_ids(task_ids: torch.Tensor, n: int) -> None:
-    if task_ids.shape != (n,) or task_ids.is_floating_point() or task_ids.dtype == torch.bool:
-        raise ValueError(f"task_ids must be an integer tensor of shape ({n},), got {task_ids.dtype} {tuple(task_ids.shape)}")
-    if n and int(task_ids.min()) < 0:
-        raise ValueError(f"task_ids must be >= 0, got minimum {int(task_ids.min())}")
-
-
 def subset_masks(task_ids: torch.Tensor, subsets: Sequence[Sequence[int]], n_tasks: int) -> torch.Tensor:
     """Which samples each subset trains on: ``(m, num_samples)`` bool.
 
@@ -108,40 +100,19 @@ def subset_masks(task_ids: torch.Tensor, subsets: Sequence[Sequence[int]], n_tas
     """
     if not _is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
-    if task_ids.ndim != 1:
-        raise ValueError(f"task_ids must have shape (num_samples,), got {tuple(task_ids.shape)}")
-    _check_task_ids(task_ids, task_ids.shape[0])
-    if task_ids.numel() and int(task_ids.max()) >= n_tasks:
-        raise ValueError(f"task_ids must be < n_tasks={n_tasks}, got maximum {int(task_ids.max())}")
+    if task_ids.ndim != 1 or task_ids.is_floating_point() or task_ids.dtype == torch.bool:
+        raise ValueError(
+            f"task_ids must be an integer tensor of shape (num_samples,), got "
+            f"{task_ids.dtype} {tuple(task_ids.shape)}"
+        )
+    if task_ids.numel() and not 0 <= int(task_ids.min()) <= int(task_ids.max()) < n_tasks:
+        raise ValueError(
+            f"task_ids must lie in [0, {n_tasks}), got [{int(task_ids.min())}, {int(task_ids.max())}]"
+        )
     return _membership(subsets, n_tasks).to(task_ids.device)[:, task_ids]
 
 
 # --- Algorithm 1: fit every subset at once ------------------------------------------------------
-
-
-def _check_data(features: torch.Tensor, advantages: torch.Tensor, task_ids: torch.Tensor) -> None:
-    if features.ndim != 2 or 0 in features.shape or not features.is_floating_point():
-        raise ValueError(
-            f"features must be a floating-point (num_samples, d) tensor with both >= 1, got "
-            f"{features.dtype} {tuple(features.shape)}"
-        )
-    n = features.shape[0]
-    if advantages.shape != (n,) or not advantages.is_floating_point():
-        raise ValueError(
-            f"advantages must be a floating-point tensor of shape ({n},), got {advantages.dtype} {tuple(advantages.shape)}"
-        )
-    _check_task_ids(task_ids, n)
-    if not (features.device == advantages.device == task_ids.device):
-        raise ValueError(
-            f"features, advantages and task_ids must share a device, got {features.device}, "
-            f"{advantages.device} and {task_ids.device}"
-        )
-    bad = int((~torch.isfinite(advantages)).sum())
-    if bad:
-        raise ValueError(f"advantages has {bad} non-finite entries of {n}")
-    bad = int((~torch.isfinite(features).all(1)).sum())
-    if bad:
-        raise ValueError(f"features has {bad} non-finite rows of {n}")
 
 
 def _check_populated(membership: torch.Tensor, counts: torch.Tensor) -> None:
@@ -162,23 +133,25 @@ def fit_subsets(
     """Solve eq. (4) for every subset at once: ``V (m, d)``, row k the ``v`` of ``subsets[k]``.
 
     Solver: accelerated majorise-minimise, batched over subsets. Because ``σ(z)(1 − σ(z)) ≤ 1/4``,
-    ``M_S = ¼ Σ_{n∈S} w_n g̃_n g̃_nᵀ / Σ_{n∈S} w_n + 2λI`` bounds the Hessian everywhere (Böhning's
-    bound), so ``v ← y − M_S⁻¹ ∇f_S(y)`` is a guaranteed-descent step of size 1/L in the
+    ``M_S = ¼ Σ_{n∈S} w_n g̃_n g̃_nᵀ / Σ_{n∈S} w_n + 2λI`` bounds the Hessian everywhere
+    (Böhning's bound), so ``v ← y − M_S⁻¹ ∇f_S(y)`` is a guaranteed-descent step of size 1/L in the
     M_S-metric; Nesterov momentum with gradient restarts (O'Donoghue & Candès) accelerates it. M_S
     is the sum of per-task Gram matrices, computed once (``N d²``), and factored once per subset
     (``d³``); each iteration then costs two ``(m, N) × (N, d)`` products, far less than batched
     Newton's ``m N d²`` Hessians. λ keeps v small, where σ' ≈ ¼ and the bound is nearly the true
-    Hessian, so few iterations are needed. Computed in float64; returned in ``features.dtype``.
+    Hessian, so few iterations are needed. Computed in float64 (a few ``(m, N)`` arrays and
+    ``(n_tasks + m) d²`` for the bounds); returned in ``features.dtype``.
 
     :param features: ``(num_samples, d)`` projected gradients g̃.
     :param advantages: ``(num_samples,)`` Â; y = +1 where Â > 0 else −1, w = |Â|.
     :param task_ids: ``(num_samples,)`` task of each sample.
     :param subsets: m non-empty task subsets; every task named must have samples.
     """
-    _check_data(features, advantages, task_ids)
+    check_samples(features, advantages, task_ids)
     membership = _membership(subsets, None)
     n_tasks = max(membership.shape[1], int(task_ids.max()) + 1)
-    membership = torch.nn.functional.pad(membership, (0, n_tasks - membership.shape[1])).to(features.device)
+    membership = torch.nn.functional.pad(membership, (0, n_tasks - membership.shape[1]))
+    membership = membership.to(features.device)
     counts = torch.bincount(task_ids, minlength=n_tasks)
     _check_populated(membership, counts)
 
@@ -188,15 +161,16 @@ def fit_subsets(
     weights = membership[:, task_ids] * w  # (m, N)
     total = weights.sum(1)
     if (total == 0).any():
-        raise ValueError(f"subsets {(total == 0).nonzero().flatten().tolist()} have total weight 0: all their advantages are 0")
+        zero = (total == 0).nonzero().flatten().tolist()
+        raise ValueError(f"subsets {zero} have total weight 0: all their advantages are 0")
     weights = weights / total[:, None]
 
     # Böhning's bound M_S from per-task Gram matrices Σ_{n∈task} w_n g̃_n g̃_nᵀ.
     d = x.shape[1]
     gram = torch.zeros(n_tasks, d, d, dtype=x.dtype, device=x.device)
     for task in counts.nonzero().flatten().tolist():
-        rows = x[task_ids == task]
-        gram[task] = (rows * w[task_ids == task, None]).T @ rows
+        in_task = task_ids == task
+        gram[task] = (x[in_task] * w[in_task, None]).T @ x[in_task]
     bound = 0.25 * torch.einsum("mt,tde->mde", membership.to(x), gram) / total[:, None, None]
     bound += 2 * cfg.l2 * torch.eye(d, dtype=x.dtype, device=x.device)
     factor = torch.linalg.cholesky(bound)
@@ -222,15 +196,18 @@ def fit_subsets(
         v = v_next
     failed = residual > cfg.tol
     warnings.warn(
-        f"fit_subsets: {int(failed.sum())} of {len(subsets)} subsets did not converge in max_iter={cfg.max_iter} "
-        f"iterations (largest residual {float(residual.max()):.3g} > tol={cfg.tol:g}); raise max_iter or l2",
+        f"fit_subsets: {int(failed.sum())} of {len(subsets)} subsets did not converge in "
+        f"max_iter={cfg.max_iter} iterations (largest residual {float(residual.max()):.3g} > "
+        f"tol={cfg.tol:g}); raise max_iter or l2",
         RuntimeWarning,
         stacklevel=2,
     )
     return v.to(features.dtype)
 
 
-def rescale(V: torch.Tensor, projector: GaussianProjector, theta_norm: float, relative_distance: float) -> torch.Tensor:
+def rescale(
+    V: torch.Tensor, projector: GaussianProjector, theta_norm: float, relative_distance: float
+) -> torch.Tensor:
     """Scale each row of ``V (m, d)`` so that ``‖P v‖ = relative_distance · theta_norm``.
 
     ``g̃ᵀv ≈ gᵀΔθ`` is linear in v, so the scores must be computed from the *same* scaled v whose
@@ -245,7 +222,8 @@ def rescale(V: torch.Tensor, projector: GaussianProjector, theta_norm: float, re
         raise ValueError(f"relative_distance must be a finite number > 0, got {relative_distance!r}")
     norms = projector.lift_norms(V)
     if (norms == 0).any():
-        raise ValueError(f"rows {(norms == 0).nonzero().flatten().tolist()} of V are zero: no direction to rescale")
+        zero = (norms == 0).nonzero().flatten().tolist()
+        raise ValueError(f"rows {zero} of V are zero: no direction to rescale")
     return V * (relative_distance * theta_norm / norms)[:, None]
 
 
@@ -270,14 +248,16 @@ def first_order_scores(
 
     :param V: ``(m, d)``, the (possibly rescaled) solutions of ``fit_subsets`` for ``subsets``.
     """
-    _check_data(features, advantages, task_ids)
+    check_samples(features, advantages, task_ids)
     if not _is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
     membership = _membership(subsets, n_tasks)
     if int(task_ids.max()) >= n_tasks:
         raise ValueError(f"task_ids must be < n_tasks={n_tasks}, got maximum {int(task_ids.max())}")
     if V.shape != (len(subsets), features.shape[1]):
-        raise ValueError(f"V must have shape ({len(subsets)}, {features.shape[1]}) (subsets, d), got {tuple(V.shape)}")
+        raise ValueError(
+            f"V must have shape ({len(subsets)}, {features.shape[1]}) (subsets, d), got {tuple(V.shape)}"
+        )
     membership = membership.to(features.device)
     counts = torch.bincount(task_ids, minlength=n_tasks)
     _check_populated(membership, counts)
@@ -286,42 +266,3 @@ def first_order_scores(
     sums.index_add_(1, task_ids, gains)
     scores = sums / counts.clamp_min(1)
     return scores.masked_fill(~membership, math.nan)
-
-
-# --- Algorithm 1 end to end ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class SubsetEstimates:
-    """Output of ``estimate_subsets``; ``delta_theta(directions, projector)`` gives the Δθ."""
-
-    directions: torch.Tensor
-    """``V (m, d)``: the v of each subset, rescaled when ``cfg.relative_distance`` is set."""
-    scores: torch.Tensor
-    """``(m, n_tasks)`` ``first_order_scores`` of ``directions``; NaN outside each subset."""
-
-
-def estimate_subsets(
-    features: GradientFeatures,
-    subsets: Sequence[Sequence[int]],
-    n_tasks: int,
-    cfg: SurrogateConfig = SurrogateConfig(),
-    projector: GaussianProjector | None = None,
-    theta_norm: float | None = None,
-) -> SubsetEstimates:
-    """Algorithm 1 for many subsets: fit, rescale if ``cfg.relative_distance``, score.
-
-    Keeping the three steps together guarantees that the scores use the same v as the Δθ.
-    ``projector`` (the P of ``features``) and ``theta_norm`` (‖θ*‖) are needed only to rescale.
-    """
-    V = fit_subsets(features.features, features.advantages, features.task_ids, subsets, cfg)
-    if cfg.relative_distance is not None:
-        if projector is None or theta_norm is None:
-            raise ValueError(
-                f"relative_distance={cfg.relative_distance} needs the projector and theta_norm to rescale Δθ"
-            )
-        if projector.fingerprint() != features.projector_fingerprint:
-            raise ValueError(f"{projector} is not the projection these features were computed with")
-        V = rescale(V, projector, theta_norm, cfg.relative_distance)
-    scores = first_order_scores(features.features, features.advantages, features.task_ids, subsets, V, n_tasks)
-    return SubsetEstimates(directions=V, scores=scores)

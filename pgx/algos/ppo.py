@@ -152,7 +152,9 @@ def train(
         )
 
     # --- the loop ---
-    bar = tqdm(total=num_iterations, initial=start_iter, desc=f"PPO {family.name} tasks={list(task_ids)}", disable=not progress)
+    # No disable= unless asked: TQDM_DISABLE=1 then silences the bar in CI and book builds.
+    bar = tqdm(total=num_iterations, initial=start_iter, desc=f"PPO {family.name} tasks={list(task_ids)}",
+               **({} if progress else {"disable": True}))
     for iteration in range(start_iter, num_iterations):
         t0 = time.perf_counter()
         if cfg.anneal_lr:

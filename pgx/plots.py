@@ -1,0 +1,113 @@
+"""Figures the chapters show. Each returns the matplotlib ``Figure`` so a chapter can save or tweak it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+__all__ = ["pipeline_figure", "learning_curves", "heatmap", "returns_bar", "lambda_sweep_plot", "groups_strip"]
+
+
+def pipeline_figure() -> Figure:
+    """The PolicyGradEx pipeline as boxes and arrows (the paper's Figure 1, redrawn)."""
+    stages = [
+        ("Task family\n(n source tasks)", "pgx.envs"),
+        ("Meta-training\nmultitask PPO → θ*", "pgx.algos.ppo"),
+        ("Gradient features\n∇log π at θ*, JL to d", "pgx.gradients"),
+        ("Surrogate per subset\nweighted logistic reg.", "pgx.surrogate"),
+        ("Task affinity T\neq. (5)", "pgx.affinity"),
+        ("Groups\nSDP + rounding", "pgx.clustering"),
+    ]
+    fig, ax = plt.subplots(figsize=(12, 2.4))
+    ax.set_xlim(0, len(stages) * 2)
+    ax.set_ylim(0, 2)
+    ax.axis("off")
+    for i, (label, module) in enumerate(stages):
+        x = i * 2 + 0.1
+        ax.add_patch(FancyBboxPatch((x, 0.6), 1.7, 1.1, boxstyle="round,pad=0.05", fc=sns.color_palette()[i], alpha=0.25))
+        ax.text(x + 0.85, 1.15, label, ha="center", va="center", fontsize=9)
+        ax.text(x + 0.85, 0.35, module, ha="center", va="center", fontsize=8, family="monospace", color="0.3")
+        if i:
+            ax.add_patch(FancyArrowPatch((x - 0.25, 1.15), (x - 0.02, 1.15), arrowstyle="-|>", mutation_scale=12))
+    ax.set_title("PolicyGradEx: one meta-policy, many cheap subset estimates, then clustering", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(steps: np.ndarray, task_returns: np.ndarray, task_labels: Sequence[str], title: str, window: int = 5) -> Figure:
+    """Per-task episodic return against environment steps, smoothed over ``window`` iterations."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = sns.color_palette("viridis", len(task_labels))
+    for j, label in enumerate(task_labels):
+        series = np.array(task_returns[:, j], dtype=float)
+        ok = np.isfinite(series)
+        if ok.sum() == 0:
+            continue
+        filled = np.interp(np.arange(series.size), np.flatnonzero(ok), series[ok])
+        smooth = np.convolve(filled, np.ones(window) / window, mode="valid") if filled.size >= window else filled
+        ax.plot(steps[len(steps) - smooth.size:], smooth, color=colors[j], label=label, lw=1.4)
+    ax.set_xlabel("environment steps (all tasks)")
+    ax.set_ylabel("episodic return")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, title="task", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str, cbar_label: str, ax=None, center: float | None = None, fmt: str = ".2f") -> Figure:
+    """Annotated seaborn heatmap of an ``(n, n)`` task matrix."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 5.8))
+    else:
+        fig = ax.figure
+    sns.heatmap(matrix, annot=matrix.shape[0] <= 12, fmt=fmt, annot_kws={"fontsize": 7}, xticklabels=labels,
+                yticklabels=labels, center=center, cmap="vlag" if center is not None else "rocket",
+                cbar_kws={"label": cbar_label}, ax=ax, square=True)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def returns_bar(values: np.ndarray, labels: Sequence[str], title: str, threshold: float | None = None, ylabel: str = "mean return") -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.barplot(x=list(labels), y=values, ax=ax, color=sns.color_palette()[0])
+    if threshold is not None:
+        ax.axhline(threshold, color="0.3", ls="--", lw=1, label=f"{threshold:g}")
+        ax.legend(loc="lower right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def lambda_sweep_plot(sweep: Sequence[dict], title: str) -> Figure:
+    """Number of groups and tr X against the trace penalty λ."""
+    lams = [s["lam"] for s in sweep]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(lams, [s["num_groups"] for s in sweep], "o-", label="groups after rounding")
+    ax.plot(lams, [s["trace"] for s in sweep], "s--", label="tr X (SDP)")
+    ax.set_xlabel("trace penalty λ")
+    ax.set_ylabel("number of groups")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def groups_strip(labelings: dict[str, np.ndarray], task_labels: Sequence[str], title: str) -> Figure:
+    """One row per method, one column per task, colour = group."""
+    names = list(labelings)
+    grid = np.vstack([labelings[m] for m in names])
+    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.6 * len(names)))
+    k = int(grid.max()) + 1
+    sns.heatmap(grid, annot=True, fmt="d", cbar=False, cmap=sns.color_palette("Set2", k), xticklabels=task_labels,
+                yticklabels=names, ax=ax, linewidths=1, linecolor="white")
+    ax.set_xlabel("task")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
