@@ -18,8 +18,11 @@ import numpy as np
 
 __all__ = ["sample_subsets", "pair_counts", "affinity_matrix", "check_affinity"]
 
-_NORMALIZE_EPS = 1e-3
-"""Added to each task's standard deviation so a task whose score never varies maps to 0, not NaN."""
+_NORMALIZE_FLOOR = 1e-3
+"""Each task's standard deviation is floored at this fraction of the tasks' median one, so a task whose
+score barely varies is not blown up to unit scale, and one that never varies maps to 0, not NaN.
+Relative, not the authors' absolute ``std + 1e-3``: that suits accuracies of order 1 but erases
+first-order estimates, whose spread across subsets is of order 1e-5."""
 
 _MAX_REPORTED_PAIRS = 5
 
@@ -108,7 +111,8 @@ def affinity_matrix(
     a symmetric matrix.
 
     With ``normalize``, each task's scores are first z-normalised across the subsets containing it,
-    ``(t − mean)/(std + 1e-3)`` (population std), as the authors' group does: tasks with different
+    ``(t − mean)/max(std, 1e-3·median_j std_j)`` (population std), as the authors' group does (with an
+    absolute ``+1e-3``, which is not scale-free; see ``_NORMALIZE_FLOOR``): tasks with different
     reward scales then weigh equally, and ``T[i, j]`` says whether j's company helps i more or less
     than i's average company. The diagonal is then 0.
 
@@ -145,7 +149,9 @@ def affinity_matrix(
         per_task = counts.diagonal()
         mean = values.sum(axis=0) / per_task
         std = np.sqrt(np.where(member, (values - mean) ** 2, 0.0).sum(axis=0) / per_task)
-        values = np.where(member, (values - mean) / (std + _NORMALIZE_EPS), 0.0)
+        scale = np.maximum(std, _NORMALIZE_FLOOR * np.median(std))
+        z = (values - mean) / np.where(scale > 0, scale, 1.0)  # scale 0: the task never varies, z = 0
+        values = np.where(member & (scale > 0), z, 0.0)
     # Row i of values.T @ member sums score_i(S) over the subsets S that also contain j.
     affinity = (values.T @ member) / counts
     return (affinity + affinity.T) / 2

@@ -42,7 +42,7 @@ class Profile:
     """Episodes per task when θ*+Δθ is evaluated by real rollouts (the plug-in route)."""
     num_groups: int = 3
     """k; the paper uses 3 for every environment."""
-    lambdas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
+    lambdas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4, 0.8, 1.2, 2.0)
     """Trace penalties λ swept in the grouping chapter."""
 
     def budgets(self) -> dict[str, object]:

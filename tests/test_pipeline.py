@@ -1,0 +1,76 @@
+"""The stages end to end in the smoke profile, through the CLI, plus profile and input checks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pgx.cli import main
+from pgx.envs import make_family
+from pgx.envs.cartpole import PoleLengthCartPole
+from pgx.policies import ActorCritic
+from pgx.profiles import get_profile
+from pgx.rollouts import RolloutState, collect
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path / "cache"))
+    import importlib
+
+    import pgx.stages
+
+    importlib.reload(pgx.stages)
+    yield tmp_path
+    monkeypatch.undo()
+    importlib.reload(pgx.stages)
+
+
+def test_unknown_profile_is_named(monkeypatch):
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        get_profile("fast")
+    monkeypatch.setenv("PGX_PROFILE", "smoke")
+    assert get_profile().name == "smoke"
+
+
+def test_cli_runs_every_stage_and_writes_json(isolated_cache):
+    out = isolated_cache / "out"
+    for stage in ("train", "features", "affinity", "group"):
+        assert main([stage, "--family", "cartpole", "--profile", "smoke", "--seed", "0", "--out", str(out)]) == 0
+    train = json.loads((out / "train.json").read_text())
+    assert len(train["eval_returns"]) == 10 and train["profile"] == "smoke"
+    features = np.load(out / "features.npz")
+    assert features["features"].shape[1] == get_profile("smoke").projection_dim
+    affinity = np.load(out / "affinity.npz")["affinity"]
+    np.testing.assert_allclose(affinity, affinity.T)
+    group = json.loads((out / "group.json").read_text())
+    for labels in group["labels"].values():
+        assert sorted(set(labels)) == [0, 1, 2] and len(labels) == 10
+    assert (isolated_cache / "cache" / "checkpoints").is_dir()
+
+
+def test_cli_rejects_unknown_family(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--family", "hopper"])
+    assert "invalid choice: 'hopper'" in capsys.readouterr().err
+
+
+class _NaNRewardCartPole(PoleLengthCartPole):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, np.full_like(reward, np.nan), terminated, truncated, info
+
+
+def test_non_finite_reward_is_a_clear_error():
+    import torch
+
+    env = _NaNRewardCartPole(np.array([0.5, 1.0]), np.array([0, 1]), n_tasks=2)
+    agent = ActorCritic(env.single_observation_space.shape[0], 2)
+    with pytest.raises(ValueError, match="non-finite reward nan from sub-env 0 at step 0"):
+        collect(agent, env, RolloutState.start(env, 0), 4, torch.Generator().manual_seed(0))
+
+
+def test_family_obs_dim_matches_env():
+    family = make_family("cartpole")
+    env = family.source_envs([0])
+    assert env.single_observation_space.shape == (family.obs_dim,)
