@@ -20,7 +20,7 @@ from pgx.runtime import save_json, save_npz
 
 __all__ = ["main", "run_stage", "STAGES"]
 
-STAGES = ("train", "features", "affinity", "group")
+STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth")
 
 
 def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str = "first_order") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -58,6 +58,33 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
             "gradient_similarity": gradient_similarity_grouping(feats.task_policy_gradients(n), k, seed=seed),
         }
         return {**head, "route": route, "k": k, "labels": {m: l.tolist() for m, l in labels.items()}}, labels
+    if stage == "validate":
+        truth = stages.ground_truth(family, profile, seed)
+        rss = np.array([row["rss"] for row in truth.taylor])
+        distance = np.array([row["distance"] for row in truth.taylor])
+        closest = rss[np.argsort(distance)[: max(1, len(rss) // 4)]]
+        return ({**head, "taylor": truth.taylor, "rss_at_smallest_distances_max": float(closest.max()),
+                 "rss_max": float(rss.max())}, {"distance": distance, "rss": rss})
+    if stage == "groundtruth":
+        from pgx.validation import grouping_nmi, per_task_spearman, random_nmi, relative_error
+
+        truth = stages.ground_truth(family, profile, seed)
+        estimate = stages.estimate_affinity(family, profile, seed, "first_order")
+        features = stages.gradient_features(family, profile, seed)
+        fit = stages.surrogate_fit(family, profile, seed)
+        k = profile.num_groups
+        reference = sdp_cluster(truth.objective_affinity, k=k, seed=seed)
+        surrogate_s = features.rollout_time + features.gradient_time + fit.fit_time + estimate.score_time
+        return ({**head, "k": k,
+                 "relative_error": relative_error(estimate.affinity, truth.objective_affinity),
+                 "spearman_mean": float(np.nanmean(per_task_spearman(estimate.scores, truth.objective_scores))),
+                 "nmi": grouping_nmi(sdp_cluster(estimate.affinity, k=k, seed=seed), reference),
+                 "random_nmi": float(random_nmi(reference, k, range(100)).mean()),
+                 "surrogate_s": surrogate_s, "finetune_s": truth.finetune_time, "finetune_elapsed_s": truth.finetune_elapsed,
+                 "speedup": truth.finetune_time / surrogate_s,
+                 "flops_ratio": truth.finetune_flops / (features.gradient_flops + fit.fit_flops)},
+                {"estimated_affinity": estimate.affinity, "true_affinity": truth.objective_affinity,
+                 "true_return_affinity": truth.return_affinity})
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 

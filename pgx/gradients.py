@@ -34,6 +34,7 @@ from torch.func import functional_call, grad, vmap
 
 __all__ = [
     "GaussianProjector",
+    "log_prob_at",
     "per_sample_grads",
     "per_sample_grads_loop",
     "projected_grads",
@@ -195,6 +196,15 @@ class _LogProb(nn.Module):
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.actor.log_prob(obs, actions)
+
+
+def log_prob_at(
+    actor: nn.Module, params: dict[str, torch.Tensor], obs: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """``log π(a|s)`` of ``actor`` with its parameters replaced by ``params`` (``named_parameters``
+    names): a pure function of ``params``, so ``torch.func`` transforms (jvp, grad) apply."""
+    state = {**{f"actor.{k}": v for k, v in params.items()}, **_buffers(actor)}
+    return functional_call(_LogProb(actor), state, (obs, actions), strict=True)
 
 
 def _check_batch(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> int:

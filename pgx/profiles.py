@@ -44,6 +44,18 @@ class Profile:
     """k; the paper uses 3 for every environment."""
     lambdas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4, 0.8, 1.2, 2.0)
     """Trace penalties λ swept in the grouping chapter."""
+    finetune_ppo: PPOConfig = field(default_factory=lambda: _FINETUNE)
+    """PPO from θ* on one subset: the ground truth the surrogate predicts."""
+    snapshot_steps: tuple[int, ...] = (2_560, 5_120, 10_240, 20_480, 40_960)
+    """Fine-tuning steps at which the Taylor check reads the adapted weights (distance sweep)."""
+    taylor_subsets: int = 10
+    """Subsets whose fine-tuning snapshots enter the Taylor check (the paper uses ten)."""
+    validation_seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds over which the ground-truth comparison is repeated (meta-training included)."""
+    ablation_dims: tuple[int, ...] = (25, 50, 100, 200, 400, 800)
+    """Projection dimensions d of the ablation."""
+    ablation_ks: tuple[int, ...] = (2, 3, 4, 5, 6)
+    """Numbers of groups k of the ablation."""
 
     def budgets(self) -> dict[str, object]:
         """The numbers a chapter prints so a reader knows what produced its figures."""
@@ -60,10 +72,13 @@ class Profile:
             "relative distance": self.surrogate.relative_distance,
             "plug-in episodes/task": self.plug_in_episodes,
             "groups k": self.num_groups,
+            "fine-tuning steps/subset": self.finetune_ppo.total_timesteps,
+            "validation seeds": self.validation_seeds,
         }
 
 
 _META = PPOConfig(total_timesteps=2_000_000, envs_per_task=4, num_steps=128, learning_rate=1e-3)
+_FINETUNE = PPOConfig(total_timesteps=40_960, envs_per_task=4, num_steps=128, learning_rate=1e-3, anneal_lr=False)
 _SINGLE = PPOConfig(total_timesteps=200_000, envs_per_task=8, num_steps=128, learning_rate=1e-3)
 
 PROFILES: dict[str, Profile] = {
@@ -78,6 +93,12 @@ PROFILES: dict[str, Profile] = {
         subset_size=5,
         plug_in_episodes=1,
         lambdas=(0.0, 0.2, 0.5),
+        finetune_ppo=replace(_FINETUNE, total_timesteps=1_280, envs_per_task=1),
+        snapshot_steps=(640, 1_280),
+        taylor_subsets=3,
+        validation_seeds=(0, 1),
+        ablation_dims=(8, 32),
+        ablation_ks=(2, 3),
     ),
     "default": Profile(
         name="default",

@@ -15,9 +15,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic
 
-__all__ = ["Rollout", "RolloutState", "collect", "gae"]
+__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples"]
 
 
 @dataclass
@@ -123,3 +124,47 @@ def gae(
         last = torch.where(valid[t], delta + gamma * lam * continues * last, torch.zeros_like(last))
         advantages[t] = last
     return advantages
+
+
+@dataclass
+class Samples:
+    """Valid transitions of a policy on every source task, flattened: what per-sample gradients
+    and the surrogate are computed on."""
+
+    obs: torch.Tensor
+    """``(N, obs_dim)``"""
+    actions: torch.Tensor
+    """``(N,)`` long"""
+    advantages: torch.Tensor
+    """``(N,)`` GAE advantages from the policy's own critic"""
+    task_ids: torch.Tensor
+    """``(N,)`` long"""
+
+
+def policy_samples(
+    agent: ActorCritic,
+    family: TaskFamily,
+    steps_per_task: int,
+    seed: int,
+    gamma: float,
+    gae_lambda: float,
+    envs_per_task: int = 4,
+) -> Samples:
+    """Roll ``agent`` out on every source task (sampled actions, ``steps_per_task`` steps each) and
+    return its valid transitions with GAE advantages."""
+    if steps_per_task < 1:
+        raise ValueError(f"steps_per_task must be >= 1, got {steps_per_task}")
+    num_steps = -(-steps_per_task // envs_per_task)
+    env = family.source_envs(range(family.n_tasks), envs_per_task)
+    device = next(agent.parameters()).device
+    rollout = collect(agent, env, RolloutState.start(env, seed), num_steps, torch.Generator(device=device).manual_seed(seed))
+    advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
+                     rollout.valid, rollout.next_value, gamma, gae_lambda)
+    env_task = torch.as_tensor(np.repeat(np.arange(family.n_tasks), envs_per_task), device=device)
+    valid = rollout.valid.reshape(-1)
+    return Samples(
+        obs=rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid],
+        actions=rollout.actions.reshape(-1)[valid].long(),
+        advantages=advantages.reshape(-1)[valid],
+        task_ids=env_task.expand(num_steps, -1).reshape(-1)[valid],
+    )

@@ -20,6 +20,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from pgx.affinity import affinity_matrix, sample_subsets
@@ -29,7 +30,7 @@ from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
-from pgx.rollouts import RolloutState, collect, gae
+from pgx.rollouts import Samples, policy_samples
 from pgx.runtime import seed_everything
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, rescale
 
@@ -129,6 +130,7 @@ class FeatureResult:
     """``(N,)`` actions taken there."""
     rollout_time: float
     gradient_time: float
+    gradient_flops: int
 
 
 @_memory.cache
@@ -140,41 +142,36 @@ def _gradient_features(family_name: str, profile: Profile, seed: int, code_versi
 
     # Rollouts of θ* itself; advantages from its own critic (GAE, as in training).
     start = time.perf_counter()
-    envs_per_task = 4
-    num_steps = max(1, -(-profile.steps_per_task // envs_per_task))
-    env = family.source_envs(range(family.n_tasks), envs_per_task)
-    generator = torch.Generator().manual_seed(seed + 30_000)
-    rollout = collect(agent, env, RolloutState.start(env, seed + 30_000), num_steps, generator)
-    cfg = profile.meta_ppo
-    advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
-                     rollout.valid, rollout.next_value, cfg.gamma, cfg.gae_lambda)
-    env_task = torch.as_tensor(np.repeat(np.arange(family.n_tasks), envs_per_task))
-    valid = rollout.valid.reshape(-1)
-    obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
-    actions = rollout.actions.reshape(-1)[valid].long()
-    adv = advantages.reshape(-1)[valid]
-    task_ids = env_task.expand(num_steps, -1).reshape(-1)[valid]
+    samples = _theta_star_samples(agent, family, profile, seed + 30_000)
     rollout_time = time.perf_counter() - start
 
     start = time.perf_counter()
     projector = _projector(agent, profile, seed)
-    features = projected_grads(agent.actor, obs, actions, projector)
+    features = projected_grads(agent.actor, samples.obs, samples.actions, projector)
     gradient_time = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
+        projected_grads(agent.actor, samples.obs, samples.actions, projector)
     return FeatureResult(
         features=GradientFeatures(
             features=features.cpu().numpy().astype(np.float32),
-            advantages=adv.cpu().numpy(),
-            task_ids=task_ids.cpu().numpy(),
+            advantages=samples.advantages.cpu().numpy(),
+            task_ids=samples.task_ids.cpu().numpy(),
             dim=profile.projection_dim,
             seed=seed,
             theta_fingerprint=theta_fingerprint(agent.actor),
             projector_fingerprint=projector.fingerprint(),
         ),
-        obs=obs.cpu().numpy(),
-        actions=actions.cpu().numpy(),
+        obs=samples.obs.cpu().numpy(),
+        actions=samples.actions.cpu().numpy(),
         rollout_time=rollout_time,
         gradient_time=gradient_time,
+        gradient_flops=int(counter.get_total_flops()),
     )
+
+
+def _theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
+    cfg = profile.meta_ppo
+    return policy_samples(agent, family, profile.steps_per_task, seed, cfg.gamma, cfg.gae_lambda)
 
 
 def _projector(agent: ActorCritic, profile: Profile, seed: int) -> GaussianProjector:
@@ -195,6 +192,7 @@ class SurrogateFit:
     V: np.ndarray
     """``(m, d)`` regression solutions (rescaled when the profile asks for a relative distance)."""
     fit_time: float
+    fit_flops: int
 
 
 @_memory.cache
@@ -211,7 +209,11 @@ def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: 
     if profile.surrogate.relative_distance is not None:
         theta_norm = float(torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()]).norm())
         V = rescale(V, projector, theta_norm, profile.surrogate.relative_distance)
-    return SurrogateFit(subsets=subsets, V=V.cpu().numpy(), fit_time=time.perf_counter() - start)
+    fit_time = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
+        fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
+                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
+    return SurrogateFit(subsets=subsets, V=V.cpu().numpy(), fit_time=fit_time, fit_flops=int(counter.get_total_flops()))
 
 
 def surrogate_fit(family_name: str, profile: Profile, seed: int) -> SurrogateFit:
@@ -278,3 +280,113 @@ def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str 
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
     return _estimate_affinity(family_name, profile, seed, route, CODE_VERSION)
+
+
+# --- ground truth by real fine-tuning (Table 1, Table 2) ---------------------------------------
+
+@dataclass
+class GroundTruth:
+    """Real PPO fine-tuning of θ* on each of the surrogate's subsets, and what it gives."""
+
+    subsets: list[tuple[int, ...]]
+    objective_scores: np.ndarray
+    """``(m, n)`` per-task PPO objective ``mean Â·π_θS/π_θ*`` (exact ratio) on held-out θ* samples."""
+    return_scores: np.ndarray
+    """``(m, n)`` per-task return of θ_S (sampled actions, same episodes seeds for every subset)."""
+    objective_affinity: np.ndarray
+    return_affinity: np.ndarray
+    taylor: list[dict]
+    """One row per (subset, snapshot): subset index, steps, distance, rss, rss_zeroth."""
+    finetune_time: float
+    """Seconds of fine-tuning summed over subsets (what one core would spend)."""
+    finetune_elapsed: float
+    """Wall-clock seconds of the parallel fine-tuning."""
+    finetune_flops: int
+    """FLOPs of fine-tuning one subset (counted in a separate run of subset 0) times m."""
+
+
+@_memory.cache
+def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> GroundTruth:
+    from pgx.finetune import finetune_subset, finetune_subsets
+    from pgx.gradients import log_prob_at
+    from pgx.taylor import linearization_rss
+    from pgx.validation import exact_objective_scores
+
+    family = make_family(family_name)
+    meta = meta_train(family_name, profile, seed)
+    agent = meta.agent(family_name, profile)
+    subsets = surrogate_fit(family_name, profile, seed).subsets
+    init = (meta.train.actor_state, meta.train.critic_state)
+
+    start = time.perf_counter()
+    runs = finetune_subsets(family_name, init, subsets, profile.finetune_ppo, seed + 60_000, profile.snapshot_steps)
+    elapsed = time.perf_counter() - start
+    flops = finetune_subset(family_name, init, subsets[0], profile.finetune_ppo, seed + 60_000, count_flops=True).flops
+
+    held_out = _theta_star_samples(agent, family, profile, seed + 50_000)
+    obs, actions = held_out.obs, held_out.actions
+    advantages, task_ids = held_out.advantages.cpu().numpy(), held_out.task_ids.cpu().numpy()
+    theta_star = {k: v.detach() for k, v in agent.actor.named_parameters()}
+    with torch.no_grad():
+        log_star = agent.actor.log_prob(obs, actions)
+    objective = np.full((len(subsets), family.n_tasks), np.nan)
+    returns = np.full_like(objective, np.nan)
+    taylor: list[dict] = []
+    for s, run in enumerate(tqdm(runs, desc="evaluating fine-tuned policies")):
+        with torch.no_grad():
+            log_theta = log_prob_at(agent.actor, run.actor_state, obs, actions)
+        objective[s] = exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids, run.subset, family.n_tasks)
+        tuned = meta.agent(family_name, profile)
+        tuned.actor.load_state_dict(run.actor_state)
+        returns[s, list(run.subset)] = evaluate(tuned.actor, family, run.subset, profile.plug_in_episodes,
+                                                seed=seed + 40_000, greedy=False)
+        if s < profile.taylor_subsets:
+            for steps, weights in sorted(run.snapshots.items()):
+                check = linearization_rss(agent.actor, theta_star, weights, obs, actions)
+                taylor.append({"subset": s, "steps": steps, "distance": check.distance, "rss": check.rss,
+                               "rss_zeroth": check.rss_zeroth})
+    return GroundTruth(
+        subsets=subsets, objective_scores=objective, return_scores=returns,
+        objective_affinity=affinity_matrix(subsets, objective, family.n_tasks),
+        return_affinity=affinity_matrix(subsets, returns, family.n_tasks),
+        taylor=taylor, finetune_time=float(sum(r.wall_time for r in runs)), finetune_elapsed=elapsed,
+        finetune_flops=flops * len(subsets),
+    )
+
+
+def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
+    """Fine-tune θ* for real on every surrogate subset (in parallel) and measure each task."""
+    return _ground_truth(family_name, profile, seed, CODE_VERSION)
+
+
+@_memory.cache
+def _projection_ablation(family_name: str, profile: Profile, seed: int, code_version: str) -> list[dict]:
+    from pgx.clustering import sdp_cluster
+    from pgx.validation import grouping_nmi, relative_error
+
+    family = make_family(family_name)
+    agent = meta_train(family_name, profile, seed).agent(family_name, profile)
+    base = gradient_features(family_name, profile, seed)
+    truth = ground_truth(family_name, profile, seed).objective_affinity
+    subsets = surrogate_fit(family_name, profile, seed).subsets
+    obs, actions = torch.as_tensor(base.obs), torch.as_tensor(base.actions)
+    advantages, task_ids = torch.as_tensor(base.features.advantages), torch.as_tensor(base.features.task_ids)
+    true_groups = sdp_cluster(truth, k=profile.num_groups, seed=seed)
+    rows = []
+    for d in tqdm(profile.ablation_dims, desc="projection dimension"):
+        projector = GaussianProjector([tuple(p.shape) for p in agent.actor.parameters()], d, seed=seed)
+        start = time.perf_counter()
+        feats = projected_grads(agent.actor, obs, actions, projector)
+        V = fit_subsets(feats, advantages, task_ids, subsets, profile.surrogate)
+        scores = first_order_scores(feats, advantages, task_ids, subsets, V, family.n_tasks).cpu().numpy()
+        seconds = time.perf_counter() - start
+        estimate = affinity_matrix(subsets, scores, family.n_tasks)
+        rows.append({"d": d, "relative error": relative_error(estimate, truth),
+                     "nmi": grouping_nmi(sdp_cluster(estimate, k=profile.num_groups, seed=seed), true_groups),
+                     "seconds": seconds})
+    return rows
+
+
+def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[dict]:
+    """Error and NMI of the first-order affinity against the objective ground truth, for each d."""
+    return _projection_ablation(family_name, profile, seed, CODE_VERSION)

@@ -35,7 +35,7 @@ def test_unknown_profile_is_named(monkeypatch):
 
 def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     out = isolated_cache / "out"
-    for stage in ("train", "features", "affinity", "group"):
+    for stage in ("train", "features", "affinity", "group", "validate", "groundtruth"):
         assert main([stage, "--family", "cartpole", "--profile", "smoke", "--seed", "0", "--out", str(out)]) == 0
     train = json.loads((out / "train.json").read_text())
     assert len(train["eval_returns"]) == 10 and train["profile"] == "smoke"
@@ -47,6 +47,11 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     for labels in group["labels"].values():
         assert sorted(set(labels)) == [0, 1, 2] and len(labels) == 10
     assert (isolated_cache / "cache" / "checkpoints").is_dir()
+    validate = json.loads((out / "validate.json").read_text())
+    assert len(validate["taylor"]) == get_profile("smoke").taylor_subsets * len(get_profile("smoke").snapshot_steps)
+    assert all(0 <= row["rss"] < row["rss_zeroth"] for row in validate["taylor"])
+    truth = json.loads((out / "groundtruth.json").read_text())
+    assert 0 <= truth["nmi"] <= 1 and truth["speedup"] > 1 and truth["flops_ratio"] > 1
 
 
 def test_cli_rejects_unknown_family(capsys):

@@ -34,7 +34,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     full = train(fam, [1, 8], TINY, seed=0, progress=False)
     ckpt = tmp_path / "run.pt"
 
-    def stop_after_fourth(iteration):
+    def stop_after_fourth(iteration, agent):
         if iteration == 3:
             raise Interrupt
 

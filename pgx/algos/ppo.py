@@ -95,15 +95,15 @@ def train(
     init_state: tuple[dict, dict] | None = None,
     device: str | None = None,
     progress: bool = True,
-    on_iteration: Callable[[int], None] | None = None,
+    on_iteration: Callable[[int, ActorCritic], None] | None = None,
 ) -> TrainResult:
     """Train one policy on ``task_ids`` of ``family`` with PPO.
 
     :param checkpoint_path: if given, save there every ``cfg.checkpoint_every`` iterations
         (atomically) and resume from it when it exists.
     :param init_state: ``(actor_state, critic_state)`` to start from instead of a fresh init.
-    :param on_iteration: called with the iteration index after each iteration and its
-        checkpoint (tests use it to interrupt a run).
+    :param on_iteration: called with the iteration index and the agent after each iteration and
+        its checkpoint (snapshots of fine-tuning use it; tests use it to interrupt a run).
     """
     task_ids = tuple(int(t) for t in family.check_tasks(task_ids))
     n = len(task_ids)
@@ -205,7 +205,7 @@ def train(
         if ckpt is not None and ((iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == num_iterations):
             save_checkpoint(iteration + 1, elapsed)
         if on_iteration is not None:
-            on_iteration(iteration)
+            on_iteration(iteration, agent)
     bar.close()
 
     return TrainResult(
