@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 import torch
 
-from pgx.hessian import flatten, hutchinson_trace, hutchpp_trace, module_hessian_vector_product, unflatten
+from pgx.hessian import (
+    flatten,
+    hutchinson_trace,
+    hutchpp_trace,
+    module_hessian_vector_product,
+    unflatten,
+)
 from pgx.policies import Actor, PolicyConfig
 
 OBS_DIM, NUM_ACTIONS, SAMPLES = 14, 4, 1024
@@ -38,7 +44,9 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def policy_gradient_loss(actions: torch.Tensor, advantages: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def policy_gradient_loss(
+    actions: torch.Tensor, advantages: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """logits -> -(log π(a|s) · Â).mean()."""
 
     def loss(logits: torch.Tensor) -> torch.Tensor:
@@ -48,7 +56,9 @@ def policy_gradient_loss(actions: torch.Tensor, advantages: torch.Tensor) -> Cal
     return loss
 
 
-def double_backward(actor: Actor, loss: Callable, obs: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def double_backward(
+    actor: Actor, loss: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The baseline matvec: H v = ∂(∇L · v)/∂θ with ``create_graph=True``."""
     names = [name for name, _ in actor.named_parameters()]
 

@@ -390,3 +390,54 @@ def _projection_ablation(family_name: str, profile: Profile, seed: int, code_ver
 def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[dict]:
     """Error and NMI of the first-order affinity against the objective ground truth, for each d."""
     return _projection_ablation(family_name, profile, seed, CODE_VERSION)
+
+
+@_memory.cache
+def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...], timed_subsets: int,
+                   code_version: str) -> list[dict]:
+    from dataclasses import replace
+
+    from pgx.finetune import finetune_subset, single_thread
+    from pgx.policies import PolicyConfig
+
+    family = make_family(family_name)
+    subsets = sample_subsets(family.n_tasks, profile.subset_size, profile.num_subsets, seed)
+    rows = []
+    for depth in tqdm(depths, desc="policy depth"):
+        policy = replace(profile.meta_ppo.policy, layers=depth)
+        seed_everything(seed)
+        agent = ActorCritic(family.obs_dim, family.num_actions, policy)
+        with single_thread():  # both sides on one core, like each parallel fine-tuning job
+            start = time.perf_counter()
+            samples = _theta_star_samples(agent, family, profile, seed + 30_000)
+            projector = _projector(agent, profile, seed)
+            feats = projected_grads(agent.actor, samples.obs, samples.actions, projector)
+            V = fit_subsets(feats, samples.advantages, samples.task_ids, subsets, profile.surrogate)
+            first_order_scores(feats, samples.advantages, samples.task_ids, subsets, V, family.n_tasks)
+            surrogate_seconds = time.perf_counter() - start
+        with FlopCounterMode(display=False) as counter:
+            feats = projected_grads(agent.actor, samples.obs, samples.actions, projector)
+            fit_subsets(feats, samples.advantages, samples.task_ids, subsets, profile.surrogate)
+        cfg = replace(profile.finetune_ppo, policy=policy)
+        init = ({k: v.detach().clone() for k, v in agent.actor.state_dict().items()},
+                {k: v.detach().clone() for k, v in agent.critic.state_dict().items()})
+        runs = [finetune_subset(family_name, init, subsets[s], cfg, seed + s) for s in range(timed_subsets)]
+        flops = finetune_subset(family_name, init, subsets[0], cfg, seed, count_flops=True).flops
+        per_subset = float(np.mean([r.wall_time for r in runs]))
+        rows.append({"layers": depth, "parameters": sum(p.numel() for p in agent.actor.parameters()),
+                     "surrogate s": surrogate_seconds, "fine-tuning s (all subsets, one core)": per_subset * len(subsets),
+                     "speed-up": per_subset * len(subsets) / surrogate_seconds,
+                     "FLOPs ratio": flops * len(subsets) / counter.get_total_flops()})
+    return rows
+
+
+def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...] = (2, 4, 6),
+                  timed_subsets: int = 3) -> list[dict]:
+    """Surrogate vs full fine-tuning cost for policies of several depths (Table 2's rows).
+
+    Cost does not depend on how well a policy plays, so each depth starts from a fresh seeded
+    initialisation; fine-tuning is timed on ``timed_subsets`` subsets and scaled to all m of them.
+    """
+    if timed_subsets < 1:
+        raise ValueError(f"timed_subsets must be >= 1, got {timed_subsets}")
+    return _cost_by_depth(family_name, profile, seed, tuple(depths), timed_subsets, CODE_VERSION)
