@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pgx.runtime import is_int
+
 __all__ = ["sample_subsets", "pair_counts", "affinity_matrix", "check_affinity"]
 
 _NORMALIZE_FLOOR = 1e-3
@@ -25,10 +27,6 @@ Relative, not the authors' absolute ``std + 1e-3``: that suits accuracies of ord
 first-order estimates, whose spread across subsets is of order 1e-5."""
 
 _MAX_REPORTED_PAIRS = 5
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def sample_subsets(
@@ -46,12 +44,12 @@ def sample_subsets(
     :param seed: seed of the ``np.random.default_rng`` that draws them.
     :return: ``num_subsets`` sorted tuples of ``subset_size`` task indices.
     """
-    if not _is_int(n_tasks) or n_tasks < 1:
+    if not is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
-    if not _is_int(subset_size) or not 1 <= subset_size <= n_tasks:
+    if not is_int(subset_size) or not 1 <= subset_size <= n_tasks:
         raise ValueError(f"subset_size must be an integer in [1, {n_tasks}], got {subset_size!r}")
     available = math.comb(n_tasks, subset_size)
-    if not _is_int(num_subsets) or not 1 <= num_subsets <= available:
+    if not is_int(num_subsets) or not 1 <= num_subsets <= available:
         raise ValueError(
             f"num_subsets must be an integer in [1, C({n_tasks}, {subset_size}) = {available}], "
             f"got {num_subsets!r}"
@@ -71,12 +69,12 @@ def sample_subsets(
 
 def _membership(subsets: Sequence[Sequence[int]], n_tasks: int) -> np.ndarray:
     """Indicator matrix ``(num_subsets, n_tasks)`` of bools: entry ``[s, i]`` says task i is in subset s."""
-    if not _is_int(n_tasks) or n_tasks < 1:
+    if not is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
     member = np.zeros((len(subsets), n_tasks), dtype=bool)
     for s, subset in enumerate(subsets):
         for i in subset:
-            if not _is_int(i) or not 0 <= i < n_tasks:
+            if not is_int(i) or not 0 <= i < n_tasks:
                 raise ValueError(
                     f"subset {s} = {tuple(subset)!r} has task index {i!r} outside [0, {n_tasks - 1}]"
                 )

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from pgx.affinity import check_affinity
+from pgx.runtime import is_int
 
 __all__ = [
     "solve_sdp",
@@ -40,12 +41,8 @@ _SOLUTION_ATOL = 1e-6
 """Asymmetry tolerated in an X given to :func:`round_solution` (solver output is only approximate)."""
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _check_k(k: object, n: int) -> int:
-    if not _is_int(k) or not 1 <= k <= n:
+    if not is_int(k) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
     return int(k)
 
@@ -231,7 +228,7 @@ def random_grouping(n_tasks: int, k: int, seed: int) -> np.ndarray:
     :param seed: seed of the ``np.random.default_rng`` that draws it.
     :return: ``(n_tasks,)`` int64 labels in ``[0, k)``, numbered in order of first appearance.
     """
-    if not _is_int(n_tasks) or n_tasks < 1:
+    if not is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
     k = _check_k(k, n_tasks)
     # stirling[m][j] = number of partitions of m tasks into j non-empty groups (exact integers).

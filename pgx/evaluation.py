@@ -49,12 +49,9 @@ def evaluate(
     greedy: bool = True,
 ) -> np.ndarray:
     """Mean return over ``episodes`` episodes on each source task in ``task_ids``, ``(len(task_ids),)``."""
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    _check_episodes(episodes)
     ids = family.check_tasks(task_ids)
-    env = family.source_envs(ids, episodes)
-    totals = episode_returns(actor, env, seed, family.max_episode_steps + 1, greedy)
-    return totals.reshape(len(ids), episodes).mean(axis=1)
+    return _mean_returns(actor, family, family.source_envs(ids, episodes), len(ids), episodes, seed, greedy)
 
 
 def evaluate_targets(
@@ -66,8 +63,17 @@ def evaluate_targets(
     greedy: bool = True,
 ) -> np.ndarray:
     """Like :func:`evaluate` on unseen target tasks (their one-hot is zero)."""
+    _check_episodes(episodes)
+    env = family.target_envs(target_ids, episodes)
+    return _mean_returns(actor, family, env, len(target_ids), episodes, seed, greedy)
+
+
+def _check_episodes(episodes: int) -> None:
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = family.target_envs(target_ids, episodes)
+
+
+def _mean_returns(actor: Actor, family: TaskFamily, env: gym.vector.VectorEnv, num_tasks: int, episodes: int,
+                  seed: int, greedy: bool) -> np.ndarray:
     totals = episode_returns(actor, env, seed, family.max_episode_steps + 1, greedy)
-    return totals.reshape(len(target_ids), episodes).mean(axis=1)
+    return totals.reshape(num_tasks, episodes).mean(axis=1)

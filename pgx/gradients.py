@@ -24,13 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+
+from pgx.runtime import is_int
 
 __all__ = [
     "GaussianProjector",
@@ -67,17 +69,17 @@ class GaussianProjector:
     def __init__(
         self, param_shapes: Sequence[tuple[int, ...]], dim: int, seed: int, block_rows: int = 8192
     ):
-        if not _is_int(dim) or dim < 1:
+        if not is_int(dim) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-        if not _is_int(seed) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if not _is_int(block_rows) or block_rows < 1:
+        if not is_int(block_rows) or block_rows < 1:
             raise ValueError(f"block_rows must be an integer >= 1, got {block_rows!r}")
         shapes = tuple(tuple(shape) for shape in param_shapes)
         if not shapes:
             raise ValueError("param_shapes is empty: there are no parameters to project")
         for t, shape in enumerate(shapes):
-            if not all(_is_int(s) and s >= 0 for s in shape):
+            if not all(is_int(s) and s >= 0 for s in shape):
                 raise ValueError(f"param_shapes[{t}] must be a tuple of non-negative ints, got {shape!r}")
         self.param_shapes: tuple[tuple[int, ...], ...] = tuple(tuple(int(s) for s in sh) for sh in shapes)
         self.dim = int(dim)
@@ -132,10 +134,10 @@ class GaussianProjector:
         Any range is allowed; it is assembled from the generation blocks it overlaps, so a range
         aligned with ``block_ranges()`` costs exactly one generation. Float32 on the CPU.
         """
-        if not _is_int(t) or not 0 <= t < len(self.sizes):
+        if not is_int(t) or not 0 <= t < len(self.sizes):
             raise ValueError(f"tensor index t must be in [0, {len(self.sizes)}), got {t!r}")
         size = self.sizes[t]
-        if not (_is_int(start) and _is_int(stop) and 0 <= start <= stop <= size):
+        if not (is_int(start) and is_int(stop) and 0 <= start <= stop <= size):
             raise ValueError(
                 f"need 0 <= start <= stop <= {size} for tensor {t}, got start={start!r}, stop={stop!r}"
             )
@@ -377,7 +379,7 @@ def projected_grads(
     :param chunk_size: samples per forward/backward pass and per projection product.
     """
     n = _check_batch(actor, obs, actions)
-    if not _is_int(chunk_size) or chunk_size < 1:
+    if not is_int(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     named = list(actor.named_parameters())
     shapes = tuple(tuple(p.shape) for _, p in named)
@@ -530,7 +532,7 @@ class GradientFeatures:
 
         Float64. The gradient-similarity baseline groups tasks by the cosine of these.
         """
-        if not _is_int(n_tasks) or n_tasks < 1:
+        if not is_int(n_tasks) or n_tasks < 1:
             raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
         if int(self.task_ids.max()) >= n_tasks:
             raise ValueError(f"task_ids must be < n_tasks={n_tasks}, got maximum {int(self.task_ids.max())}")
@@ -578,14 +580,3 @@ def check_samples(features: torch.Tensor, advantages: torch.Tensor, task_ids: to
     bad = int((~torch.isfinite(features).all(1)).sum())
     if bad:
         raise ValueError(f"features has {bad} non-finite rows of {n}")
-
-
-def _is_int(value: object) -> bool:
-    """Python, numpy and 0-d torch integers; not bools or floats."""
-    if isinstance(value, bool):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True

@@ -22,7 +22,6 @@ probes on every device. Probes are Rademacher (±1), as in PyHessian and the gro
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
+
+from pgx.runtime import is_int
 
 __all__ = [
     "Matvec",
@@ -264,7 +265,7 @@ def hutchpp_trace(
     :param dtype: as in ``hutchinson_trace``.
     """
     _check_int("dim", dim, 1)
-    if not _is_int(num_matvecs) or num_matvecs < 3:
+    if not is_int(num_matvecs) or num_matvecs < 3:
         raise ValueError(f"num_matvecs must be an integer >= 3 for Hutch++, got {num_matvecs!r}")
     generator = _generator(seed)
     device, dtype = _resolve(matvec, device, dtype)
@@ -315,7 +316,7 @@ def truncated_trace(
     _check_int("dim", dim, 1)
     _check_int("lanczos_steps", lanczos_steps, 1)
     steps = min(lanczos_steps, dim)
-    if not _is_int(num_matvecs) or num_matvecs < steps:
+    if not is_int(num_matvecs) or num_matvecs < steps:
         raise ValueError(
             f"num_matvecs must be an integer >= min(lanczos_steps, dim) = {steps} for one probe, "
             f"got {num_matvecs!r}"
@@ -497,16 +498,5 @@ def _resolve(
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _is_int(value: object) -> bool:
-    """Python, numpy and 0-d torch integers; not bools or floats."""
-    if isinstance(value, bool):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import random
 import tempfile
@@ -12,7 +13,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "atomic_write", "save_torch", "save_json", "save_npz"]
+__all__ = ["is_int", "seed_everything", "pick_device", "atomic_write", "save_torch", "save_json", "save_npz"]
+
+
+def is_int(value: object) -> bool:
+    """Python, numpy and 0-d torch integers; not bools or floats (validation of counts and indices)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def seed_everything(seed: int) -> None:

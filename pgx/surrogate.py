@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pgx.gradients import GaussianProjector, _is_int, check_samples
+from pgx.gradients import GaussianProjector, check_samples
+from pgx.runtime import is_int
 
 __all__ = [
     "SurrogateConfig",
@@ -54,7 +55,7 @@ class SurrogateConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.l2, (int, float)) and math.isfinite(self.l2) and self.l2 > 0):
             raise ValueError(f"l2 must be a finite number > 0, got {self.l2!r}")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
+        if not is_int(self.max_iter) or self.max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
@@ -98,7 +99,7 @@ def subset_masks(task_ids: torch.Tensor, subsets: Sequence[Sequence[int]], n_tas
     :param task_ids: ``(num_samples,)`` task of each sample, in ``[0, n_tasks)``.
     :param subsets: m task subsets, each a non-empty sequence of distinct task indices.
     """
-    if not _is_int(n_tasks) or n_tasks < 1:
+    if not is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
     if task_ids.ndim != 1 or task_ids.is_floating_point() or task_ids.dtype == torch.bool:
         raise ValueError(
@@ -249,7 +250,7 @@ def first_order_scores(
     :param V: ``(m, d)``, the (possibly rescaled) solutions of ``fit_subsets`` for ``subsets``.
     """
     check_samples(features, advantages, task_ids)
-    if not _is_int(n_tasks) or n_tasks < 1:
+    if not is_int(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
     membership = _membership(subsets, n_tasks)
     if int(task_ids.max()) >= n_tasks:
