@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from pgx.algos.ppo import PPOConfig
+from pgx.generalization import GeneralizationConfig
 from pgx.surrogate import SurrogateConfig
 
 __all__ = ["Profile", "PROFILES", "get_profile"]
@@ -56,6 +57,8 @@ class Profile:
     """Projection dimensions d of the ablation."""
     ablation_ks: tuple[int, ...] = (2, 3, 4, 5, 6)
     """Numbers of groups k of the ablation."""
+    generalization: GeneralizationConfig = field(default_factory=GeneralizationConfig)
+    """PPO runs from one initialisation and the Hessian budgets of the generalization chapter."""
 
     def budgets(self) -> dict[str, object]:
         """The numbers a chapter prints so a reader knows what produced its figures."""
@@ -99,6 +102,11 @@ PROFILES: dict[str, Profile] = {
         validation_seeds=(0, 1),
         ablation_dims=(8, 32),
         ablation_ks=(2, 3),
+        generalization=GeneralizationConfig(
+            iterations=8, ppo=replace(_FINETUNE, envs_per_task=2, num_steps=64), snapshots=3, steps_per_task=64,
+            num_target_tasks=10, trace_matvecs=20, lanczos_steps=10, estimator_budgets=(6, 12), estimator_seeds=4,
+            reference_matvecs=120,
+        ),
     ),
     "default": Profile(
         name="default",
@@ -109,6 +117,10 @@ PROFILES: dict[str, Profile] = {
         projection_dim=200,
         num_subsets=60,
         subset_size=5,
+        generalization=GeneralizationConfig(
+            iterations=60, ppo=_FINETUNE, snapshots=6, steps_per_task=300, num_target_tasks=25, trace_matvecs=60,
+            lanczos_steps=20, estimator_budgets=(15, 30, 60), estimator_seeds=10, reference_matvecs=1000,
+        ),
     ),
     "paper": Profile(
         name="paper",
@@ -120,6 +132,11 @@ PROFILES: dict[str, Profile] = {
         num_subsets=100,
         subset_size=5,
         plug_in_episodes=10,
+        generalization=GeneralizationConfig(
+            iterations=200, ppo=_FINETUNE, snapshots=10, steps_per_task=1_000, num_target_tasks=50,
+            trace_matvecs=120, lanczos_steps=30, estimator_budgets=(15, 30, 60, 120), estimator_seeds=20,
+            reference_matvecs=3000,
+        ),
     ),
 }
 
