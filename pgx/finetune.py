@@ -50,14 +50,15 @@ def single_thread() -> Iterator[None]:
 
 def finetune_subset(
     family_name: str,
-    init_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]],
+    init_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None,
     subset: Sequence[int],
     cfg: PPOConfig,
     seed: int,
     snapshot_steps: Sequence[int] = (),
     count_flops: bool = False,
 ) -> FinetuneResult:
-    """PPO on the tasks of ``subset``, starting from ``init_state`` (θ* and its critic).
+    """PPO on the tasks of ``subset``, starting from ``init_state`` (θ* and its critic), or from a
+    fresh seeded initialisation when it is None (single-task policies of the transfer matrix).
 
     :param snapshot_steps: environment-step counts at which to keep a copy of the actor weights;
         each is taken at the end of the first iteration reaching it.
@@ -88,7 +89,7 @@ def finetune_subset(
 
 def finetune_subsets(
     family_name: str,
-    init_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]],
+    init_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None,
     subsets: Sequence[Sequence[int]],
     cfg: PPOConfig,
     seed: int,

@@ -97,11 +97,15 @@ def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
 def _transfer_matrix(family_name: str, profile: Profile, seed: int, code_version: str) -> tuple[np.ndarray, float]:
     family = make_family(family_name)
     n = family.n_tasks
+    from pgx.finetune import finetune_subsets
+
     matrix = np.zeros((n, n))
     start = time.perf_counter()
-    for i in tqdm(range(n), desc="single-task policies"):
-        result = train(family, [i], profile.single_task_ppo, seed + i, progress=False)
-        agent = result.agent(family.obs_dim, family.num_actions, profile.single_task_ppo.policy)
+    # Independent runs, so in parallel (task i trains with seed + i).
+    runs = finetune_subsets(family_name, None, [(i,) for i in range(n)], profile.single_task_ppo, seed)
+    for i, run in enumerate(runs):
+        agent = ActorCritic(family.obs_dim, family.num_actions, profile.single_task_ppo.policy)
+        agent.actor.load_state_dict(run.actor_state)
         # Evaluate with task i's one-hot on every task, so only the dynamics change along a row.
         matrix[i] = _evaluate_with_task_id(agent, family, i, profile.eval_episodes, seed + 20_000)
     return matrix, time.perf_counter() - start
@@ -475,12 +479,20 @@ class GeneralizationResult:
 @_memory.cache
 def _generalization(family_name: str, profile: Profile, seed: int, code_version: str) -> GeneralizationResult:
     from pgx.clustering import sdp_cluster  # cvxpy loads only when grouping is needed
+    from pgx.finetune import single_thread
 
     start = time.perf_counter()
     family = make_family(family_name)
-    cfg = profile.generalization
     labels = sdp_cluster(estimate_affinity(family_name, profile, seed, "first_order").affinity,
                          k=profile.num_groups, seed=seed)
+    # One thread: these networks are too small to gain from more, and on a shared 2-core machine
+    # torch's spinning worker threads made a smoke run of this stage 20x slower.
+    with single_thread():
+        return _measure_generalization(family, profile, seed, labels, start)
+
+
+def _measure_generalization(family, profile: Profile, seed: int, labels: np.ndarray, start: float) -> GeneralizationResult:
+    cfg = profile.generalization
     group = largest_group(labels)
     all_tasks = tuple(range(family.n_tasks))
     settings = {"single task": group[:1], "PolicyGradEx group": group, "all tasks": all_tasks}
