@@ -154,6 +154,13 @@ by_m = pd.DataFrame(error_vs_num_subsets(truth.subsets, estimate.scores, truth.o
 by_m.round(3)
 
 # %% [markdown]
+# **Subset size.** Each size gets its own $m$ random subsets, its own surrogate fits and its own
+# ground truth by fine-tuning (the size above is the profile's `subset_size`).
+
+# %%
+pd.DataFrame(stages.subset_size_ablation("cartpole", profile, seed0, profile.ablation_subset_sizes)).set_index("subset size").round(3)
+
+# %% [markdown]
 # ## Running the ground truth on a cluster
 #
 # The fine-tunings are independent joblib jobs (loky processes by default). With a Dask cluster,

@@ -57,6 +57,8 @@ class Profile:
     """Projection dimensions d of the ablation."""
     ablation_ks: tuple[int, ...] = (2, 3, 4, 5, 6)
     """Numbers of groups k of the ablation."""
+    ablation_subset_sizes: tuple[int, ...] = (3, 5, 7)
+    """Subset sizes of the ablation (each with its own subsets and ground truth)."""
     generalization: GeneralizationConfig = field(default_factory=GeneralizationConfig)
     """PPO runs from one initialisation and the Hessian budgets of the generalization chapter."""
 
@@ -102,6 +104,7 @@ PROFILES: dict[str, Profile] = {
         validation_seeds=(0, 1),
         ablation_dims=(8, 32),
         ablation_ks=(2, 3),
+        ablation_subset_sizes=(5, 7),
         generalization=GeneralizationConfig(
             iterations=8, ppo=replace(_FINETUNE, envs_per_task=2, num_steps=64), snapshots=3, steps_per_task=64,
             num_target_tasks=10, trace_matvecs=20, lanczos_steps=10, estimator_budgets=(6, 12), estimator_seeds=4,

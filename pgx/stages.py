@@ -312,9 +312,7 @@ class GroundTruth:
 @_memory.cache
 def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> GroundTruth:
     from pgx.finetune import finetune_subset, finetune_subsets
-    from pgx.gradients import log_prob_at
     from pgx.taylor import linearization_rss
-    from pgx.validation import exact_objective_scores
 
     family = make_family(family_name)
     meta = meta_train(family_name, profile, seed)
@@ -329,17 +327,11 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
 
     held_out = _theta_star_samples(agent, family, profile, seed + 50_000)
     obs, actions = held_out.obs, held_out.actions
-    advantages, task_ids = held_out.advantages.cpu().numpy(), held_out.task_ids.cpu().numpy()
     theta_star = {k: v.detach() for k, v in agent.actor.named_parameters()}
-    with torch.no_grad():
-        log_star = agent.actor.log_prob(obs, actions)
-    objective = np.full((len(subsets), family.n_tasks), np.nan)
+    objective = _objective_scores(agent, runs, held_out, family.n_tasks)
     returns = np.full_like(objective, np.nan)
     taylor: list[dict] = []
     for s, run in enumerate(tqdm(runs, desc="evaluating fine-tuned policies")):
-        with torch.no_grad():
-            log_theta = log_prob_at(agent.actor, run.actor_state, obs, actions)
-        objective[s] = exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids, run.subset, family.n_tasks)
         tuned = meta.agent(family_name, profile)
         tuned.actor.load_state_dict(run.actor_state)
         returns[s, list(run.subset)] = evaluate(tuned.actor, family, run.subset, profile.plug_in_episodes,
@@ -356,6 +348,22 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
         taylor=taylor, finetune_time=float(sum(r.wall_time for r in runs)), finetune_elapsed=elapsed,
         finetune_flops=flops * len(subsets),
     )
+
+
+def _objective_scores(agent: ActorCritic, runs, held_out: Samples, n_tasks: int) -> np.ndarray:
+    """``(m, n)`` exact PPO objective of each fine-tuned actor on the held-out θ* samples of its tasks."""
+    from pgx.gradients import log_prob_at
+    from pgx.validation import exact_objective_scores
+
+    advantages, task_ids = held_out.advantages.cpu().numpy(), held_out.task_ids.cpu().numpy()
+    scores = np.full((len(runs), n_tasks), np.nan)
+    with torch.no_grad():
+        log_star = agent.actor.log_prob(held_out.obs, held_out.actions)
+        for s, run in enumerate(runs):
+            log_theta = log_prob_at(agent.actor, run.actor_state, held_out.obs, held_out.actions)
+            scores[s] = exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids,
+                                               run.subset, n_tasks)
+    return scores
 
 
 def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
@@ -539,3 +547,40 @@ def generalization(family_name: str, profile: Profile, seed: int) -> Generalizat
 
 
 __all__ += ["GeneralizationResult", "generalization"]
+
+
+@_memory.cache
+def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...], code_version: str) -> list[dict]:
+    from pgx.clustering import sdp_cluster
+    from pgx.finetune import finetune_subsets
+    from pgx.validation import grouping_nmi, relative_error
+
+    family = make_family(family_name)
+    meta = meta_train(family_name, profile, seed)
+    agent = meta.agent(family_name, profile)
+    feats = gradient_features(family_name, profile, seed).features
+    features, advantages, task_ids = (torch.as_tensor(x) for x in (feats.features, feats.advantages, feats.task_ids))
+    held_out = _theta_star_samples(agent, family, profile, seed + 50_000)
+    rows = []
+    for size in sizes:
+        subsets = sample_subsets(family.n_tasks, size, profile.num_subsets, seed)
+        V = fit_subsets(features, advantages, task_ids, subsets, profile.surrogate)
+        estimate = affinity_matrix(subsets, first_order_scores(features, advantages, task_ids, subsets, V,
+                                                               family.n_tasks).cpu().numpy(), family.n_tasks)
+        runs = finetune_subsets(family_name, (meta.train.actor_state, meta.train.critic_state), subsets,
+                                profile.finetune_ppo, seed + 60_000)
+        truth = affinity_matrix(subsets, _objective_scores(agent, runs, held_out, family.n_tasks), family.n_tasks)
+        k = profile.num_groups
+        rows.append({"subset size": size, "relative error": relative_error(estimate, truth),
+                     "nmi": grouping_nmi(sdp_cluster(estimate, k=k, seed=seed), sdp_cluster(truth, k=k, seed=seed))})
+    return rows
+
+
+def subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...]) -> list[dict]:
+    """Error and NMI of the first-order affinity against real fine-tuning, for subsets of each size
+    (each size gets its own m subsets and its own ground truth)."""
+    n = make_family(family_name).n_tasks
+    bad = [s for s in sizes if not 2 <= s <= n]
+    if bad:
+        raise ValueError(f"subset sizes must be in [2, {n}] so that pairs are covered, got {bad}")
+    return _subset_size_ablation(family_name, profile, seed, tuple(sizes), CODE_VERSION)
