@@ -55,7 +55,7 @@ from pgx.hessian import (
     truncated_trace,
 )
 from pgx.policies import Actor, ActorCritic
-from pgx.rollouts import RolloutState, Samples, collect, gae, policy_samples
+from pgx.rollouts import Samples, env_samples, policy_samples
 from pgx.runtime import is_int
 
 __all__ = [
@@ -222,20 +222,8 @@ def target_samples(
         raise ValueError(f"steps_per_task must be an integer >= 1, got {steps_per_task!r}")
     ids = np.asarray(target_ids, dtype=np.int64).reshape(-1)
     env = family.target_envs(ids, envs_per_task)  # validates the ids
-    num_steps = -(-steps_per_task // envs_per_task)
-    device = next(agent.parameters()).device
-    rollout = collect(agent, env, RolloutState.start(env, seed), num_steps,
-                      torch.Generator(device=device).manual_seed(seed))
-    advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
-                     rollout.valid, rollout.next_value, gamma, gae_lambda)
-    env_target = torch.as_tensor(np.repeat(ids, envs_per_task), device=device)
-    valid = rollout.valid.reshape(-1)
-    return Samples(
-        obs=rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid],
-        actions=rollout.actions.reshape(-1)[valid].long(),
-        advantages=advantages.reshape(-1)[valid],
-        task_ids=env_target.expand(num_steps, -1).reshape(-1)[valid],
-    )
+    return env_samples(agent, env, np.repeat(ids, envs_per_task), -(-steps_per_task // envs_per_task), seed,
+                       gamma, gae_lambda)
 
 
 def standardise_advantages(

@@ -18,7 +18,7 @@ import torch
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic
 
-__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples"]
+__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples"]
 
 
 @dataclass
@@ -154,17 +154,31 @@ def policy_samples(
     return its valid transitions with GAE advantages."""
     if steps_per_task < 1:
         raise ValueError(f"steps_per_task must be >= 1, got {steps_per_task}")
-    num_steps = -(-steps_per_task // envs_per_task)
     env = family.source_envs(range(family.n_tasks), envs_per_task)
+    labels = np.repeat(np.arange(family.n_tasks), envs_per_task)
+    return env_samples(agent, env, labels, -(-steps_per_task // envs_per_task), seed, gamma, gae_lambda)
+
+
+def env_samples(
+    agent: ActorCritic,
+    env: gym.vector.VectorEnv,
+    env_labels: np.ndarray,
+    num_steps: int,
+    seed: int,
+    gamma: float,
+    gae_lambda: float,
+) -> Samples:
+    """``num_steps`` steps of every sub-env of ``env`` from a seeded reset; the valid transitions
+    with GAE advantages, each labelled ``env_labels[e]`` of the sub-env it came from."""
     device = next(agent.parameters()).device
     rollout = collect(agent, env, RolloutState.start(env, seed), num_steps, torch.Generator(device=device).manual_seed(seed))
     advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
                      rollout.valid, rollout.next_value, gamma, gae_lambda)
-    env_task = torch.as_tensor(np.repeat(np.arange(family.n_tasks), envs_per_task), device=device)
+    labels = torch.as_tensor(np.asarray(env_labels), device=device)
     valid = rollout.valid.reshape(-1)
     return Samples(
         obs=rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid],
         actions=rollout.actions.reshape(-1)[valid].long(),
         advantages=advantages.reshape(-1)[valid],
-        task_ids=env_task.expand(num_steps, -1).reshape(-1)[valid],
+        task_ids=labels.expand(num_steps, -1).reshape(-1)[valid],
     )

@@ -37,6 +37,8 @@ from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, rescale
 __all__ = [
     "CODE_VERSION", "cache_dir", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
     "gradient_features", "SurrogateFit", "surrogate_fit", "AffinityResult", "estimate_affinity",
+    "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
+    "generalization",
 ]
 
 
