@@ -75,6 +75,21 @@ summary = numeric.mean().round(3).astype(str) + " ± " + numeric.std().round(3).
 summary
 
 # %% [markdown]
+# How much of the truth is signal? The two ground truths measure the same fine-tuned policies in
+# two ways; if their groups barely agree with each other, the true affinity is dominated by the
+# noise of fine-tuning and evaluation, and no estimate can match it well.
+
+# %%
+objective_nmi = per_seed[per_seed["truth"] == "objective"]
+truth_agreement = [grouping_nmi(sdp_cluster(t.objective_affinity, k=k, seed=s), sdp_cluster(t.return_affinity, k=k, seed=s))
+                   for s, (_, t) in results.items() if np.any(t.return_affinity)]
+ours, chance = objective_nmi["NMI(ours, truth)"].mean(), objective_nmi["NMI(random, truth)"].mean()
+print(f"NMI(surrogate groups, objective-truth groups) = {ours:.3f} ± {objective_nmi['NMI(ours, truth)'].std():.3f} "
+      f"vs random groups {chance:.3f}: the surrogate is {'above' if ours > chance + objective_nmi['NMI(ours, truth)'].std() else 'not above'} chance here.")
+if truth_agreement:
+    print(f"NMI(objective-truth groups, return-truth groups) = {np.mean(truth_agreement):.3f}: how well the two ground truths agree with each other.")
+
+# %% [markdown]
 # The table above is the mean ± standard deviation over the seeds. The return-based truth is
 # flat wherever the fine-tuned policies all still balance the pole for 500 steps: then subsets
 # cannot be told apart by return, whatever the estimate. The objective-based truth does not
@@ -178,6 +193,17 @@ pd.DataFrame(stages.subset_size_ablation("cartpole", profile, seed0, profile.abl
 # The test suite runs this with a 2-worker `LocalCluster`.
 #
 # ## Compared with the paper
+#
+# The paper reports that the estimated groups match those of full training with high NMI on
+# Meta-World and LunarLander. On CartPole, with the budgets printed at the top, the lines above
+# say whether that holds here. When we built this book in the `default` profile (seeds 0–2), it did
+# not: the surrogate's groups were no closer to the truth's than random groups,
+# and the per-subset rankings were uncorrelated. The likely reason is visible in the earlier
+# chapters: θ* already solves every CartPole task, advantages at θ* are tiny (most returns are the
+# maximum), so the differences between subsets that fine-tuning produces are mostly noise — the
+# agreement between the two ground truths above measures how much. The first-order model itself
+# is accurate ({doc}`06_first_order`); what it predicts barely differs between subsets here. The
+# cost claim does hold: the surrogate is two orders of magnitude cheaper.
 #
 # | | paper (Table 2, §4.2) | this build |
 # |---|---|---|
