@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 def _smoke_profile(monkeypatch):
     monkeypatch.setenv("PGX_PROFILE", os.environ.get("PGX_PROFILE", "smoke"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The kernel must use its inline backend, or figures are drawn but never shown.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
 
 
 def test_every_chapter_is_in_the_toc():
@@ -38,8 +39,10 @@ def test_every_chapter_is_in_the_toc():
 def test_chapter_executes(chapter):
     notebook = jupytext.read(chapter)
     NotebookClient(notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(chapter.parent)}}).execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
-    assert not errors
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    # Every chapter shows at least one figure.
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{chapter.name} displayed no figure"
 
 
 def test_book_builds_without_warnings(tmp_path):
@@ -51,4 +54,5 @@ def test_book_builds_without_warnings(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (build / "html" / "index.html").exists()
     for chapter in CHAPTERS:
-        assert (build / "html" / "book" / f"{chapter.stem}.html").exists()
+        page = build / "html" / "book" / f"{chapter.stem}.html"
+        assert "<img" in page.read_text(), f"{page.name} has no figure"
