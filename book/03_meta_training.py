@@ -24,7 +24,6 @@
 # %%
 import os
 
-import numpy as np
 import pandas as pd
 
 from pgx import stages

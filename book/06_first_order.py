@@ -29,10 +29,8 @@
 # (`torch.func.jvp`).
 
 # %%
-import os
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 

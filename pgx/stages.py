@@ -412,7 +412,6 @@ def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[
     from dataclasses import replace
 
     from pgx.finetune import finetune_subset, single_thread
-    from pgx.policies import PolicyConfig
 
     family = make_family(family_name)
     subsets = sample_subsets(family.n_tasks, profile.subset_size, profile.num_subsets, seed)
