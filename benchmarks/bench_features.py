@@ -13,13 +13,12 @@ warm-up; a ratio above 1 means the method is faster than its baseline.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 
 import torch
 
 from pgx.gradients import GaussianProjector, per_sample_grads, per_sample_grads_loop, projected_grads
 from pgx.policies import Actor, PolicyConfig
+from _timing import best_time
 
 OBS_DIM, NUM_ACTIONS, DIM = 14, 4, 200
 LOOP_SAMPLES, PROJECT_SAMPLES = 256, 1024
@@ -27,17 +26,6 @@ COLUMNS = (
     f"{'actor':>6} {'p':>7}  {'method vs baseline':<36} {'N':>5} "
     f"{'method s':>9} {'baseline s':>10} {'ratio':>6}"
 )
-
-
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` runs after one warm-up (vmap traces on first use)."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def row(label: str, p: int, comparison: str, n: int, method_s: float, baseline_s: float) -> str:

@@ -15,7 +15,6 @@ few repeats after a warm-up; a ratio above 1 means the method is faster than its
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -28,20 +27,10 @@ from pgx.hessian import (
     unflatten,
 )
 from pgx.policies import Actor, PolicyConfig
+from _timing import best_time
 
 OBS_DIM, NUM_ACTIONS, SAMPLES = 14, 4, 1024
 NUM_MATVECS, SEEDS = 30, 5
-
-
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` runs after one warm-up (torch.func loads decompositions once)."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def policy_gradient_loss(
