@@ -83,7 +83,8 @@ heatmap(plug_in.affinity, labels, "plug-in route (rollouts of θ*+Δθ)", "T (z-
 for ax in axes:
     ax.set_xlabel("half pole length (m)")
     ax.set_ylabel("half pole length (m)")
-fig.suptitle(f"Task affinity T on CartPole ({profile.name}, seed {SEED})");
+fig.suptitle(f"Task affinity T on CartPole ({profile.name}, seed {SEED})")
+fig.tight_layout();
 
 # %% [markdown]
 # How far do the routes agree? Below, the Spearman correlation of their per-(subset, task)

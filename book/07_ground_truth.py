@@ -104,7 +104,8 @@ heatmap(truth.return_affinity, labels, "true T (return after fine-tuning)", "z-u
 for ax in axes:
     ax.set_xlabel("half pole length (m)")
     ax.set_ylabel("half pole length (m)")
-fig.suptitle(f"Estimated vs real task affinity, CartPole ({profile.name}, seed {seed0})");
+fig.suptitle(f"Estimated vs real task affinity, CartPole ({profile.name}, seed {seed0})")
+fig.tight_layout();
 
 # %% [markdown]
 # ## Cost: surrogate vs fine-tuning every subset
