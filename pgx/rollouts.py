@@ -128,8 +128,8 @@ def gae(
 
 @dataclass
 class Samples:
-    """Valid transitions of a policy on every source task, flattened: what per-sample gradients
-    and the surrogate are computed on."""
+    """Valid transitions of a policy, flattened and labelled by task: what per-sample gradients,
+    the surrogate and the generalization losses are computed on."""
 
     obs: torch.Tensor
     """``(N, obs_dim)``"""

@@ -66,7 +66,6 @@ def linearization_rss(
     device = next(actor.parameters()).device
     star = {k: v.to(device) for k, v in theta_star.items()}
     delta = {k: theta[k].to(device) - star[k] for k in names}
-
     obs, actions = obs.to(device), actions.to(device)
 
     def log_prob(params: dict[str, torch.Tensor]) -> torch.Tensor:
