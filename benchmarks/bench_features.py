@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from pgx.gradients import GaussianProjector, per_sample_grads, per_sample_grads_loop, projected_grads
-from pgx.policies import Actor, PolicyConfig
+from pgx.policies import CategoricalActor, PolicyConfig
 from _timing import best_time
 
 OBS_DIM, NUM_ACTIONS, DIM = 14, 4, 200
@@ -42,7 +42,7 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
         with torch.random.fork_rng():
             torch.manual_seed(hidden)
-            actor = Actor(OBS_DIM, NUM_ACTIONS, PolicyConfig(hidden=hidden, layers=4))
+            actor = CategoricalActor(OBS_DIM, NUM_ACTIONS, PolicyConfig(hidden=hidden, layers=4))
         p = sum(x.numel() for x in actor.parameters())
         obs = torch.randn(PROJECT_SAMPLES, OBS_DIM, generator=generator)
         actions = torch.randint(0, NUM_ACTIONS, (PROJECT_SAMPLES,), generator=generator)

@@ -26,7 +26,7 @@ from pgx.hessian import (
     module_hessian_vector_product,
     unflatten,
 )
-from pgx.policies import Actor, PolicyConfig
+from pgx.policies import Actor, CategoricalActor, PolicyConfig
 from _timing import best_time
 
 OBS_DIM, NUM_ACTIONS, SAMPLES = 14, 4, 1024
@@ -67,7 +67,7 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
         with torch.random.fork_rng():
             torch.manual_seed(hidden)
-            actor = Actor(OBS_DIM, NUM_ACTIONS, PolicyConfig(hidden=hidden, layers=4))
+            actor = CategoricalActor(OBS_DIM, NUM_ACTIONS, PolicyConfig(hidden=hidden, layers=4))
         obs = torch.randn(SAMPLES, OBS_DIM, generator=generator)
         actions = torch.randint(0, NUM_ACTIONS, (SAMPLES,), generator=generator)
         advantages = torch.randn(SAMPLES, generator=generator)

@@ -19,7 +19,8 @@ def episode_returns(actor: Actor, env: gym.vector.VectorEnv, seed: int, max_step
     """Return of the *first* episode of every sub-env, ``(num_envs,)``.
 
     Each sub-env runs one episode from a seeded reset; sub-envs that finish early wait (their
-    later episodes are ignored), so every return counts once.
+    later episodes are ignored), so every return counts once. ``greedy`` plays the most likely
+    action (Discrete) or the mean action (Box); otherwise actions are sampled from ``seed``.
     """
     device = next(actor.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -27,11 +28,8 @@ def episode_returns(actor: Actor, env: gym.vector.VectorEnv, seed: int, max_step
     totals = np.zeros(env.num_envs)
     running = np.ones(env.num_envs, dtype=bool)
     for _ in range(max_steps):
-        logits = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
-        if greedy:
-            action = logits.argmax(-1)
-        else:
-            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        action = actor.mode(obs_t) if greedy else actor.sample(obs_t, generator)
         obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
         totals += np.where(running, reward, 0.0)
         running &= ~np.logical_or(terminated, truncated)

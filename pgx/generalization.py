@@ -30,7 +30,7 @@ Theorem 1. The definitions used here (the paper's symbols were lost in our copy)
   or more says nothing about a loss whose range is C).
 
 Everything is a function of explicit configs, samples and seeds; the cached stage that trains
-the policies of Figure 3 is ``pgx.stages.generalization``.
+the policies of Figure 3 is ``pgx.stages.hessian_bound``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from pgx.hessian import (
     top_eigenvalue,
     truncated_trace,
 )
+from pgx.gradients import LogProb
 from pgx.policies import Actor, ActorCritic
 from pgx.rollouts import Samples, env_samples, policy_samples
 from pgx.runtime import is_int
@@ -250,26 +251,25 @@ def standardise_advantages(
 
 
 def policy_gradient_loss(
-    logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, sampling_log_probs: torch.Tensor
+    log_probs: torch.Tensor, advantages: torch.Tensor, sampling_log_probs: torch.Tensor
 ) -> torch.Tensor:
-    """L = −mean_t Â_t · π(a_t|s_t)/π_θ(a_t|s_t) from the logits of π; a scalar.
+    """L = −mean_t Â_t · π(a_t|s_t)/π_θ(a_t|s_t) from the log-probabilities of π; a scalar.
 
     The ratio form (not Â·log π) is the surrogate PPO optimises; its value at θ' = θ is −mean Â
-    and its Hessian there adds the score outer products ∇log π ∇log πᵀ to ∇²log π.
+    and its Hessian there adds the score outer products ∇log π ∇log πᵀ to ∇²log π. Taking
+    ``log π(a|s)`` (not logits) makes it the same for Categorical and Gaussian policies.
 
-    :param logits: ``(N, num_actions)`` of the evaluated policy θ'.
-    :param actions: ``(N,)`` actions taken.
+    :param log_probs: ``(N,)`` log π_θ'(a_t|s_t) of the evaluated policy θ'.
     :param advantages: ``(N,)``.
     :param sampling_log_probs: ``(N,)`` log π_θ(a_t|s_t) of the policy that collected the samples,
         held fixed (no gradient flows into it).
     """
-    n = actions.shape[0]
-    if logits.dim() != 2 or logits.shape[0] != n or advantages.shape != (n,) or sampling_log_probs.shape != (n,):
+    n = log_probs.shape[0] if log_probs.dim() == 1 else -1
+    if log_probs.dim() != 1 or advantages.shape != (n,) or sampling_log_probs.shape != (n,):
         raise ValueError(
-            f"need logits (N, A), actions (N,), advantages (N,), sampling_log_probs (N,); got "
-            f"{tuple(logits.shape)}, {tuple(actions.shape)}, {tuple(advantages.shape)}, {tuple(sampling_log_probs.shape)}"
+            f"need log_probs (N,), advantages (N,), sampling_log_probs (N,); got "
+            f"{tuple(log_probs.shape)}, {tuple(advantages.shape)}, {tuple(sampling_log_probs.shape)}"
         )
-    log_probs = torch.log_softmax(logits, dim=-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
     return -(advantages * torch.exp(log_probs - sampling_log_probs.detach())).mean()
 
 
@@ -280,16 +280,16 @@ def policy_gradient_hvp(
     sampling log-probabilities taken from the actor itself: the samples are on-policy.
 
     :param actor: the policy θ; its parameters are not modified.
-    :param obs: ``(N, obs_dim)``; ``actions``, ``advantages``: ``(N,)``.
+    :param obs: ``(N, obs_dim)``; ``actions``: ``(N,)`` or ``(N, action_dim)``; ``advantages``: ``(N,)``.
     """
     _check_batch(obs, actions, advantages)
     with torch.no_grad():
         sampling_log_probs = actor.log_prob(obs, actions)
 
-    def loss(logits: torch.Tensor) -> torch.Tensor:
-        return policy_gradient_loss(logits, actions, advantages, sampling_log_probs)
+    def loss(log_probs: torch.Tensor) -> torch.Tensor:
+        return policy_gradient_loss(log_probs, advantages, sampling_log_probs)
 
-    return module_hessian_vector_product(actor, loss, obs)
+    return module_hessian_vector_product(LogProb(actor), loss, obs, actions)
 
 
 # --- measuring one policy -----------------------------------------------------------------------
@@ -323,10 +323,10 @@ def measure(
         )
     train_adv, test_adv = standardise_advantages(train_samples.advantages, test_samples.advantages)
     with torch.no_grad():
-        train_loss = policy_gradient_loss(actor(train_samples.obs), train_samples.actions, train_adv,
-                                          actor.log_prob(train_samples.obs, train_samples.actions)).item()
-        test_loss = policy_gradient_loss(actor(test_samples.obs), test_samples.actions, test_adv,
-                                         actor.log_prob(test_samples.obs, test_samples.actions)).item()
+        train_log_probs = actor.log_prob(train_samples.obs, train_samples.actions)
+        test_log_probs = actor.log_prob(test_samples.obs, test_samples.actions)
+        train_loss = policy_gradient_loss(train_log_probs, train_adv, train_log_probs).item()
+        test_loss = policy_gradient_loss(test_log_probs, test_adv, test_log_probs).item()
     per_sample = -train_adv
     loss_range = (per_sample.max() - per_sample.min()).item()
     hvp = policy_gradient_hvp(actor, train_samples.obs, train_samples.actions, train_adv)
@@ -390,7 +390,7 @@ def train_and_measure(
     ppo = cfg.ppo_for(len(family.check_tasks(task_ids)))
     result = train(family, task_ids, ppo, seed, init_state=init_state, progress=progress, on_iteration=keep)
     initial_params = {k: v.detach().clone() for k, v in init_state[0].items()}
-    agent = ActorCritic(family.obs_dim, family.num_actions, ppo.policy)
+    agent = ActorCritic(family.obs_dim, family.action_space, ppo.policy)
     measurements = []
     for iteration in tqdm(wanted, total=len(wanted), desc=f"measuring tasks={list(task_ids)}"):
         agent.actor.load_state_dict(snapshots[iteration][0])
@@ -504,10 +504,10 @@ def _target_ids(family: TaskFamily, count: int) -> list[int]:
 
 
 def _check_batch(obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, name: str = "samples") -> None:
-    n = actions.shape[0] if actions.dim() == 1 else -1
+    n = actions.shape[0] if actions.dim() in (1, 2) else -1
     if obs.dim() != 2 or n < 1 or obs.shape[0] != n or advantages.shape != (n,):
         raise ValueError(
-            f"{name} must hold obs (N, obs_dim), actions (N,) and advantages (N,) with N >= 1; got "
+            f"{name} must hold obs (N, obs_dim), actions (N,) or (N, action_dim) and advantages (N,) with N >= 1; got "
             f"{tuple(obs.shape)}, {tuple(actions.shape)}, {tuple(advantages.shape)}"
         )
     if not torch.isfinite(advantages).all():

@@ -36,6 +36,7 @@ from pgx.runtime import is_int
 
 __all__ = [
     "GaussianProjector",
+    "LogProb",
     "log_prob_at",
     "per_sample_grads",
     "per_sample_grads_loop",
@@ -189,7 +190,7 @@ class GaussianProjector:
 # --- per-sample gradients: reference and oracle -----------------------------------------------
 
 
-class _LogProb(nn.Module):
+class LogProb(nn.Module):
     """``actor.log_prob`` as a module's forward, so ``functional_call`` can swap θ."""
 
     def __init__(self, actor: nn.Module):
@@ -206,7 +207,7 @@ def log_prob_at(
     """``log π(a|s)`` of ``actor`` with its parameters replaced by ``params`` (``named_parameters``
     names): a pure function of ``params``, so ``torch.func`` transforms (jvp, grad) apply."""
     state = {**{f"actor.{k}": v for k, v in params.items()}, **_buffers(actor)}
-    return functional_call(_LogProb(actor), state, (obs, actions), strict=True)
+    return functional_call(LogProb(actor), state, (obs, actions), strict=True)
 
 
 def _check_batch(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> int:
@@ -248,7 +249,7 @@ def _vmap_grads(
     actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor, names: Sequence[str]
 ) -> dict[str, torch.Tensor]:
     """Per-sample ``∇ log π`` w.r.t. the parameters ``names`` only: ``name → (N, *shape)``."""
-    module = _LogProb(actor)
+    module = LogProb(actor)
     params = {f"actor.{name}": p.detach() for name, p in actor.named_parameters()}
     wanted = {name: params.pop(f"actor.{name}") for name in names}
     buffers = _buffers(actor)
@@ -279,7 +280,7 @@ def per_sample_grads(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor)
 def per_sample_grads_loop(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Same as ``per_sample_grads`` with one backward pass per sample: the slow test oracle."""
     n = _check_batch(actor, obs, actions)
-    module, params, buffers = _LogProb(actor), _named_params(actor), _buffers(actor)
+    module, params, buffers = LogProb(actor), _named_params(actor), _buffers(actor)
     leaves = list(params.values())
     rows = []
     with torch.enable_grad():
@@ -333,7 +334,7 @@ def _linear_calls(
         with torch.enable_grad():
             # functional_call swaps θ inside the same module objects, so the hooks still fire.
             state = {**_named_params(actor), **_buffers(actor)}
-            log_prob = functional_call(_LogProb(actor), state, (obs, actions))
+            log_prob = functional_call(LogProb(actor), state, (obs, actions))
             if log_prob.shape != (n,):
                 raise ValueError(f"log_prob must return shape ({n},), got {tuple(log_prob.shape)}")
             deltas = torch.autograd.grad(log_prob.sum(), [out for _, _, out in captured], allow_unused=True)

@@ -1,12 +1,16 @@
-"""Actor-critic networks.
+"""Actor-critic networks for Discrete and Box action spaces.
 
 The paper uses a four-layer MLP policy. The actor and critic are separate MLPs (as in CleanRL's
 ``ppo.py``) so that per-sample gradients of ``log π(a|s)`` involve the actor's parameters only:
-θ* in the paper is the actor.
+θ* in the paper is the actor. Both actors share one interface — ``log_prob(obs, actions)``,
+``sample(obs, generator)``, ``mode(obs)``, ``entropy(obs)`` — so features, surrogate, Taylor,
+Hessian and generalization code never ask which kind of action a family has.
 
 Every layer with weights is an ``nn.Linear``. ``pgx.gradients`` relies on this: for a linear layer
 the per-sample gradient is an outer product of the layer's input and its back-propagated error,
-which it projects without ever materialising the per-sample gradient matrix.
+which it projects without ever materialising the per-sample gradient matrix. The Gaussian actor's
+state-independent ``log_std`` is the one parameter outside a linear layer; it is small and
+``pgx.gradients`` handles it with ``torch.func``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import math
 from dataclasses import dataclass
 
 import torch
+from gymnasium import spaces
 from torch import nn
-from torch.distributions import Categorical
 
-__all__ = ["PolicyConfig", "layer_init", "mlp", "Actor", "ActorCritic", "flat_params"]
+__all__ = ["PolicyConfig", "layer_init", "mlp", "Actor", "CategoricalActor", "GaussianActor", "make_actor",
+           "ActorCritic", "flat_params"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class PolicyConfig:
     """Width of every hidden layer."""
     layers: int = 4
     """Number of linear layers in each MLP (the paper's policy is a four-layer MLP)."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of a Gaussian actor (Box actions); unused for Discrete."""
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -52,8 +59,10 @@ def mlp(in_dim: int, out_dim: int, cfg: PolicyConfig, out_std: float) -> nn.Sequ
     return nn.Sequential(*modules)
 
 
-class Actor(nn.Module):
-    """Categorical policy π(a|s) over ``num_actions`` discrete actions."""
+class CategoricalActor(nn.Module):
+    """Categorical policy π(a|s) over ``num_actions`` discrete actions; ``forward`` gives logits."""
+
+    discrete = True
 
     def __init__(self, obs_dim: int, num_actions: int, cfg: PolicyConfig = PolicyConfig()):
         super().__init__()
@@ -63,25 +72,91 @@ class Actor(nn.Module):
         """Logits, ``(batch, num_actions)``."""
         return self.net(obs)
 
-    def distribution(self, obs: torch.Tensor) -> Categorical:
-        return Categorical(logits=self.net(obs))
-
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log π(a|s)`` for each row: ``obs (N, obs_dim)``, ``actions (N,)`` → ``(N,)``."""
         logits = torch.log_softmax(self.net(obs), dim=-1)
         return logits.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
+    def entropy(self, obs: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(self.net(obs), dim=-1)
+        return -(log_p.exp() * log_p).sum(-1)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(N,)`` actions drawn from ``generator`` (not the global RNG, so runs reproduce)."""
+        return torch.multinomial(torch.softmax(self.net(obs), -1), 1, generator=generator).squeeze(-1)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action (greedy evaluation)."""
+        return self.net(obs).argmax(-1)
+
+
+class GaussianActor(nn.Module):
+    """Diagonal Gaussian policy with a state-independent log-std (CleanRL's continuous PPO).
+
+    Actions are sampled unbounded and stored as sampled, so ``log_prob`` of a stored action is
+    exact; the family clips them to the action bounds on the way into the env.
+    """
+
+    discrete = False
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: PolicyConfig = PolicyConfig()):
+        super().__init__()
+        self.net = mlp(obs_dim, action_dim, cfg, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(cfg.init_log_std)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean action, ``(batch, action_dim)``."""
+        return self.net(obs)
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log π(a|s)`` summed over action dimensions: ``obs (N, obs_dim)``, ``actions (N, A)`` → ``(N,)``."""
+        z = (actions - self.net(obs)) * torch.exp(-self.log_std)
+        return (-0.5 * z**2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, obs: torch.Tensor) -> torch.Tensor:
+        per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
+        return per_dim.sum().expand(obs.shape[0])
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean = self.net(obs)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + noise * self.log_std.exp()
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mean action (greedy evaluation)."""
+        return self.net(obs)
+
+
+Actor = CategoricalActor | GaussianActor
+
+
+def make_actor(obs_dim: int, action_space: spaces.Space | int, cfg: PolicyConfig = PolicyConfig()) -> Actor:
+    """The actor for ``action_space``: Categorical for ``Discrete`` (or an int count), Gaussian for 1-D ``Box``."""
+    if isinstance(action_space, int):
+        action_space = spaces.Discrete(action_space)
+    if isinstance(action_space, spaces.Discrete):
+        return CategoricalActor(obs_dim, int(action_space.n), cfg)
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+        return GaussianActor(obs_dim, int(action_space.shape[0]), cfg)
+    raise ValueError(f"action space must be Discrete or a 1-D Box, got {action_space}")
+
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs, CleanRL-style."""
+    """Separate actor and critic MLPs, CleanRL-style.
 
-    def __init__(self, obs_dim: int, num_actions: int, cfg: PolicyConfig = PolicyConfig()):
+    :param action_space: a Gymnasium ``Discrete`` or 1-D ``Box`` space, or an int (``Discrete(n)``).
+    """
+
+    def __init__(self, obs_dim: int, action_space: spaces.Space | int, cfg: PolicyConfig = PolicyConfig()):
         super().__init__()
         self.obs_dim = obs_dim
-        self.num_actions = num_actions
         self.cfg = cfg
-        self.actor = Actor(obs_dim, num_actions, cfg)
+        self.actor = make_actor(obs_dim, action_space, cfg)
         self.critic = mlp(obs_dim, 1, cfg, out_std=1.0)
+
+    @property
+    def discrete(self) -> bool:
+        return self.actor.discrete
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
@@ -97,15 +172,13 @@ class ActorCritic(nn.Module):
         Sampling draws from ``generator`` rather than the global RNG so that runs reproduce and
         resume exactly.
         """
-        logits = self.actor(obs)
-        dist = Categorical(logits=logits)
         if action is None:
-            action = torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
-        return action, dist.log_prob(action), dist.entropy(), self.get_value(obs)
+            action = self.actor.sample(obs, generator)
+        return action, self.actor.log_prob(obs, action), self.actor.entropy(obs), self.get_value(obs)
 
     def act_greedy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The most likely action; used for evaluation returns."""
-        return self.actor(obs).argmax(-1)
+        """The most likely (Discrete) or mean (Box) action; used for evaluation returns."""
+        return self.actor.mode(obs)
 
 
 def flat_params(module: nn.Module) -> torch.Tensor:

@@ -7,12 +7,18 @@ Numbers the paper does not give (see ``shared/paper/reference-notes.md``) are ou
 projection dimension d, the number m and size of subsets, the L2 penalty, PPO's budgets. Where the
 paper's text keeps a value (10 tasks per family, k = 3 groups) the profiles use it; the ``paper``
 profile's d = 400 is the authors' group's usual default, since the recovered text lost the value.
+
+Budgets differ per family — CartPole learns in seconds, LunarLander needs a million steps,
+highway-env steps a thousand times slower — so a profile holds base budgets plus overrides per
+family (``family_budgets``), and :meth:`Profile.for_family` gives the flat budgets one family runs
+with. Stages call it themselves; a chapter prints ``profile.for_family(f).budgets()`` per family.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
 
 from pgx.algos.ppo import PPOConfig
 from pgx.generalization import GeneralizationConfig
@@ -61,11 +67,33 @@ class Profile:
     """Subset sizes of the ablation (each with its own subsets and ground truth)."""
     generalization: GeneralizationConfig = field(default_factory=GeneralizationConfig)
     """PPO runs from one initialisation and the Hessian budgets of the generalization chapter."""
+    family: str | None = None
+    """The family these budgets were specialised for by :meth:`for_family` (None: the base budgets)."""
+    family_budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Family name (without options) → fields that differ from the base budgets for that family."""
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in fields(self)} - {"name", "family", "family_budgets"}
+        for fam, changes in self.family_budgets.items():
+            bad = sorted(set(changes) - known)
+            if bad:
+                raise ValueError(f"profile {self.name!r}: budgets for {fam!r} name unknown fields {bad}")
+
+    def for_family(self, family: str) -> "Profile":
+        """The budgets ``family`` runs with (a family spec such as ``"navigation:goals=partial"``
+        uses the budgets of its base name); idempotent."""
+        base = family.partition(":")[0]
+        if self.family is not None:
+            if self.family != base:
+                raise ValueError(f"profile was specialised for {self.family!r}, cannot run family {family!r}")
+            return self
+        return replace(self, family=base, family_budgets={}, **self.family_budgets.get(base, {}))
 
     def budgets(self) -> dict[str, object]:
         """The numbers a chapter prints so a reader knows what produced its figures."""
         return {
             "profile": self.name,
+            "family": self.family or "(base)",
             "meta-training steps": self.meta_ppo.total_timesteps,
             "single-task steps": self.single_task_ppo.total_timesteps,
             "eval episodes/task": self.eval_episodes,

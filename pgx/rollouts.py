@@ -18,7 +18,7 @@ import torch
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic
 
-__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples"]
+__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples", "flat_actions"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Rollout:
 
     obs: torch.Tensor
     actions: torch.Tensor
+    """``(T, E)`` (Discrete, as floats) or ``(T, E, action_dim)`` (Box)."""
     log_probs: torch.Tensor
     values: torch.Tensor
     rewards: torch.Tensor
@@ -69,14 +70,17 @@ def collect(
     device = next(agent.parameters()).device
     n = env.num_envs
     obs_buf = torch.zeros((num_steps, n, env.single_observation_space.shape[0]), device=device)
-    buf = {k: torch.zeros((num_steps, n), device=device) for k in ("actions", "log_probs", "values", "rewards")}
+    # Discrete actions are stored as floats (exact for small ints); Box actions keep their dimension.
+    action_shape = () if agent.discrete else tuple(env.single_action_space.shape)
+    actions_buf = torch.zeros((num_steps, n, *action_shape), device=device)
+    buf = {k: torch.zeros((num_steps, n), device=device) for k in ("log_probs", "values", "rewards")}
     flags = {k: torch.zeros((num_steps, n), dtype=torch.bool, device=device) for k in ("terminated", "truncated", "valid")}
     finished: list[tuple[int, float]] = []
     for t in range(num_steps):
         obs_t = torch.as_tensor(state.obs, dtype=torch.float32, device=device)
         action, log_prob, _, value = agent.get_action_and_value(obs_t, generator=generator)
         obs_buf[t] = obs_t
-        buf["actions"][t], buf["log_probs"][t], buf["values"][t] = action.float(), log_prob, value
+        actions_buf[t], buf["log_probs"][t], buf["values"][t] = action.float(), log_prob, value
         flags["valid"][t] = torch.as_tensor(~state.reset_next, device=device)
 
         next_obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
@@ -95,7 +99,7 @@ def collect(
         state.episode_return[done] = 0.0
         state.obs, state.reset_next = next_obs, done
     next_value = agent.get_value(torch.as_tensor(state.obs, dtype=torch.float32, device=device))
-    return Rollout(obs=obs_buf, **buf, **flags, next_value=next_value, finished_returns=finished)
+    return Rollout(obs=obs_buf, actions=actions_buf, **buf, **flags, next_value=next_value, finished_returns=finished)
 
 
 def gae(
@@ -126,6 +130,11 @@ def gae(
     return advantages
 
 
+def flat_actions(actions: torch.Tensor, discrete: bool) -> torch.Tensor:
+    """``(T, E[, A])`` rollout actions as ``(T·E,)`` long (Discrete) or ``(T·E, A)`` float (Box)."""
+    return actions.reshape(-1).long() if discrete else actions.reshape(-1, actions.shape[-1])
+
+
 @dataclass
 class Samples:
     """Valid transitions of a policy, flattened and labelled by task: what per-sample gradients,
@@ -134,7 +143,7 @@ class Samples:
     obs: torch.Tensor
     """``(N, obs_dim)``"""
     actions: torch.Tensor
-    """``(N,)`` long"""
+    """``(N,)`` long (Discrete) or ``(N, action_dim)`` float (Box)"""
     advantages: torch.Tensor
     """``(N,)`` GAE advantages from the policy's own critic"""
     task_ids: torch.Tensor
@@ -178,7 +187,7 @@ def env_samples(
     valid = rollout.valid.reshape(-1)
     return Samples(
         obs=rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid],
-        actions=rollout.actions.reshape(-1)[valid].long(),
+        actions=flat_actions(rollout.actions, agent.discrete)[valid],
         advantages=advantages.reshape(-1)[valid],
         task_ids=labels.expand(num_steps, -1).reshape(-1)[valid],
     )

@@ -27,8 +27,9 @@ from pgx.generalization import (
     standardise_advantages,
     target_samples,
 )
+from pgx.gradients import log_prob_at
 from pgx.hessian import flatten, generalization_bound
-from pgx.policies import Actor, ActorCritic, PolicyConfig
+from pgx.policies import Actor, ActorCritic, CategoricalActor, PolicyConfig
 from pgx.profiles import get_profile
 from pgx.rollouts import Samples
 
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 def _actor() -> Actor:
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        actor = Actor(OBS_DIM, NUM_ACTIONS, TINY).double()
+        actor = CategoricalActor(OBS_DIM, NUM_ACTIONS, TINY).double()
         # Larger output weights than PPO's 0.01 init, so π is far from uniform and H is not tiny.
         torch.nn.init.normal_(actor.net[-1].weight, std=1.0)
     return actor
@@ -61,13 +62,13 @@ def _samples(obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor)
     return Samples(obs=obs, actions=actions, advantages=advantages, task_ids=torch.zeros_like(actions))
 
 
-def _dense_hessian(actor: Actor, loss_of_logits) -> torch.Tensor:
-    """``(dim, dim)`` Hessian of ``loss_of_logits(actor(obs))`` over the flattened parameters."""
+def _dense_hessian(actor: Actor, loss_of_log_probs) -> torch.Tensor:
+    """``(dim, dim)`` Hessian of ``loss_of_log_probs(actor.log_prob(OBS, ACTIONS))`` over the flattened parameters."""
     names = [name for name, _ in actor.named_parameters()]
     values = tuple(p.detach() for p in actor.parameters())
 
     def loss_of_tuple(*tensors: torch.Tensor) -> torch.Tensor:
-        return loss_of_logits(torch.func.functional_call(actor, dict(zip(names, tensors)), (OBS,)))
+        return loss_of_log_probs(log_prob_at(actor, dict(zip(names, tensors)), OBS, ACTIONS))
 
     blocks = torch.autograd.functional.hessian(loss_of_tuple, values)
     sizes = [v.numel() for v in values]
@@ -86,7 +87,8 @@ SMALL = GeneralizationConfig(iterations=2, snapshots=1, steps_per_task=8, num_ta
 def test_loss_at_the_sampling_policy_is_minus_the_mean_advantage():
     actor = _actor()
     with torch.no_grad():
-        loss = policy_gradient_loss(actor(OBS), ACTIONS, ADVANTAGES, actor.log_prob(OBS, ACTIONS))
+        log_probs = actor.log_prob(OBS, ACTIONS)
+        loss = policy_gradient_loss(log_probs, ADVANTAGES, log_probs)
     assert loss.item() == pytest.approx(-ADVANTAGES.mean().item(), abs=1e-12)
 
 
@@ -94,7 +96,7 @@ def test_loss_gradient_at_the_sampling_policy_is_the_policy_gradient():
     # ∇ of the ratio at θ' = θ is ∇ log π: the gradient is −mean Â ∇ log π (REINFORCE with Â).
     actor = _actor()
     sampling = actor.log_prob(OBS, ACTIONS).detach()
-    ratio_grad = torch.autograd.grad(policy_gradient_loss(actor(OBS), ACTIONS, ADVANTAGES, sampling),
+    ratio_grad = torch.autograd.grad(policy_gradient_loss(actor.log_prob(OBS, ACTIONS), ADVANTAGES, sampling),
                                      list(actor.parameters()))
     log_grad = torch.autograd.grad(-(ADVANTAGES * actor.log_prob(OBS, ACTIONS)).mean(), list(actor.parameters()))
     for a, b in zip(ratio_grad, log_grad):
@@ -104,15 +106,14 @@ def test_loss_gradient_at_the_sampling_policy_is_the_policy_gradient():
 def test_hessian_vector_product_matches_the_dense_hessian():
     actor = _actor()
     sampling = actor.log_prob(OBS, ACTIONS).detach()
-    dense = _dense_hessian(actor, lambda logits: policy_gradient_loss(logits, ACTIONS, ADVANTAGES, sampling))
+    dense = _dense_hessian(actor, lambda log_probs: policy_gradient_loss(log_probs, ADVANTAGES, sampling))
     hvp = policy_gradient_hvp(actor, OBS, ACTIONS, ADVANTAGES)
     assert hvp.dim == dense.shape[0] and hvp.dtype == F64
     matrix = torch.stack([hvp(e) for e in torch.eye(hvp.dim, dtype=F64)], dim=1)
     torch.testing.assert_close(matrix, dense, rtol=1e-9, atol=1e-11)
     assert dense.abs().max() > 1e-2  # a non-trivial H, so agreement means something
     # The ratio's Hessian is not that of −mean Â log π: it adds mean Â ∇log π ∇log πᵀ.
-    log_form = _dense_hessian(actor, lambda logits: -(ADVANTAGES * torch.log_softmax(logits, -1)
-                                                      .gather(-1, ACTIONS.unsqueeze(-1)).squeeze(-1)).mean())
+    log_form = _dense_hessian(actor, lambda log_probs: -(ADVANTAGES * log_probs).mean())
     assert (dense - log_form).abs().max() > 1e-3
 
 
@@ -258,8 +259,8 @@ def test_standardisation_rejects_bad_advantages():
 
 def test_loss_and_measure_reject_mismatched_input():
     actor = _actor()
-    with pytest.raises(ValueError, match="need logits"):
-        policy_gradient_loss(actor(OBS), ACTIONS, ADVANTAGES[:-1], ADVANTAGES)
+    with pytest.raises(ValueError, match="need log_probs"):
+        policy_gradient_loss(actor.log_prob(OBS, ACTIONS), ADVANTAGES[:-1], ADVANTAGES)
     good = _samples(OBS, ACTIONS, ADVANTAGES)
     init = {k: p.detach() for k, p in actor.named_parameters()}
     with pytest.raises(ValueError, match="train_samples must hold obs"):

@@ -18,7 +18,7 @@ from pgx.gradients import (
     projected_grads,
     theta_fingerprint,
 )
-from pgx.policies import Actor, PolicyConfig, mlp
+from pgx.policies import Actor, CategoricalActor, PolicyConfig, mlp
 
 
 def _seeded(seed: int, build):
@@ -29,7 +29,7 @@ def _seeded(seed: int, build):
 
 
 def _actor(seed: int = 0) -> Actor:
-    return _seeded(seed, lambda: Actor(5, 3, PolicyConfig(hidden=8, layers=3))).double()
+    return _seeded(seed, lambda: CategoricalActor(5, 3, PolicyConfig(hidden=8, layers=3))).double()
 
 
 def _batch(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,7 +156,7 @@ def test_gradient_input_errors():
         per_sample_grads(actor, obs[:0], actions[:0])
     with pytest.raises(ValueError, match="must define log_prob"):
         per_sample_grads(nn.Linear(5, 3), obs, actions)
-    four_actions = _seeded(0, lambda: Actor(5, 4, PolicyConfig(hidden=8, layers=3)))
+    four_actions = _seeded(0, lambda: CategoricalActor(5, 4, PolicyConfig(hidden=8, layers=3)))
     other = GaussianProjector.for_module(four_actions, 4, 0)
     with pytest.raises(ValueError, match="projector was built for parameter shapes"):
         projected_grads(actor, obs, actions, other)

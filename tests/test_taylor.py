@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from pgx.policies import Actor, PolicyConfig
+from pgx.policies import CategoricalActor, PolicyConfig
 from pgx.taylor import linearization_rss, relative_distance
 
 
 def _setup(scale: float):
     torch.manual_seed(0)
-    actor = Actor(6, 3, PolicyConfig(hidden=16)).double()
+    actor = CategoricalActor(6, 3, PolicyConfig(hidden=16)).double()
     star = {k: v.detach().clone() for k, v in actor.named_parameters()}
     direction = {k: torch.randn_like(v) for k, v in star.items()}
     norm = torch.cat([v.reshape(-1) for v in direction.values()]).norm()

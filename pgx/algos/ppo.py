@@ -7,8 +7,13 @@ matter here:
   each), so every update sees all tasks — the paper's multitask meta-training;
 * Gymnasium 1.x NEXT_STEP autoreset is handled by masking reset steps (``pgx.rollouts``);
 * no global RNG: action sampling and minibatch shuffles draw from one ``torch.Generator``, whose
-  state is checkpointed with the model, optimiser and env, so an interrupted run resumes to the
-  same parameters as an uninterrupted one;
+  state is checkpointed with the model and optimiser;
+* resume is exact where the env can be pickled (the numpy families: CartPole, navigation): the
+  env's state is checkpointed too, so an interrupted run resumes to the same parameters as an
+  uninterrupted one. Box2D (LunarLander), highway-env and MuJoCo envs cannot be pickled reliably;
+  for them the checkpoint restores weights, optimiser, RNG, learning curve and step count exactly,
+  and the episodes that were in progress restart from a reset seeded by ``(seed, iteration)`` —
+  the resumed run is reproducible but not identical to an uninterrupted one;
 * ``init_state`` starts from given actor/critic weights: fine-tuning θ* uses the same loop.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import pickle
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,10 +33,10 @@ from tqdm.auto import tqdm
 
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic, PolicyConfig
-from pgx.rollouts import RolloutState, collect, gae
+from pgx.rollouts import RolloutState, collect, flat_actions, gae
 from pgx.runtime import pick_device, save_torch, seed_everything
 
-__all__ = ["PPOConfig", "TrainResult", "train"]
+__all__ = ["PPOConfig", "TrainResult", "train", "resume_seed"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,9 @@ class TrainResult:
     """Seconds of training (summed over resumed segments)."""
     config: dict = field(default_factory=dict)
 
-    def agent(self, obs_dim: int, num_actions: int, policy: PolicyConfig) -> ActorCritic:
-        agent = ActorCritic(obs_dim, num_actions, policy)
+    def agent(self, family: TaskFamily, policy: PolicyConfig) -> ActorCritic:
+        """The trained actor-critic (on CPU); ``policy`` must be the config it was trained with."""
+        agent = ActorCritic(family.obs_dim, family.action_space, policy)
         agent.actor.load_state_dict(self.actor_state)
         agent.critic.load_state_dict(self.critic_state)
         return agent
@@ -117,7 +124,7 @@ def train(
     seed_everything(seed)
     env = family.source_envs(task_ids, cfg.envs_per_task)
     env_task = np.repeat(np.arange(n), cfg.envs_per_task)  # position in task_ids of each sub-env
-    agent = ActorCritic(family.obs_dim, family.num_actions, cfg.policy).to(dev)
+    agent = ActorCritic(family.obs_dim, family.action_space, cfg.policy).to(dev)
     if init_state is not None:
         agent.actor.load_state_dict(init_state[0])
         agent.critic.load_state_dict(init_state[1])
@@ -136,15 +143,19 @@ def train(
         agent.load_state_dict(saved["agent"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"].cpu())
-        env, state = pickle.loads(saved["env"]), saved["rollout_state"]
         start_iter, elapsed = saved["iteration"], saved["elapsed"]
+        if saved["env"] is not None:
+            env.close()
+            env, state = pickle.loads(saved["env"]), saved["rollout_state"]
+        else:  # the env could not be pickled: restart its episodes, reproducibly
+            state = RolloutState.start(env, resume_seed(seed, start_iter))
         steps_log, returns_log = saved["steps"], saved["returns"]
 
     def save_checkpoint(iteration: int, elapsed: float) -> None:
         save_torch(
             {
                 "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "env": pickle.dumps(env), "rollout_state": state,
+                "generator": generator.get_state(), "env": _pickled(env), "rollout_state": state,
                 "iteration": iteration, "elapsed": elapsed, "steps": steps_log, "returns": returns_log,
                 "config": asdict(cfg), "task_ids": task_ids, "seed": seed,
             },
@@ -168,8 +179,9 @@ def train(
         returns = advantages + rollout.values
         valid = rollout.valid.reshape(-1)
         b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
-        b_actions, b_logp, b_adv, b_ret, b_val = (
-            x.reshape(-1)[valid] for x in (rollout.actions, rollout.log_probs, advantages, returns, rollout.values)
+        b_actions = flat_actions(rollout.actions, agent.discrete)[valid]
+        b_logp, b_adv, b_ret, b_val = (
+            x.reshape(-1)[valid] for x in (rollout.log_probs, advantages, returns, rollout.values)
         )
 
         # Clipped-objective update over minibatches of valid transitions
@@ -180,7 +192,7 @@ def train(
             order = torch.randperm(num_valid, generator=generator, device=dev)
             for start in range(0, num_valid - mb + 1, mb):
                 idx = order[start:start + mb]
-                _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[idx], b_actions[idx].long())
+                _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[idx], b_actions[idx])
                 ratio = (new_logp - b_logp[idx]).exp()
                 adv = b_adv[idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -207,6 +219,7 @@ def train(
         if on_iteration is not None:
             on_iteration(iteration, agent)
     bar.close()
+    env.close()
 
     return TrainResult(
         actor_state={k: v.detach().cpu().clone() for k, v in agent.actor.state_dict().items()},
@@ -217,3 +230,19 @@ def train(
         wall_time=elapsed,
         config=asdict(cfg),
     )
+
+
+def resume_seed(seed: int, iteration: int) -> int:
+    """Reset seed of the envs when a run resumes at ``iteration`` without a pickled env."""
+    return seed + 1_000_003 * (iteration + 1)
+
+
+def _pickled(env) -> bytes | None:
+    """The env's state as bytes, or None where it cannot be pickled (Box2D, highway-env, MuJoCo,
+    worker processes): resume then restarts the episodes in progress (see the module docstring)."""
+    try:
+        return pickle.dumps(env)
+    except Exception as e:  # pickling fails with TypeError, AttributeError or a SWIG error
+        warnings.warn(f"{type(env).__name__} cannot be pickled ({type(e).__name__}); a resumed run will restart "
+                      "its episodes from a seeded reset", stacklevel=3)
+        return None

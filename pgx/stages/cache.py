@@ -1,0 +1,56 @@
+"""What every stage shares: the on-disk cache, its code version, and the checks of stage arguments.
+
+Each stage is a module-level function of ``(family spec, profile, seed)`` cached on disk with
+``joblib.Memory``. joblib tracks only the cached function's own code, not what it calls, so every
+cache key also carries ``CODE_VERSION``, a hash of all of pgx's sources: any edit to pgx re-runs
+the stages (correct, if slow while developing). Results are small dataclasses; their recorded
+``wall_time`` is the time the stage took when it was computed, not when it was loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import joblib
+
+from pgx.envs import make_family
+from pgx.profiles import Profile
+from pgx.runtime import is_int
+
+__all__ = ["CODE_VERSION", "cache_dir", "memory", "stage_args"]
+
+
+def _code_version() -> str:
+    digest = hashlib.sha256()
+    root = Path(__file__).parents[1]
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CODE_VERSION = _code_version()
+
+
+def cache_dir() -> Path:
+    """``$PGX_CACHE``, else ``~/.cache/pgx``: stage results and training checkpoints live here."""
+    return Path(os.environ.get("PGX_CACHE") or Path.home() / ".cache" / "pgx")
+
+
+memory = joblib.Memory(cache_dir() / "stages", verbose=0)
+
+
+def stage_args(family_name: str, profile: Profile, seed: int) -> Profile:
+    """Check a stage's arguments before any work and return the profile's budgets for the family.
+
+    An unknown family or a bad family option fails here (``make_family``), as do a profile that
+    is not a :class:`Profile` and a negative or non-integer seed.
+    """
+    make_family(family_name)
+    if not isinstance(profile, Profile):
+        raise ValueError(f"profile must be a pgx.profiles.Profile, got {type(profile).__name__}")
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return profile.for_family(family_name)

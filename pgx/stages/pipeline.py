@@ -1,0 +1,269 @@
+"""The pipeline's stages: family → meta-policy → gradient features → surrogate fit → affinity.
+
+Also the transfer matrix of single-task policies, which the family chapter uses to show how much
+the tasks conflict.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import joblib
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from pgx.affinity import affinity_matrix, sample_subsets
+from pgx.algos.ppo import TrainResult, train
+from pgx.envs import TaskFamily, as_param_array, make_family
+from pgx.evaluation import episode_returns, evaluate
+from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
+from pgx.policies import ActorCritic
+from pgx.profiles import Profile
+from pgx.rollouts import Samples, policy_samples
+from pgx.runtime import seed_everything
+from pgx.stages.cache import CODE_VERSION, cache_dir, memory, stage_args
+from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, rescale
+
+__all__ = [
+    "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
+    "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity", "theta_star_samples", "projector_for",
+]
+
+
+# --- meta-training -----------------------------------------------------------------------------
+
+@dataclass
+class MetaPolicy:
+    """θ* and how good it is: the multitask PPO run on all source tasks."""
+
+    train: TrainResult
+    eval_returns: np.ndarray
+    """``(n_tasks,)`` mean greedy return of θ* on each source task."""
+
+    def agent(self, family_name: str, profile: Profile) -> ActorCritic:
+        return self.train.agent(make_family(family_name), profile.for_family(family_name).meta_ppo.policy)
+
+
+@memory.cache
+def _meta_train(family_name: str, profile: Profile, seed: int, code_version: str) -> MetaPolicy:
+    family = make_family(family_name)
+    key = joblib.hash((family_name, profile.meta_ppo, seed, code_version))[:12]
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", family_name)
+    ckpt = cache_dir() / "checkpoints" / f"meta-{safe_name}-{profile.name}-s{seed}-{key}.pt"
+    result = train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt)
+    agent = result.agent(family, profile.meta_ppo.policy)
+    returns = evaluate(agent.actor, family, range(family.n_tasks), profile.eval_episodes, seed=seed + 10_000)
+    return MetaPolicy(train=result, eval_returns=returns)
+
+
+def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
+    """Multitask PPO on every source task of the family (checkpointed; resumes if interrupted)."""
+    profile = stage_args(family_name, profile, seed)
+    return _meta_train(family_name, profile, seed, CODE_VERSION)
+
+
+# --- transfer between tasks --------------------------------------------------------------------
+
+@memory.cache
+def _transfer_matrix(family_name: str, profile: Profile, seed: int, code_version: str) -> tuple[np.ndarray, float]:
+    family = make_family(family_name)
+    n = family.n_tasks
+    from pgx.finetune import finetune_subsets
+
+    matrix = np.zeros((n, n))
+    start = time.perf_counter()
+    # Independent runs, so in parallel (task i trains with seed + i).
+    runs = finetune_subsets(family_name, None, [(i,) for i in range(n)], profile.single_task_ppo, seed)
+    for i, run in enumerate(runs):
+        agent = ActorCritic(family.obs_dim, family.action_space, profile.single_task_ppo.policy)
+        agent.actor.load_state_dict(run.actor_state)
+        # Evaluate with task i's one-hot on every task (when the family shows it), so only the
+        # dynamics change along a row.
+        matrix[i] = _evaluate_with_task_id(agent, family, i, profile.eval_episodes, seed + 20_000)
+    return matrix, time.perf_counter() - start
+
+
+def _evaluate_with_task_id(agent: ActorCritic, family: TaskFamily, shown_task: int, episodes: int,
+                           seed: int) -> np.ndarray:
+    params = np.repeat(as_param_array(family.source_params), episodes, axis=0)
+    env = family.envs(params, np.full(len(params), shown_task))
+    totals = episode_returns(agent.actor, env, seed, family.max_episode_steps + 1)
+    return totals.reshape(family.n_tasks, episodes).mean(axis=1)
+
+
+def transfer_matrix(family_name: str, profile: Profile, seed: int) -> tuple[np.ndarray, float]:
+    """``(n, n)`` return on task j (column) of a policy trained on task i alone (row), and seconds taken."""
+    profile = stage_args(family_name, profile, seed)
+    return _transfer_matrix(family_name, profile, seed, CODE_VERSION)
+
+
+# --- gradient features at θ* -------------------------------------------------------------------
+
+@dataclass
+class FeatureResult:
+    features: GradientFeatures
+    obs: np.ndarray
+    """``(N, obs_dim)`` states the features were computed on (for Taylor checks)."""
+    actions: np.ndarray
+    """``(N,)`` (Discrete) or ``(N, action_dim)`` (Box) actions taken there."""
+    rollout_time: float
+    gradient_time: float
+    gradient_flops: int
+
+
+@memory.cache
+def _gradient_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
+    family = make_family(family_name)
+    meta = meta_train(family_name, profile, seed)
+    agent = meta.agent(family_name, profile)
+    seed_everything(seed)
+
+    # Rollouts of θ* itself; advantages from its own critic (GAE, as in training).
+    start = time.perf_counter()
+    samples = theta_star_samples(agent, family, profile, seed + 30_000)
+    rollout_time = time.perf_counter() - start
+
+    start = time.perf_counter()
+    projector = projector_for(agent, profile, seed)
+    features = projected_grads(agent.actor, samples.obs, samples.actions, projector)
+    gradient_time = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
+        projected_grads(agent.actor, samples.obs, samples.actions, projector)
+    return FeatureResult(
+        features=GradientFeatures(
+            features=features.cpu().numpy().astype(np.float32),
+            advantages=samples.advantages.cpu().numpy(),
+            task_ids=samples.task_ids.cpu().numpy(),
+            dim=profile.projection_dim,
+            seed=seed,
+            theta_fingerprint=theta_fingerprint(agent.actor),
+            projector_fingerprint=projector.fingerprint(),
+        ),
+        obs=samples.obs.cpu().numpy(),
+        actions=samples.actions.cpu().numpy(),
+        rollout_time=rollout_time,
+        gradient_time=gradient_time,
+        gradient_flops=int(counter.get_total_flops()),
+    )
+
+
+def theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
+    cfg = profile.meta_ppo
+    return policy_samples(agent, family, profile.steps_per_task, seed, cfg.gamma, cfg.gae_lambda)
+
+
+def projector_for(agent: ActorCritic, profile: Profile, seed: int) -> GaussianProjector:
+    shapes = [tuple(p.shape) for p in agent.actor.parameters()]
+    return GaussianProjector(shapes, profile.projection_dim, seed=seed)
+
+
+def gradient_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
+    """Projected per-sample gradients of log π(a|s) at θ*, with advantages and task ids."""
+    profile = stage_args(family_name, profile, seed)
+    return _gradient_features(family_name, profile, seed, CODE_VERSION)
+
+
+# --- surrogate (Algorithm 1) -------------------------------------------------------------------
+
+@dataclass
+class SurrogateFit:
+    subsets: list[tuple[int, ...]]
+    V: np.ndarray
+    """``(m, d)`` regression solutions (rescaled when the profile asks for a relative distance)."""
+    fit_time: float
+    fit_flops: int
+
+
+@memory.cache
+def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: str) -> SurrogateFit:
+    family = make_family(family_name)
+    feats = gradient_features(family_name, profile, seed).features
+    agent = meta_train(family_name, profile, seed).agent(family_name, profile)
+    projector = projector_for(agent, profile, seed)
+    feats.check_compatible(profile.projection_dim, seed, theta_fingerprint(agent.actor), projector.fingerprint())
+    subsets = sample_subsets(family.n_tasks, profile.subset_size, profile.num_subsets, seed)
+    start = time.perf_counter()
+    V = fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
+                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
+    if profile.surrogate.relative_distance is not None:
+        theta_norm = float(torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()]).norm())
+        V = rescale(V, projector, theta_norm, profile.surrogate.relative_distance)
+    fit_time = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
+        fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
+                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
+    return SurrogateFit(subsets=subsets, V=V.cpu().numpy(), fit_time=fit_time, fit_flops=int(counter.get_total_flops()))
+
+
+def surrogate_fit(family_name: str, profile: Profile, seed: int) -> SurrogateFit:
+    """One weighted logistic regression per random subset, all solved at once."""
+    profile = stage_args(family_name, profile, seed)
+    return _surrogate_fit(family_name, profile, seed, CODE_VERSION)
+
+
+# --- affinity (eq. 5) --------------------------------------------------------------------------
+
+@dataclass
+class AffinityResult:
+    route: str
+    subsets: list[tuple[int, ...]]
+    scores: np.ndarray
+    """``(m, n)`` estimated performance of each task after adapting on each subset (NaN outside it)."""
+    affinity: np.ndarray
+    """``(n, n)`` task affinity T."""
+    score_time: float
+
+
+ROUTES = ("first_order", "plug_in")
+
+
+@memory.cache
+def _estimate_affinity(family_name: str, profile: Profile, seed: int, route: str, code_version: str) -> AffinityResult:
+    family = make_family(family_name)
+    fit = surrogate_fit(family_name, profile, seed)
+    V = torch.as_tensor(fit.V)
+    start = time.perf_counter()
+    if route == "first_order":
+        feats = gradient_features(family_name, profile, seed).features
+        scores = first_order_scores(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
+                                    torch.as_tensor(feats.task_ids), fit.subsets, V, family.n_tasks)
+        scores = np.asarray(scores.cpu().numpy() if torch.is_tensor(scores) else scores, dtype=np.float64)
+    else:
+        scores = _plug_in_scores(family_name, profile, seed, fit)
+    return AffinityResult(route=route, subsets=fit.subsets, scores=scores,
+                          affinity=affinity_matrix(fit.subsets, scores, family.n_tasks),
+                          score_time=time.perf_counter() - start)
+
+
+def _plug_in_scores(family_name: str, profile: Profile, seed: int, fit: SurrogateFit) -> np.ndarray:
+    """Return of θ*+Δθ_S on each task of S, from real (sampled-action) rollouts.
+
+    Every subset is evaluated with the same seed (common random numbers), so differences between
+    subsets come from Δθ, not from the luck of the episodes.
+    """
+    family = make_family(family_name)
+    agent = meta_train(family_name, profile, seed).agent(family_name, profile)
+    projector = projector_for(agent, profile, seed)
+    theta_star = torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()])
+    deltas = delta_theta(torch.as_tensor(fit.V), projector)
+    scores = np.full((len(fit.subsets), family.n_tasks), np.nan)
+    for s, subset in enumerate(tqdm(fit.subsets, desc="plug-in rollouts")):
+        torch.nn.utils.vector_to_parameters(theta_star + deltas[s].to(theta_star), agent.actor.parameters())
+        scores[s, list(subset)] = evaluate(agent.actor, family, subset, profile.plug_in_episodes,
+                                           seed=seed + 40_000, greedy=False)
+    return scores
+
+
+def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str = "first_order") -> AffinityResult:
+    """Task affinity from the surrogate: ``route`` is ``"first_order"`` (linearised log-probabilities,
+    no environment steps) or ``"plug_in"`` (real rollouts of θ*+Δθ)."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
+    profile = stage_args(family_name, profile, seed)
+    return _estimate_affinity(family_name, profile, seed, route, CODE_VERSION)
+
+
