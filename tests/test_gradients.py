@@ -18,7 +18,7 @@ from pgx.gradients import (
     projected_grads,
     theta_fingerprint,
 )
-from pgx.policies import Actor, CategoricalActor, PolicyConfig, mlp
+from pgx.policies import Actor, CategoricalActor, GaussianActor, PolicyConfig, mlp
 
 
 def _seeded(seed: int, build):
@@ -117,8 +117,15 @@ def test_gradients_do_not_depend_on_grad_mode_or_touch_param_grads():
                 torch.randint(0, 2, (10,), generator=torch.Generator().manual_seed(7)),
             ),
         ),
+        (
+            lambda: _seeded(8, lambda: GaussianActor(4, 2, PolicyConfig(hidden=6, layers=3, init_log_std=-0.3))).double(),
+            lambda: (
+                torch.randn(10, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64),
+                torch.randn(10, 2, generator=torch.Generator().manual_seed(10), dtype=torch.float64),
+            ),
+        ),
     ],
-    ids=["categorical-mlp", "gaussian-log-std", "shared-linear-3d"],
+    ids=["categorical-mlp", "gaussian-log-std", "shared-linear-3d", "pgx-gaussian-actor"],
 )
 def test_fast_projection_matches_vmap_then_project(build, batch):
     actor = build()

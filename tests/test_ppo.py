@@ -1,3 +1,4 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -62,3 +63,54 @@ def test_fine_tuning_starts_from_given_weights():
     zero_lr = PPOConfig(**{**TINY.__dict__, "learning_rate": 0.0})
     tuned = train(fam, [2], zero_lr, seed=9, progress=False, init_state=(base.actor_state, base.critic_state))
     assert _same(base.actor_state, tuned.actor_state)
+
+
+def test_box_actions_train_reproducibly_and_resume_exactly(tmp_path):
+    # Navigation: a Gaussian policy on a numpy env that pickles, so resume is exact.
+    fam = make_family("navigation")
+    full = train(fam, [0, 6], TINY, seed=2, progress=False)
+    assert full.actor_state["log_std"].shape == (2,)
+    assert not torch.equal(full.actor_state["log_std"], torch.zeros(2))  # the std was learned
+    ckpt = tmp_path / "nav.pt"
+
+    def stop(iteration, agent):
+        if iteration == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(fam, [0, 6], TINY, seed=2, checkpoint_path=ckpt, progress=False, on_iteration=stop)
+    resumed = train(fam, [0, 6], TINY, seed=2, checkpoint_path=ckpt, progress=False)
+    assert _same(full.actor_state, resumed.actor_state)
+
+
+class _Unpicklable(gym.vector.VectorWrapper):
+    """Stands for a Box2D or highway-env vector env, which cannot be pickled."""
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle this env")
+
+
+def test_unpicklable_env_resumes_from_a_seeded_reset(tmp_path):
+    base = make_family("cartpole")
+    fam = base.with_options(name="cartpole-unpicklable",
+                            make_vec_env=lambda params: _Unpicklable(base.make_vec_env(params)))
+    ckpt = tmp_path / "run.pt"
+
+    def stop(iteration, agent):
+        if iteration == 3:
+            raise Interrupt
+
+    runs = []
+    for _ in range(2):
+        ckpt.unlink(missing_ok=True)
+        with pytest.warns(UserWarning, match="cannot be pickled"), pytest.raises(Interrupt):
+            train(fam, [1, 8], TINY, seed=0, checkpoint_path=ckpt, progress=False, on_iteration=stop)
+        saved = torch.load(ckpt, weights_only=False)
+        assert saved["env"] is None and saved["iteration"] == 4
+        runs.append(train(fam, [1, 8], TINY, seed=0, checkpoint_path=ckpt, progress=False))
+    # Weights, optimiser and RNG are restored, the episodes restart: reproducible, and the
+    # learning curve before the interruption is kept.
+    assert _same(runs[0].actor_state, runs[1].actor_state)
+    full = train(fam, [1, 8], TINY, seed=0, progress=False)
+    np.testing.assert_array_equal(full.task_returns[:4], runs[0].task_returns[:4])
+    assert len(runs[0].task_returns) == TINY.num_iterations(2)
