@@ -9,63 +9,115 @@
 # ---
 
 # %% [markdown]
-# # Meta-training: one multitask policy $\theta^\star$
+# # Meta-training: one multitask policy θ*
 #
 # PolicyGradEx starts from a meta-policy trained on all $n$ tasks at once. For the control
-# environments the paper uses PPO and a four-layer MLP; so do we. `pgx.algos.ppo.train` runs
-# every task side by side in one vectorised env ({math}`\text{envs\_per\_task}` sub-envs each), so
-# each update of the clipped objective
+# environments the paper uses PPO and a four-layer MLP; so do we, for every family.
+# `pgx.algos.ppo.train` runs every task side by side in one vectorised env
+# ({math}`\text{envs\_per\_task}` sub-envs each), so each update of the clipped objective
 #
 # $$ L(\theta) = \mathbb E_t\Big[\min\big(r_t(\theta)\hat A_t,\ \mathrm{clip}(r_t(\theta), 1-\epsilon, 1+\epsilon)\hat A_t\big)\Big] - c_1 L^{V} + c_2 \mathcal H[\pi_\theta], \qquad r_t = \frac{\pi_\theta(a_t\mid s_t)}{\pi_{\theta_{\rm old}}(a_t\mid s_t)} $$
 #
-# averages over all tasks. Training checkpoints to the cache every few iterations and resumes
-# from the last checkpoint if interrupted; the same seed gives the same $\theta^\star$ on CPU.
+# averages over all tasks. Discrete families (CartPole, LunarLander, highway) get a Categorical
+# policy; navigation's velocity actions get a Gaussian policy with a learned, state-independent
+# standard deviation, its actions clipped to the action bounds on the way into the env.
+#
+# Training checkpoints to the cache every few iterations and resumes from the last checkpoint if
+# interrupted. The same seed gives the same θ* on CPU. Resume is exact for the numpy families
+# (CartPole, navigation), whose envs are checkpointed too; Box2D and highway-env envs cannot be
+# pickled, so for them a resumed run restores weights, optimiser and random state exactly and
+# restarts the episodes that were in progress from a seeded reset.
 
 # %%
-import os
-
+import numpy as np
 import pandas as pd
 
 from pgx import stages
-from pgx.envs import make_family
-from pgx.plots import learning_curves, returns_bar
+from pgx.envs import as_param_array, make_family
+from pgx.plots import learning_curves, returns_bar, small_multiples
 from pgx.profiles import get_profile
+from pgx.report import book_families, book_seed
 
 profile = get_profile()
-SEED = int(os.environ.get("PGX_SEED", "0"))
-family = make_family("cartpole")
-print(f"profile: {profile.name}   seed: {SEED}")
-pd.Series({k: v for k, v in profile.meta_ppo.__dict__.items() if k != "policy"} | {"policy": str(profile.meta_ppo.policy)}, name="PPO").to_frame()
+SEED = book_seed()
+FAMILIES = book_families()
+print(f"profile: {profile.name}   seed: {SEED}   families: {', '.join(FAMILIES)}")
+pd.DataFrame({f: {k: v for k, v in profile.for_family(f).meta_ppo.__dict__.items() if k != "policy"}
+              | {"policy": str(profile.for_family(f).meta_ppo.policy)} for f in FAMILIES})
 
 # %%
-meta = stages.meta_train("cartpole", profile, SEED)
-labels = [f"{p:g}" for p in family.source_params]
-learning_curves(meta.train.steps, meta.train.task_returns, labels,
-                f"Multitask PPO on 10 CartPole tasks ({profile.name}, seed {SEED})");
+metas = {spec: stages.meta_train(spec, profile, SEED) for spec in FAMILIES}
+fig, axes = small_multiples(len(FAMILIES))
+for (spec, meta), ax in zip(metas.items(), axes):
+    learning_curves(meta.train.steps, meta.train.task_returns, make_family(spec).task_labels(),
+                    f"{spec}: multitask PPO ({profile.name}, seed {SEED})", ax=ax)
+    ax.legend(fontsize=6, ncol=2, title=make_family(spec).parameter, title_fontsize=7)
+fig.tight_layout()
 
 # %% [markdown]
 # The curves are the returns of the episodes finished during training (actions sampled from
-# the policy). Below, $\theta^\star$ is evaluated afterwards with greedy actions,
-# `eval_episodes` seeded episodes per task.
+# the policy). Below, θ* is evaluated afterwards with greedy actions (the most likely action, or
+# the Gaussian's mean), `eval_episodes` seeded episodes per task.
+#
+# What each family's θ* should reach in the `default` profile: LunarLander at least 100 averaged
+# over the source tasks (200 is Gymnasium's "solved"); navigation close to the return of the
+# straight-line oracle that moves at full speed to the goal and stays there — with the goal
+# hidden, one policy cannot reach every goal, so the oracle is a ceiling, not a target; CartPole
+# below the 500 cap on some tasks by design (see the families chapter).
 
 # %%
-mean_return = float(meta.eval_returns.mean())
-returns_bar(meta.eval_returns, labels, f"θ* greedy return per task: mean {mean_return:.0f} ({profile.name}, seed {SEED})", threshold=450,
-            ylabel="mean return (max 500)").axes[0].set_xlabel("half pole length (m)")
-steps = int(meta.train.steps[-1])
-print(f"meta-training: {steps:,} steps in {meta.train.wall_time:.0f} s ({steps / meta.train.wall_time:,.0f} steps/s); "
-      f"mean greedy return over the {family.n_tasks} tasks: {mean_return:.1f}")
+def reference(spec: str) -> tuple[str, float | None]:
+    family = make_family(spec)
+    if spec.startswith("navigation"):
+        from pgx.envs.navigation import oracle_return
+
+        return "straight-line oracle", float(oracle_return(as_param_array(family.source_params)).mean())
+    if spec.startswith("lunarlander"):
+        return "required (≥)", 100.0
+    if family.reward_range is not None:
+        return "cap", family.reward_range[1]
+    return "", None
+
+
+fig, axes = small_multiples(len(FAMILIES), panel=(6, 3.4))
+rows = {}
+for (spec, meta), ax in zip(metas.items(), axes):
+    family = make_family(spec)
+    name, value = reference(spec)
+    returns_bar(meta.eval_returns, family.task_labels(), f"{spec}: θ* greedy return, mean {meta.eval_returns.mean():.1f}",
+                threshold=value, ax=ax)
+    ax.set_xlabel(family.parameter)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    steps = int(meta.train.steps[-1])
+    rows[spec] = {"mean return": meta.eval_returns.mean(), "worst task": meta.eval_returns.min(),
+                  "best task": meta.eval_returns.max(), "reference": name, "reference value": value,
+                  "steps": steps, "seconds": meta.train.wall_time, "steps/s": steps / meta.train.wall_time}
+fig.tight_layout()
+summary = pd.DataFrame(rows).T
+summary
+
+# %%
+for spec, row in summary.iterrows():
+    if row["reference"] == "required (≥)":
+        verdict = "meets" if row["mean return"] >= row["reference value"] else "does NOT meet"
+        print(f"{spec}: mean return {row['mean return']:.1f} {verdict} the required {row['reference value']:.0f}")
+    elif row["reference"] == "straight-line oracle":
+        print(f"{spec}: mean return {row['mean return']:.1f} = {row['mean return'] / row['reference value']:.0%} "
+              f"of the straight-line oracle's {row['reference value']:.1f}")
+    elif row["reference"] == "cap":
+        below = int((metas[spec].eval_returns < row["reference value"] - 1).sum())
+        print(f"{spec}: {below} of {len(metas[spec].eval_returns)} tasks below the cap {row['reference value']:.0f}")
 
 # %% [markdown]
 # ## Compared with the paper
 #
 # | | paper | this build |
 # |---|---|---|
-# | algorithm | PPO, four-layer MLP | PPO, four-layer MLP (64 units, tanh), separate critic |
-# | meta-training budget | not recoverable from the text | printed above |
-# | meta-policy quality | not reported | mean greedy return printed above; the target for the `default` profile is ≥ 450 of 500 |
+# | algorithm | PPO, four-layer MLP | PPO, four-layer MLP (64 units, tanh), separate critic, every family |
+# | meta-training budget | not recoverable from the text | per family, printed at the top |
+# | meta-policy quality | not reported | the table and lines above |
 #
-# A meta-policy that already solves every task is the regime the paper's first-order argument
-# needs ("for a proper initialization $\theta^\star$"): adaptation then stays near
-# $\theta^\star$. It also means CartPole's returns saturate at 500, which the affinity chapter
-# has to reckon with.
+# The paper's first-order argument needs "a proper initialization θ*": adaptation then stays
+# near θ*. A θ* that already solves every task leaves fine-tuning nothing to do; one that solves
+# none is not a proper initialization. The families chapter shows where each family's θ* sits
+# between the two.

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # Task affinity from gradients at $\theta^\star$
+# # Task affinity from gradients at θ*
 #
 # **Features.** $\theta^\star$ plays each task for `steps_per_task` steps; GAE with its own
 # critic gives advantages $\hat A_t$. For every sample we need
@@ -39,9 +39,6 @@
 # $T_{ij}$ is its mean over the $n_{ij}$ subsets holding both $i$ and $j$, symmetrised.
 
 # %%
-import os
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
@@ -49,83 +46,101 @@ from scipy.stats import spearmanr
 from pgx import stages
 from pgx.affinity import pair_counts
 from pgx.envs import make_family
-from pgx.plots import heatmap
+from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
+from pgx.report import book_families, book_seed, budgets_table
 
 profile = get_profile()
-SEED = int(os.environ.get("PGX_SEED", "0"))
-family = make_family("cartpole")
-labels = [f"{p:g}" for p in family.source_params]
-print(f"profile: {profile.name}   seed: {SEED}")
-pd.Series(profile.budgets(), name="value").to_frame().T
+SEED = book_seed()
+FAMILIES = book_families()
+print(f"profile: {profile.name}   seed: {SEED}   families: {', '.join(FAMILIES)}")
+budgets_table(profile, FAMILIES)
 
 # %%
-meta = stages.meta_train("cartpole", profile, SEED)
-features = stages.gradient_features("cartpole", profile, SEED)
-fit = stages.surrogate_fit("cartpole", profile, SEED)
-first_order = stages.estimate_affinity("cartpole", profile, SEED, "first_order")
-plug_in = stages.estimate_affinity("cartpole", profile, SEED, "plug_in")
-
-f = features.features
-num_params = sum(p.numel() for p in meta.agent("cartpole", profile).actor.parameters())
-print(f"θ* has p = {num_params:,} actor parameters; {f.features.shape[0]:,} samples projected to d = {f.dim}")
-counts = pair_counts(fit.subsets, family.n_tasks)
-print(f"{len(fit.subsets)} subsets of {profile.subset_size} tasks; every pair is covered by "
-      f"{counts[~np.eye(family.n_tasks, dtype=bool)].min()}–{counts.max()} subsets")
+results = {}
+for spec in FAMILIES:
+    results[spec] = {
+        "meta": stages.meta_train(spec, profile, SEED),
+        "features": stages.gradient_features(spec, profile, SEED),
+        "fit": stages.surrogate_fit(spec, profile, SEED),
+        "first_order": stages.estimate_affinity(spec, profile, SEED, "first_order"),
+        "plug_in": stages.estimate_affinity(spec, profile, SEED, "plug_in"),
+    }
+rows = {}
+for spec, r in results.items():
+    n = make_family(spec).n_tasks
+    counts = pair_counts(r["fit"].subsets, n)
+    rows[spec] = {"actor parameters p": sum(p.numel() for p in r["meta"].agent(spec, profile).actor.parameters()),
+                  "samples": r["features"].features.features.shape[0], "d": r["features"].features.dim,
+                  "subsets m": len(r["fit"].subsets), "subsets per pair (min–max)":
+                  f"{counts[~np.eye(n, dtype=bool)].min()}–{counts.max()}"}
+pd.DataFrame(rows).T
 
 # %% [markdown]
 # ## The two affinity matrices
+#
+# Each family's first-order affinity (left column) beside its plug-in affinity (right column).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-heatmap(first_order.affinity, labels, "first-order route (no env steps)", "T (z-units)", ax=axes[0], center=0)
-heatmap(plug_in.affinity, labels, "plug-in route (rollouts of θ*+Δθ)", "T (z-units)", ax=axes[1], center=0)
-for ax in axes:
-    ax.set_xlabel("half pole length (m)")
-    ax.set_ylabel("half pole length (m)")
-fig.suptitle(f"Task affinity T on CartPole ({profile.name}, seed {SEED})")
-fig.tight_layout();
+fig, axes = small_multiples(2 * len(FAMILIES), panel=(6.2, 5.2))
+for i, (spec, r) in enumerate(results.items()):
+    family = make_family(spec)
+    for ax, route, title in ((axes[2 * i], "first_order", "first-order (no env steps)"),
+                             (axes[2 * i + 1], "plug_in", "plug-in (rollouts of θ*+Δθ)")):
+        heatmap(r[route].affinity, family.task_labels(), f"{spec}: {title}", "T (z-units)", ax=ax, center=0)
+        ax.set_xlabel(family.parameter)
+        ax.set_ylabel(family.parameter)
+fig.suptitle(f"Task affinity T ({profile.name}, seed {SEED})")
+fig.tight_layout()
 
 # %% [markdown]
-# How far do the routes agree? Below, the Spearman correlation of their per-(subset, task)
-# estimates, and of the off-diagonal entries of the two matrices. The plug-in route measures
-# returns, which saturate at 500 on tasks $\theta^\star$ already solves: where every subset's
-# $\theta^\star+\Delta\theta_S$ still balances the pole for the whole episode, the z-normalised
-# plug-in scores are all zero and carry no information, while the first-order route still
-# ranks the subsets by how much each update would raise the objective.
+# How far do the routes agree? Below, per family, the Spearman correlation of their
+# per-(subset, task) estimates and of the off-diagonal entries of the two matrices, and the share
+# of plug-in returns at the family's maximum return where it has one. Returns that saturate —
+# CartPole's 500 on tasks θ* already solves — make the z-normalised plug-in scores all equal, so
+# they carry no information, while the first-order route still ranks the subsets by how much
+# each update would raise the objective.
 
 # %%
-inside = np.isfinite(first_order.scores)
-off_diag = ~np.eye(family.n_tasks, dtype=bool)
-rho_scores = spearmanr(first_order.scores[inside], plug_in.scores[inside]).statistic
-rho_matrix = spearmanr(first_order.affinity[off_diag], plug_in.affinity[off_diag]).statistic
-saturated = float(np.mean(plug_in.scores[inside] >= family.max_episode_steps))
-pd.DataFrame({
-    "Spearman ρ": [rho_scores, rho_matrix],
-}, index=["per (subset, task) estimates", "off-diagonal affinities"]).round(3).assign(
-    note=[f"{saturated:.0%} of plug-in returns are the maximum 500", ""])
+rows = {}
+for spec, r in results.items():
+    family = make_family(spec)
+    first, plug = r["first_order"], r["plug_in"]
+    inside = np.isfinite(first.scores)
+    off_diag = ~np.eye(family.n_tasks, dtype=bool)
+    cap = family.reward_range[1] if family.reward_range else None
+    rows[spec] = {
+        "ρ, (subset, task) estimates": spearmanr(first.scores[inside], plug.scores[inside]).statistic,
+        "ρ, off-diagonal affinities": spearmanr(first.affinity[off_diag], plug.affinity[off_diag]).statistic,
+        "plug-in returns at the cap": float(np.mean(plug.scores[inside] >= cap)) if cap is not None else np.nan,
+    }
+pd.DataFrame(rows).T.round(3)
 
 # %% [markdown]
 # ## What each stage cost
 
 # %%
-pd.DataFrame({
-    "seconds": [meta.train.wall_time, features.rollout_time, features.gradient_time, fit.fit_time,
-                first_order.score_time, plug_in.score_time],
-}, index=["meta-training (PPO)", "rollouts at θ* for features", "projected per-sample gradients",
-          f"surrogate fits ({len(fit.subsets)} subsets, batched)", "first-order scores", "plug-in rollouts"]).round(2)
+pd.DataFrame({spec: {
+    "meta-training (PPO)": r["meta"].train.wall_time,
+    "rollouts at θ* for features": r["features"].rollout_time,
+    "projected per-sample gradients": r["features"].gradient_time,
+    "surrogate fits (all subsets, batched)": r["fit"].fit_time,
+    "first-order scores": r["first_order"].score_time,
+    "plug-in rollouts": r["plug_in"].score_time,
+} for spec, r in results.items()}).round(2).rename_axis("seconds")
 
 # %% [markdown]
 # The estimate itself — features once, then every subset's regression and score — costs a
-# small fraction of meta-training, which is paid once whatever the number of subsets. How the
-# estimate compares with actually fine-tuning on each subset (the paper's Table 2 and its
-# 26× speed-up) is the subject of a later chapter.
+# fraction of meta-training, which is paid once whatever the number of subsets; the table says
+# how large a fraction for each family in this build. How the estimate compares with actually
+# fine-tuning on each subset (the paper's Table 2 and its 26× speed-up) is the subject of
+# {doc}`07_ground_truth`.
 #
 # ## Compared with the paper
 #
 # | | paper | this build |
 # |---|---|---|
-# | projection | Gaussian, $d$ "beyond which gains are minimal" (value lost) | Gaussian $\mathcal N(0,1/d)$, $d$ printed above |
-# | subsets | $m$ random subsets (value lost) | $m$ and size printed above |
+# | projection | Gaussian, $d$ "beyond which gains are minimal" (value lost) | Gaussian $\mathcal N(0,1/d)$, $d$ per family at the top |
+# | subsets | $m$ random subsets (value lost) | $m$ and size per family at the top |
 # | performance of a subset | from the surrogate | both routes shown; the grouping chapter uses the first-order one |
 # | affinity | eq. (5) | eq. (5) after within-task z-normalisation, symmetrised |

@@ -10,7 +10,24 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["pipeline_figure", "learning_curves", "heatmap", "returns_bar", "lambda_sweep_plot", "groups_strip"]
+__all__ = ["pipeline_figure", "small_multiples", "family_picture", "learning_curves", "heatmap", "returns_bar", "lambda_sweep_plot",
+           "groups_strip"]
+
+
+def small_multiples(count: int, ncols: int = 2, panel: tuple[float, float] = (5.5, 4.2), **kwargs) -> tuple[Figure, list]:
+    """A grid of ``count`` panels (one per family), ``ncols`` wide; unused panels are hidden.
+
+    Two columns read on a laptop and still on a phone (the image scales down as one piece).
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    ncols = min(ncols, count)
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, **kwargs)
+    flat = list(axes.ravel())
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
 
 
 def pipeline_figure() -> Figure:
@@ -39,9 +56,13 @@ def pipeline_figure() -> Figure:
     return fig
 
 
-def learning_curves(steps: np.ndarray, task_returns: np.ndarray, task_labels: Sequence[str], title: str, window: int = 5) -> Figure:
+def learning_curves(steps: np.ndarray, task_returns: np.ndarray, task_labels: Sequence[str], title: str, window: int = 5,
+                    ax=None) -> Figure:
     """Per-task episodic return against environment steps, smoothed over ``window`` iterations."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+    else:
+        fig = ax.figure
     colors = sns.color_palette("viridis", len(task_labels))
     for j, label in enumerate(task_labels):
         series = np.array(task_returns[:, j], dtype=float)
@@ -73,8 +94,12 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str, cbar_label: s
     return fig
 
 
-def returns_bar(values: np.ndarray, labels: Sequence[str], title: str, threshold: float | None = None, ylabel: str = "mean return") -> Figure:
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+def returns_bar(values: np.ndarray, labels: Sequence[str], title: str, threshold: float | None = None, ylabel: str = "mean return",
+                ax=None) -> Figure:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+    else:
+        fig = ax.figure
     sns.barplot(x=list(labels), y=values, ax=ax, color=sns.color_palette()[0])
     if threshold is not None:
         ax.axhline(threshold, color="0.3", ls="--", lw=1, label=f"{threshold:g}")
@@ -85,10 +110,13 @@ def returns_bar(values: np.ndarray, labels: Sequence[str], title: str, threshold
     return fig
 
 
-def lambda_sweep_plot(sweep: Sequence[dict], title: str) -> Figure:
+def lambda_sweep_plot(sweep: Sequence[dict], title: str, ax=None) -> Figure:
     """Number of groups and tr X against the trace penalty λ."""
     lams = [s["lam"] for s in sweep]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+    else:
+        fig = ax.figure
     ax.plot(lams, [s["num_groups"] for s in sweep], "o-", label="groups after rounding")
     ax.plot(lams, [s["trace"] for s in sweep], "s--", label="tr X (SDP)")
     ax.set_xlabel("trace penalty λ")
@@ -99,11 +127,14 @@ def lambda_sweep_plot(sweep: Sequence[dict], title: str) -> Figure:
     return fig
 
 
-def groups_strip(labelings: dict[str, np.ndarray], task_labels: Sequence[str], title: str) -> Figure:
+def groups_strip(labelings: dict[str, np.ndarray], task_labels: Sequence[str], title: str, ax=None) -> Figure:
     """One row per method, one column per task, colour = group."""
     names = list(labelings)
     grid = np.vstack([labelings[m] for m in names])
-    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.6 * len(names)))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 0.6 + 0.6 * len(names)))
+    else:
+        fig = ax.figure
     k = int(grid.max()) + 1
     sns.heatmap(grid, annot=True, fmt="d", cbar=False, cmap=sns.color_palette("Set2", k), xticklabels=task_labels,
                 yticklabels=names, ax=ax, linewidths=1, linecolor="white")
@@ -111,3 +142,31 @@ def groups_strip(labelings: dict[str, np.ndarray], task_labels: Sequence[str], t
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def family_picture(family, ax) -> None:
+    """The first and last source task side by side (the family's own drawing), or, for a family
+    without one (2-D navigation), its source and target task parameters in the plane."""
+    from pgx.envs import as_param_array
+
+    params = as_param_array(family.source_params)
+    labels = family.task_labels()
+    if family.render_frame is not None:
+        first, last = family.render_frame(params[0]), family.render_frame(params[-1])
+        height = min(first.shape[0], last.shape[0])
+        gap = np.full((height, 12, 3), 255, dtype=np.uint8)
+        ax.imshow(np.concatenate([first[:height], gap, last[:height]], axis=1))
+        ax.set_title(f"{family.name}: {family.parameter} {labels[0]} (left) vs {labels[-1]} (right)", fontsize=9)
+        ax.axis("off")
+        return
+    if params.shape[1] != 2:
+        raise ValueError(f"{family.name} has no render_frame and {params.shape[1]}-D parameters: nothing to draw")
+    targets = as_param_array(family.target_params)
+    ax.scatter(targets[:, 0], targets[:, 1], s=12, color="0.7", label="target tasks")
+    ax.scatter(params[:, 0], params[:, 1], s=40, color=sns.color_palette()[0], label="source tasks", zorder=3)
+    ax.scatter([0], [0], marker="x", color="k", label="start")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.legend(fontsize=7, loc="center")
+    ax.set_title(f"{family.name}: {family.parameter} of each task", fontsize=9)

@@ -114,6 +114,21 @@ _META = PPOConfig(total_timesteps=2_000_000, envs_per_task=4, num_steps=128, lea
 _FINETUNE = PPOConfig(total_timesteps=40_960, envs_per_task=4, num_steps=128, learning_rate=1e-3, anneal_lr=False)
 _SINGLE = PPOConfig(total_timesteps=200_000, envs_per_task=8, num_steps=128, learning_rate=1e-3)
 
+# LunarLander: the PPO settings RL Zoo tunes for it (long horizon: γ = 0.999, λ = 0.98; longer
+# rollouts, smaller minibatches), with 2 sub-envs per task so that a batch still holds every task.
+_LUNAR = PPOConfig(total_timesteps=2_000_000, envs_per_task=2, num_steps=256, learning_rate=5e-4, gamma=0.999,
+                   gae_lambda=0.98, num_minibatches=8)
+# highway-env steps ~60 times a second per process: small batches, few iterations. Episodes are 30
+# steps, so 64-step rollouts still see whole episodes.
+_HIGHWAY = PPOConfig(total_timesteps=40_960, envs_per_task=2, num_steps=64, learning_rate=5e-4, num_minibatches=4)
+
+
+def _highway_generalization(iterations: int) -> GeneralizationConfig:
+    return GeneralizationConfig(iterations=iterations, ppo=replace(_HIGHWAY, envs_per_task=1, num_steps=32), snapshots=min(3, iterations),
+                                steps_per_task=32, num_target_tasks=5, trace_matvecs=20, lanczos_steps=10,
+                                estimator_budgets=(6, 12), estimator_seeds=4, reference_matvecs=120)
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -138,6 +153,18 @@ PROFILES: dict[str, Profile] = {
             num_target_tasks=10, trace_matvecs=20, lanczos_steps=10, estimator_budgets=(6, 12), estimator_seeds=4,
             reference_matvecs=120,
         ),
+        family_budgets={
+            "lunarlander": dict(meta_ppo=replace(_LUNAR, total_timesteps=20_480, num_steps=128),
+                                single_task_ppo=replace(_LUNAR, total_timesteps=4_096, num_steps=128),
+                                finetune_ppo=replace(_LUNAR, total_timesteps=1_024, envs_per_task=1, num_steps=128,
+                                                     anneal_lr=False),
+                                snapshot_steps=(512, 1_024), eval_episodes=1),
+            "highway": dict(meta_ppo=replace(_HIGHWAY, total_timesteps=1_280), single_task_ppo=replace(
+                                _HIGHWAY, total_timesteps=256, envs_per_task=4), eval_episodes=1, steps_per_task=32,
+                            num_subsets=20, finetune_ppo=replace(_HIGHWAY, total_timesteps=128, envs_per_task=1,
+                                                                 num_steps=32, anneal_lr=False),
+                            snapshot_steps=(64, 128), generalization=_highway_generalization(2)),
+        },
     ),
     "default": Profile(
         name="default",
@@ -152,6 +179,24 @@ PROFILES: dict[str, Profile] = {
             iterations=60, ppo=_FINETUNE, snapshots=6, steps_per_task=300, num_target_tasks=25, trace_matvecs=60,
             lanczos_steps=20, estimator_budgets=(15, 30, 60), estimator_seeds=10, reference_matvecs=1000,
         ),
+        family_budgets={
+            # 1M steps: θ* balances the shorter poles for all 500 steps and not the longest ones
+            # (2M nearly saturates every task): see the families chapter.
+            "cartpole": dict(meta_ppo=replace(_META, total_timesteps=1_000_000)),
+            "navigation": dict(meta_ppo=replace(_META, total_timesteps=500_000),
+                               single_task_ppo=replace(_SINGLE, total_timesteps=100_000)),
+            "lunarlander": dict(meta_ppo=_LUNAR, single_task_ppo=replace(_LUNAR, total_timesteps=300_000, envs_per_task=8),
+                                finetune_ppo=replace(_LUNAR, total_timesteps=40_960, envs_per_task=1, num_steps=512,
+                                                     anneal_lr=False),
+                                snapshot_steps=(2_560, 5_120, 10_240, 20_480, 40_960), eval_episodes=5),
+            # What highway-env's speed allows on a 2-core laptop; the chapters say what it costs.
+            "highway": dict(meta_ppo=_HIGHWAY, single_task_ppo=replace(_HIGHWAY, total_timesteps=5_120, envs_per_task=4),
+                            eval_episodes=3, steps_per_task=200, num_subsets=30, plug_in_episodes=1,
+                            finetune_ppo=replace(_HIGHWAY, total_timesteps=1_024, envs_per_task=1, num_steps=64,
+                                                 anneal_lr=False),
+                            snapshot_steps=(256, 512, 1_024), validation_seeds=(0, 1),
+                            ablation_subset_sizes=(5,), generalization=_highway_generalization(8)),
+        },
     ),
     "paper": Profile(
         name="paper",
@@ -168,6 +213,15 @@ PROFILES: dict[str, Profile] = {
             trace_matvecs=120, lanczos_steps=30, estimator_budgets=(15, 30, 60, 120), estimator_seeds=20,
             reference_matvecs=3000,
         ),
+        family_budgets={
+            "lunarlander": dict(meta_ppo=replace(_LUNAR, total_timesteps=10_000_000, envs_per_task=4),
+                                single_task_ppo=replace(_LUNAR, total_timesteps=1_000_000, envs_per_task=8),
+                                finetune_ppo=replace(_LUNAR, total_timesteps=81_920, envs_per_task=2, anneal_lr=False)),
+            "highway": dict(meta_ppo=replace(_HIGHWAY, total_timesteps=500_000, envs_per_task=4),
+                            single_task_ppo=replace(_HIGHWAY, total_timesteps=50_000, envs_per_task=4),
+                            finetune_ppo=replace(_HIGHWAY, total_timesteps=10_240, envs_per_task=2, anneal_lr=False),
+                            snapshot_steps=(1_280, 2_560, 5_120, 10_240), generalization=_highway_generalization(60)),
+        },
     ),
 }
 

@@ -14,13 +14,14 @@ enough, so a meta-policy is good but not perfect there and fine-tuning has somet
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
-from pgx.envs.family import TaskFamily, as_param_array
+from pgx.envs.family import TaskFamily, as_param_array, headless_pygame
 
-__all__ = ["PoleLengthCartPole", "cartpole_family", "SOURCE_LENGTHS", "TARGET_LENGTHS"]
+__all__ = ["PoleLengthCartPole", "cartpole_family", "cartpole_frame", "SOURCE_LENGTHS", "TARGET_LENGTHS"]
 
 SOURCE_LENGTHS: tuple[float, ...] = tuple(float(x) for x in np.round(np.geomspace(0.05, 5.0, 10), 3))
 """Half pole lengths (m) of the 10 source tasks."""
@@ -60,4 +61,19 @@ def cartpole_family() -> TaskFamily:
         make_vec_env=PoleLengthCartPole,
         description="balance a pole on a cart; tasks differ in the pole's half length (0.05–5 m)",
         reward_range=(0.0, 500.0),
+        render_frame=cartpole_frame,
     )
+
+
+def cartpole_frame(param: np.ndarray) -> np.ndarray:
+    """Gymnasium's own drawing of one task after a few pushes (the pole drawn at its length)."""
+    headless_pygame()
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.unwrapped.length = float(_check_lengths(np.asarray(param).reshape(1, -1))[0])
+    env.unwrapped.polemass_length = env.unwrapped.masspole * env.unwrapped.length
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(1)
+    frame = env.render()
+    env.close()
+    return frame

@@ -18,6 +18,7 @@ own tasks (see :func:`gym_family` and :func:`pgx.envs.register_family`). It hand
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -26,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
-__all__ = ["TaskFamily", "TaskObservation", "one_hot_tasks", "as_param_array"]
+__all__ = ["TaskFamily", "TaskObservation", "one_hot_tasks", "as_param_array", "headless_pygame"]
 
 VecEnvFactory = Callable[[np.ndarray], gym.vector.VectorEnv]
 """``params (num_envs, param_dim) -> VectorEnv`` whose sub-env ``e`` runs the task ``params[e]``."""
@@ -58,6 +59,12 @@ class TaskFamily:
     """One sentence on what the tasks are, for the family chapter."""
     reward_range: tuple[float, float] | None = None
     """(worst, best) return of an episode where known, for plots (e.g. CartPole's (0, 500))."""
+    planted_groups: tuple[int, ...] | None = None
+    """The group of each source task where the family plants one (navigation's goal clusters):
+    a grouping known in advance to compare estimated groups with. None where there is none."""
+    render_frame: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """``param (param_dim,) -> (H, W, 3)`` uint8 picture of one task, for the family chapter
+    (None: the chapter draws the task parameters instead)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
@@ -66,6 +73,9 @@ class TaskFamily:
             raise ValueError(f"{self.name}: a Box action space must be 1-D, got shape {self.action_space.shape}")
         if len(self.source_params) < 2:
             raise ValueError(f"{self.name}: need at least 2 source tasks to group, got {len(self.source_params)}")
+        if self.planted_groups is not None and len(self.planted_groups) != len(self.source_params):
+            raise ValueError(f"{self.name}: planted_groups has {len(self.planted_groups)} labels for "
+                             f"{len(self.source_params)} source tasks")
         if self.max_episode_steps < 1:
             raise ValueError(f"{self.name}: max_episode_steps must be >= 1, got {self.max_episode_steps}")
         as_param_array(self.source_params, f"{self.name} source_params")
@@ -208,3 +218,10 @@ class TaskObservation(gym.vector.VectorWrapper):
             actions = np.clip(actions, self._box.low, self._box.high).astype(self._box.dtype)
         obs, reward, terminated, truncated, info = self.env.step(actions)
         return self._observe(obs), reward, terminated, truncated, info
+
+
+def headless_pygame() -> None:
+    """Let pygame (Gymnasium's and highway-env's renderer) draw off-screen with no sound device,
+    unless the user chose drivers: a book build has no display."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
