@@ -10,15 +10,13 @@ registered by the modules named in ``$PGX_PLUGINS`` (comma-separated), imported 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from pgx.envs import FAMILIES, make_family
+from pgx.envs import FAMILIES, load_plugins, make_family
 from pgx.profiles import PROFILES, get_profile
 from pgx.runtime import save_json, save_npz
 
@@ -90,15 +88,6 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
                 {"estimated_affinity": estimate.affinity, "true_affinity": truth.objective_affinity,
                  "true_return_affinity": truth.return_affinity})
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
-
-
-def load_plugins() -> None:
-    """Import the modules in ``$PGX_PLUGINS`` so that the families they register are known."""
-    for name in filter(None, (n.strip() for n in os.environ.get("PGX_PLUGINS", "").split(","))):
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ValueError(f"cannot import plugin module {name!r} named in PGX_PLUGINS: {e}") from e
 
 
 def main(argv: Sequence[str] | None = None) -> int:

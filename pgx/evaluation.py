@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from pgx.envs import TaskFamily
-from pgx.policies import Actor
+from pgx.policies import Actor, PolicyConfig, make_actor
+from pgx.runtime import seed_everything
 
-__all__ = ["episode_returns", "evaluate", "evaluate_targets"]
+__all__ = ["episode_returns", "evaluate", "evaluate_targets", "untrained_returns"]
 
 
 @torch.no_grad()
@@ -64,6 +65,15 @@ def evaluate_targets(
     _check_episodes(episodes)
     env = family.target_envs(target_ids, episodes)
     return _mean_returns(actor, family, env, len(target_ids), episodes, seed, greedy)
+
+
+def untrained_returns(family: TaskFamily, episodes: int, seed: int, policy: PolicyConfig = PolicyConfig()) -> np.ndarray:
+    """Mean return on each source task of a freshly initialised actor playing sampled actions:
+    near-uniform for Discrete actions (PPO's 0.01-scaled output layer), unit-variance Gaussian
+    for Box. The floor a meta-policy must clear to be called useful, ``(n_tasks,)``."""
+    seed_everything(seed)
+    actor = make_actor(family.obs_dim, family.action_space, policy)
+    return evaluate(actor, family, range(family.n_tasks), episodes, seed, greedy=False)
 
 
 def _check_episodes(episodes: int) -> None:

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pgx.envs import BUILTIN_FAMILIES, make_family
+from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family
 from pgx.profiles import Profile
 
 __all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown"]
@@ -17,7 +17,9 @@ __all__ = ["book_families", "book_seed", "budgets_table", "families_table", "tra
 
 def book_families() -> tuple[str, ...]:
     """The families a book build covers: ``$PGX_FAMILIES`` (comma-separated family specs), else
-    the paper's four. A bad name fails here with the registry's message, before any work."""
+    the paper's four. Families registered by ``$PGX_PLUGINS`` modules are known here. A bad name
+    fails here with the registry's message, before any work."""
+    load_plugins()
     raw = os.environ.get("PGX_FAMILIES", "").strip()
     families = tuple(f.strip() for f in raw.split(",") if f.strip()) if raw else BUILTIN_FAMILIES
     for spec in families:

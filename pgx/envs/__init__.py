@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from typing import Any, Callable
 
 from pgx.envs.family import TaskFamily, as_param_array
 from pgx.envs.gym_family import gym_family
 
-__all__ = ["TaskFamily", "FAMILIES", "make_family", "register_family", "gym_family", "parse_family_spec",
+__all__ = ["TaskFamily", "FAMILIES", "make_family", "register_family", "load_plugins", "gym_family", "parse_family_spec",
            "as_param_array", "BUILTIN_FAMILIES"]
 
 
@@ -45,6 +46,16 @@ def register_family(name: str, factory: Callable[..., TaskFamily], *, overwrite:
     if name in FAMILIES and not overwrite:
         raise ValueError(f"family {name!r} is already registered; pass overwrite=True to replace it")
     FAMILIES[name] = factory
+
+
+def load_plugins() -> None:
+    """Import the modules named in ``$PGX_PLUGINS`` (comma-separated), so that the families they
+    register are known; the CLI and the book call this first."""
+    for name in filter(None, (n.strip() for n in os.environ.get("PGX_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ValueError(f"cannot import plugin module {name!r} named in PGX_PLUGINS: {e}") from e
 
 
 def parse_family_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,50 @@
+"""The README's "your own tasks" example, run as a user would: a plugin module registers a family
+and the CLI runs the pipeline on it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = '''
+import gymnasium as gym
+from pgx.envs import gym_family, register_family
+
+
+def make_pendulum(g):
+    return gym.make("Pendulum-v1", g=float(g[0]), max_episode_steps=50)
+
+
+def pendulum_family():
+    return gym_family("pendulum-gravity", make_pendulum,
+                      source_params=[2.0, 3.0, 4.0, 5.0, 6.5, 8.0, 9.81, 12.0, 15.0, 20.0],
+                      target_params=[2.5, 7.0, 11.0, 17.5], parameter="gravity (m/s²)")
+
+
+register_family("pendulum-gravity", pendulum_family)
+'''
+
+
+@pytest.mark.slow
+def test_plugin_family_runs_affinity_through_the_cli(tmp_path):
+    (tmp_path / "my_tasks.py").write_text(PLUGIN)
+    env = {**os.environ, "PGX_PLUGINS": "my_tasks", "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+           "PGX_CACHE": str(tmp_path / "cache"), "TQDM_DISABLE": "1"}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "pgx", "affinity", "--family", "pendulum-gravity", "--profile",
+                           "smoke", "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "affinity.json").read_text())
+    assert result["family"] == "pendulum-gravity" and len(result["affinity"]) == 10
+
+
+def test_unknown_plugin_module_is_named(monkeypatch):
+    from pgx.envs import load_plugins
+
+    monkeypatch.setenv("PGX_PLUGINS", "no_such_module_xyz")
+    with pytest.raises(ValueError, match="cannot import plugin module 'no_such_module_xyz'"):
+        load_plugins()
