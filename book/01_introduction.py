@@ -36,17 +36,20 @@
 # know (from its abstract) are quoted where they apply.
 
 # %%
-import os
-
 import pandas as pd
 
 from pgx.plots import pipeline_figure
 from pgx.profiles import get_profile
+from pgx.report import book_families, book_seed, budgets_table, families_table
 
 profile = get_profile()
-SEED = int(os.environ.get("PGX_SEED", "0"))
-print(f"profile: {profile.name}   seed: {SEED}")
-pd.Series(profile.budgets(), name="value").to_frame()
+SEED = book_seed()
+FAMILIES = book_families()
+print(f"profile: {profile.name}   seed: {SEED}   families: {', '.join(FAMILIES)}")
+families_table(FAMILIES)
+
+# %%
+budgets_table(profile, FAMILIES)
 
 # %%
 pipeline_figure();
@@ -76,6 +79,9 @@ pipeline_figure();
 # | speed-up over full training to get clusters | up to 26× | later issue (ground truth) |
 # | loss-based clustering vs random / gradient-similarity grouping | +19% | later issue (downstream) |
 #
-# The chapters that follow build the pipeline on the CartPole family: the tasks
-# ({doc}`02_cartpole_family`), the meta-policy ({doc}`03_meta_training`), the affinity matrix
-# ({doc}`04_affinity`) and the groups ({doc}`05_grouping`).
+# The chapters that follow run every stage on every family of the paper, side by side: the
+# tasks ({doc}`02_families`), the meta-policy ({doc}`03_meta_training`), the affinity matrix
+# ({doc}`04_affinity`), the groups ({doc}`05_grouping`), the first-order check
+# ({doc}`06_first_order`), the estimate against real fine-tuning ({doc}`07_ground_truth`) and
+# the generalization bound ({doc}`08_generalization`). `PGX_FAMILIES` restricts a build to some
+# families (comma-separated names, e.g. `PGX_FAMILIES=cartpole,navigation`).

@@ -5,9 +5,6 @@ meta-policy and features instead of training again.
 """
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jupytext
@@ -45,14 +42,10 @@ def test_chapter_executes(chapter):
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{chapter.name} displayed no figure"
 
 
-def test_book_builds_without_warnings(tmp_path):
-    build = tmp_path / "_build"
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--path-output", str(tmp_path), "-n", "-W", "--keep-going"]
-    if shutil.which("jupyter-book"):
-        cmd = ["jupyter-book", *cmd[3:]]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert (build / "html" / "index.html").exists()
+def test_book_builds_without_warnings(book_build):
+    # The build itself is the session fixture in conftest.py, shared with tests/test_site.py.
+    assert book_build.returncode == 0, book_build.stdout[-4000:] + book_build.stderr[-4000:]
+    assert (book_build.html / "index.html").exists()
     for chapter in CHAPTERS:
-        page = build / "html" / "book" / f"{chapter.stem}.html"
+        page = book_build.html / "book" / f"{chapter.stem}.html"
         assert "<img" in page.read_text(), f"{page.name} has no figure"
