@@ -161,7 +161,7 @@ PROFILES: dict[str, Profile] = {
                                 snapshot_steps=(512, 1_024), eval_episodes=1),
             "highway": dict(meta_ppo=replace(_HIGHWAY, total_timesteps=1_280), single_task_ppo=replace(
                                 _HIGHWAY, total_timesteps=256, envs_per_task=4), eval_episodes=1, steps_per_task=32,
-                            num_subsets=20, finetune_ppo=replace(_HIGHWAY, total_timesteps=128, envs_per_task=1,
+                            num_subsets=30, finetune_ppo=replace(_HIGHWAY, total_timesteps=128, envs_per_task=1,
                                                                  num_steps=32, anneal_lr=False),
                             snapshot_steps=(64, 128), generalization=_highway_generalization(2)),
         },

@@ -16,14 +16,21 @@ from pgx.rollouts import RolloutState, collect
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PGX_CACHE", str(tmp_path / "cache"))
+    _reload_stages()
+    yield tmp_path
+    monkeypatch.undo()
+    _reload_stages()
+
+
+def _reload_stages() -> None:
+    """Rebind every stage's joblib.Memory to the current $PGX_CACHE (it is read at import)."""
     import importlib
 
     import pgx.stages
+    from pgx.stages import cache, hessian_bound, pipeline, truth
 
-    importlib.reload(pgx.stages)
-    yield tmp_path
-    monkeypatch.undo()
-    importlib.reload(pgx.stages)
+    for module in (cache, pipeline, truth, hessian_bound, pgx.stages):
+        importlib.reload(module)
 
 
 def test_unknown_profile_is_named(monkeypatch):
@@ -79,3 +86,25 @@ def test_family_obs_dim_matches_env():
     family = make_family("cartpole")
     env = family.source_envs([0])
     assert env.single_observation_space.shape == (family.obs_dim,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["cartpole", "lunarlander", "highway", "navigation", "navigation:goals=partial"])
+def test_affinity_runs_end_to_end_on_every_family(family, isolated_cache, tmp_path):
+    out = tmp_path / "out"
+    assert main(["affinity", "--family", family, "--profile", "smoke", "--out", str(out)]) == 0
+    result = json.loads((out / "affinity.json").read_text())
+    affinity = np.asarray(result["affinity"])
+    assert result["family"] == family and affinity.shape == (10, 10)
+    assert np.isfinite(affinity).all()
+    np.testing.assert_allclose(affinity, affinity.T)
+
+
+@pytest.mark.parametrize("family, message", [
+    ("navigation:goals=sideways", "unknown navigation goal distribution 'sideways'"),
+    ("navigation:radius=-1", "radius must be > 0, got -1"),
+])
+def test_cli_rejects_bad_family_options(family, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["affinity", "--family", family])
+    assert message in capsys.readouterr().err

@@ -243,6 +243,6 @@ def _pickled(env) -> bytes | None:
     try:
         return pickle.dumps(env)
     except Exception as e:  # pickling fails with TypeError, AttributeError or a SWIG error
-        warnings.warn(f"{type(env).__name__} cannot be pickled ({type(e).__name__}); a resumed run will restart "
+        warnings.warn(f"{type(env.unwrapped).__name__} cannot be pickled ({type(e).__name__}); a resumed run will restart "
                       "its episodes from a seeded reset", stacklevel=3)
         return None
