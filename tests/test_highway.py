@@ -1,0 +1,96 @@
+import warnings
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from gymnasium.utils.env_checker import check_env
+
+from pgx.envs import make_family
+from pgx.envs.highway import (
+    EPISODE_STEPS,
+    SOURCE_DENSITIES,
+    highway_family,
+    make_highway,
+)
+
+SLOWER = 4
+
+
+def test_spaces_and_one_hot():
+    fam = make_family("highway:processes=1")
+    assert fam.observation_shape == (5, 5) and fam.base_obs_dim == 25 and fam.obs_dim == 25 + 10
+    assert fam.action_space == spaces.Discrete(5) and fam.max_episode_steps == EPISODE_STEPS == 30
+    assert fam.source_params == SOURCE_DENSITIES and len(fam.target_params) == 50
+    env = fam.source_envs([0, 9])
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (2, 35)
+        np.testing.assert_array_equal(obs[:, 25:], np.eye(10)[[0, 9]])
+    finally:
+        env.close()
+    assert make_family("highway:observe_task=false").obs_dim == 25
+
+
+def test_density_changes_the_traffic():
+    # Same seed, same actions: gaps between spawned cars scale with 1/density.
+    observations = {}
+    for density in (0.5, 2.5):
+        env = make_highway(np.array([density]))
+        obs, _ = env.reset(seed=0)
+        observations[density] = [obs] + [env.step(1)[0] for _ in range(3)]
+        env.close()
+    nearest_gap = {d: obs[0][1, 1] for d, obs in observations.items()}  # row 1: nearest car, column 1: x
+    assert 0 < nearest_gap[2.5] < nearest_gap[0.5]
+    assert all(not np.array_equal(a, b) for a, b in zip(observations[0.5], observations[2.5]))
+
+
+def test_same_seed_reproduces_and_workers_match_one_process():
+    actions = np.random.default_rng(0).integers(0, 5, size=(6, 3))
+    runs = []
+    for processes in (1, 1, 2):
+        env = make_family(f"highway:processes={processes}").source_envs([0, 5, 9])
+        obs, _ = env.reset(seed=1)
+        steps = [(obs, {})]
+        for a in actions:
+            obs, reward, terminated, truncated, info = env.step(a)
+            steps.append(((obs, reward, terminated, truncated), info))
+        env.close()
+        runs.append(steps)
+    for step_1, step_2, step_3 in zip(*runs):
+        for a, b, c in zip(step_1[0], step_2[0], step_3[0]):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+        assert step_1[1].keys() == step_3[1].keys()
+        for key in ("speed", "crashed", "_speed"):
+            if key in step_1[1]:
+                np.testing.assert_array_equal(step_1[1][key], step_3[1][key])
+
+
+def test_every_episode_ends_at_the_duration():
+    env = make_highway(np.array([0.25]))
+    env.reset(seed=0)
+    for step in range(1, EPISODE_STEPS + 1):
+        _, _, terminated, truncated, _ = env.step(SLOWER)  # sparse traffic, braking: no crash
+        if terminated or truncated:
+            break
+    assert (step, terminated, truncated) == (EPISODE_STEPS, False, True)
+    assert env.unwrapped._is_truncated()  # highway-env's own clock agrees with the TimeLimit
+    env.close()
+
+
+def test_single_task_env_passes_gymnasium_checks():
+    env = make_highway(np.array([1.5]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Box observation space (minimum|maximum) value is")
+        check_env(env.unwrapped, skip_render_check=True)
+    assert env.unwrapped.config["vehicles_density"] == 1.5 and env.unwrapped.render_mode is None
+    env.close()
+
+
+def test_bad_density_is_named():
+    with pytest.raises(ValueError, match="traffic density must be > 0, got 0.0"):
+        make_highway(np.array([0.0]))
+    with pytest.raises(ValueError, match="traffic density must be > 0, got -1.0"):
+        highway_family(source_densities=[1.0, -1.0])
+    with pytest.raises(ValueError, match="traffic density must be > 0, got -0.5"):
+        make_family("highway:processes=1").make_vec_env(np.array([[1.0], [-0.5]]))
