@@ -27,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
-__all__ = ["TaskFamily", "TaskObservation", "one_hot_tasks", "as_param_array", "headless_pygame"]
+__all__ = ["TaskFamily", "TaskObservation", "one_hot_tasks", "as_param_array", "headless_pygame", "render_after"]
 
 VecEnvFactory = Callable[[np.ndarray], gym.vector.VectorEnv]
 """``params (num_envs, param_dim) -> VectorEnv`` whose sub-env ``e`` runs the task ``params[e]``."""
@@ -223,5 +223,21 @@ class TaskObservation(gym.vector.VectorWrapper):
 def headless_pygame() -> None:
     """Let pygame (Gymnasium's and highway-env's renderer) draw off-screen with no sound device,
     unless the user chose drivers: a book build has no display."""
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")  # not "dummy": highway-env draws nothing under it
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def render_after(make_env: Callable[[], gym.Env], action: Any, steps: int) -> np.ndarray:
+    """A task's picture: its env (built with ``render_mode="rgb_array"``) reset with seed 0, then
+    ``action`` played ``steps`` times, so tasks that differ in their dynamics look different."""
+    headless_pygame()
+    env = make_env()
+    try:
+        env.reset(seed=0)
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                break
+        return np.asarray(env.render())
+    finally:
+        env.close()

@@ -52,6 +52,7 @@ def gym_family(
     processes: int = 1,
     description: str = "",
     reward_range: tuple[float, float] | None = None,
+    render_frame: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> TaskFamily:
     """A :class:`TaskFamily` whose sub-env ``e`` is ``make_env(params[e])``.
 
@@ -59,6 +60,7 @@ def gym_family(
         itself (a ``TimeLimit``, as ``gym.make`` adds) so that every episode is finite.
     :param max_episode_steps: episode cap used by evaluation; default: the env's ``spec``.
     :param processes: > 1 runs the sub-envs in that many worker processes.
+    :param render_frame: ``param -> (H, W, 3)`` picture of a task for the family chapter (optional).
     """
     if not callable(make_env):
         raise ValueError(f"make_env must be callable, got {make_env!r}")
@@ -79,7 +81,7 @@ def gym_family(
         name=name, parameter=parameter, source_params=_as_tuples(source_params),
         target_params=_as_tuples(target_params), observation_shape=observation_shape, action_space=action_space,
         max_episode_steps=int(steps), make_vec_env=partial(_vector_env, make_env, processes),
-        observe_task=observe_task, description=description, reward_range=reward_range,
+        observe_task=observe_task, description=description, reward_range=reward_range, render_frame=render_frame,
     )
 
 

@@ -43,12 +43,12 @@ import gymnasium as gym
 import highway_env
 import numpy as np
 
-from pgx.envs.family import TaskFamily, as_param_array
+from pgx.envs.family import TaskFamily, as_param_array, render_after
 from pgx.envs.gym_family import gym_family
 
 gym.register_envs(highway_env)
 
-__all__ = ["highway_family", "make_highway", "ENV_ID", "TRIMMED_CONFIG", "EPISODE_STEPS", "SOURCE_DENSITIES",
+__all__ = ["highway_family", "make_highway", "highway_frame", "ENV_ID", "TRIMMED_CONFIG", "EPISODE_STEPS", "SOURCE_DENSITIES",
            "TARGET_DENSITIES", "DEFAULT_PROCESSES"]
 
 ENV_ID = "highway-fast-v0"
@@ -85,6 +85,12 @@ def make_highway(param: np.ndarray) -> gym.Env:
     return gym.make(ENV_ID, config=config, render_mode=None, max_episode_steps=EPISODE_STEPS)
 
 
+def highway_frame(param: np.ndarray) -> np.ndarray:
+    """highway-env's drawing of the road after 3 idle steps at density ``param[0]``."""
+    config = {**TRIMMED_CONFIG, "vehicles_density": float(_check_densities(param)[0]), "offscreen_rendering": True}
+    return render_after(lambda: gym.make(ENV_ID, config=config, render_mode="rgb_array"), action=1, steps=3)
+
+
 def _check_densities(params: Sequence[float] | np.ndarray) -> np.ndarray:
     values = as_param_array(params, "traffic densities")
     if values.shape[1] != 1:
@@ -110,7 +116,7 @@ def highway_family(
     _check_densities(target_densities)
     return gym_family(
         "highway", make_highway, source_densities, target_densities, "traffic density (vehicles_density)",
-        max_episode_steps=EPISODE_STEPS, processes=processes,
+        max_episode_steps=EPISODE_STEPS, processes=processes, render_frame=highway_frame,
         description=f"drive fast on a 3-lane highway without crashing; tasks differ in traffic density "
                     f"({min(source_densities):g} to {max(source_densities):g})",
     )

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 
-from pgx.envs.family import TaskFamily, as_param_array
+from pgx.envs.family import TaskFamily, as_param_array, render_after
 from pgx.envs.gym_family import gym_family
 
-__all__ = ["lunarlander_family", "make_lunarlander", "SOURCE_GRAVITIES", "TARGET_GRAVITIES", "DEFAULT_PROCESSES"]
+__all__ = ["lunarlander_family", "make_lunarlander", "lunarlander_frame", "SOURCE_GRAVITIES", "TARGET_GRAVITIES", "DEFAULT_PROCESSES"]
 
 SOURCE_GRAVITIES: tuple[float, ...] = tuple(float(g) for g in np.arange(-11.0, -1.0, 1.0))
 """Gravities (m/s²) of the 10 source tasks: −11 … −2."""
@@ -46,6 +46,13 @@ def make_lunarlander(param: np.ndarray) -> gym.Env:
     """``LunarLander-v3`` with gravity ``param[0]`` (m/s²), wind off; module-level so workers can unpickle it."""
     gravity = _check_gravities(param)[0]
     return gym.make("LunarLander-v3", gravity=gravity, enable_wind=False)
+
+
+def lunarlander_frame(param: np.ndarray) -> np.ndarray:
+    """Gymnasium's drawing of the lander after 60 steps of free fall under gravity ``param[0]``."""
+    gravity = _check_gravities(param)[0]
+    return render_after(lambda: gym.make("LunarLander-v3", gravity=gravity, enable_wind=False, render_mode="rgb_array"),
+                        action=0, steps=60)
 
 
 def _check_gravities(params: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -74,7 +81,7 @@ def lunarlander_family(
     _check_gravities(target_gravities)
     return gym_family(
         "lunarlander", make_lunarlander, source_gravities, target_gravities, "gravity (m/s²)",
-        processes=processes,
+        processes=processes, render_frame=lunarlander_frame,
         description=f"land between the flags; tasks differ in gravity "
                     f"({min(source_gravities):g} to {max(source_gravities):g} m/s²)",
     )
