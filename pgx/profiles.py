@@ -188,7 +188,8 @@ PROFILES: dict[str, Profile] = {
             "lunarlander": dict(meta_ppo=_LUNAR, single_task_ppo=replace(_LUNAR, total_timesteps=300_000, envs_per_task=8),
                                 finetune_ppo=replace(_LUNAR, total_timesteps=40_960, envs_per_task=1, num_steps=512,
                                                      anneal_lr=False),
-                                snapshot_steps=(2_560, 5_120, 10_240, 20_480, 40_960), eval_episodes=5),
+                                snapshot_steps=(2_560, 5_120, 10_240, 20_480, 40_960), eval_episodes=5,
+                                validation_seeds=(0, 1)),
             # What highway-env's speed allows on a 2-core laptop; the chapters say what it costs.
             "highway": dict(meta_ppo=_HIGHWAY, single_task_ppo=replace(_HIGHWAY, total_timesteps=5_120, envs_per_task=4),
                             eval_episodes=3, steps_per_task=200, num_subsets=30, plug_in_episodes=1,

@@ -2,8 +2,9 @@
 
 Each stage is a module-level function of ``(family spec, profile, seed)`` cached on disk with
 ``joblib.Memory``. joblib tracks only the cached function's own code, not what it calls, so every
-cache key also carries ``CODE_VERSION``, a hash of all of pgx's sources: any edit to pgx re-runs
-the stages (correct, if slow while developing). Results are small dataclasses; their recorded
+cache key also carries ``CODE_VERSION``, a hash of pgx's sources but the presentation modules
+(``PRESENTATION``): any edit to code a stage can call re-runs the stages (correct, if slow while
+developing). Results are small dataclasses; their recorded
 ``wall_time`` is the time the stage took when it was computed, not when it was loaded.
 """
 
@@ -22,10 +23,14 @@ from pgx.runtime import is_int
 __all__ = ["CODE_VERSION", "cache_dir", "memory", "stage_args"]
 
 
+PRESENTATION = ("cli.py", "plots.py", "report.py")
+"""Modules that only show results: editing them leaves every stage's result as it was."""
+
+
 def _code_version() -> str:
     digest = hashlib.sha256()
     root = Path(__file__).parents[1]
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for p in root.rglob("*.py") if p.relative_to(root).as_posix() not in PRESENTATION):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
