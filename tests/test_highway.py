@@ -94,3 +94,20 @@ def test_bad_density_is_named():
         highway_family(source_densities=[1.0, -1.0])
     with pytest.raises(ValueError, match="traffic density must be > 0, got -0.5"):
         make_family("highway:processes=1").make_vec_env(np.array([[1.0], [-0.5]]))
+
+
+def test_highway_fine_tunes_in_joblib_workers():
+    # Fine-tuning runs in loky workers, where worker processes for the sub-envs cannot start.
+    from joblib import Parallel, delayed
+
+    def first_obs(seed: int):
+        env = make_family("highway").source_envs([0, 9])
+        obs, _ = env.reset(seed=seed)
+        kind = type(env.unwrapped).__name__
+        env.close()
+        return obs, kind
+
+    results = Parallel(n_jobs=2, backend="loky")(delayed(first_obs)(0) for _ in range(2))
+    for obs, kind in results:
+        assert kind == "SyncVectorEnv" and obs.shape == (2, 25 + 10)
+    np.testing.assert_array_equal(results[0][0], results[1][0])

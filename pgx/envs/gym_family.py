@@ -29,6 +29,7 @@ processes or fine-tuning runs in parallel: both pickle it.
 
 from __future__ import annotations
 
+import multiprocessing
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -95,8 +96,12 @@ def _as_tuples(params: Sequence[Any]) -> tuple[Any, ...]:
 
 
 def _vector_env(make_env: Callable[[np.ndarray], gym.Env], processes: int, params: np.ndarray) -> gym.vector.VectorEnv:
+    """Sub-envs in worker processes only from a main process. Inside a worker (joblib's parallel
+    fine-tuning, a Dask worker) the work is already spread over the cores, and a loky worker
+    cannot start forkserver or spawn children at all (its start method, 'loky', does not exist in
+    them), so the sub-envs run in that worker."""
     fns = [partial(make_env, row.copy()) for row in params]
-    if processes > 1 and len(fns) > 1:
+    if processes > 1 and len(fns) > 1 and multiprocessing.parent_process() is None:
         from pgx.envs.parallel import ProcessVectorEnv
 
         return ProcessVectorEnv(fns, processes=min(processes, len(fns)))
