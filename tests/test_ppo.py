@@ -15,6 +15,12 @@ class Interrupt(Exception):
     pass
 
 
+def stop_after_fourth(iteration, agent):
+    """Interrupts a run after its fourth iteration (and its checkpoint at iteration 4)."""
+    if iteration == 3:
+        raise Interrupt
+
+
 def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
@@ -34,10 +40,6 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     fam = make_family("cartpole")
     full = train(fam, [1, 8], TINY, seed=0, progress=False)
     ckpt = tmp_path / "run.pt"
-
-    def stop_after_fourth(iteration, agent):
-        if iteration == 3:
-            raise Interrupt
 
     with pytest.raises(Interrupt):
         train(fam, [1, 8], TINY, seed=0, checkpoint_path=ckpt, progress=False, on_iteration=stop_after_fourth)
@@ -73,12 +75,8 @@ def test_box_actions_train_reproducibly_and_resume_exactly(tmp_path):
     assert not torch.equal(full.actor_state["log_std"], torch.zeros(2))  # the std was learned
     ckpt = tmp_path / "nav.pt"
 
-    def stop(iteration, agent):
-        if iteration == 3:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train(fam, [0, 6], TINY, seed=2, checkpoint_path=ckpt, progress=False, on_iteration=stop)
+        train(fam, [0, 6], TINY, seed=2, checkpoint_path=ckpt, progress=False, on_iteration=stop_after_fourth)
     resumed = train(fam, [0, 6], TINY, seed=2, checkpoint_path=ckpt, progress=False)
     assert _same(full.actor_state, resumed.actor_state)
 
@@ -96,15 +94,11 @@ def test_unpicklable_env_resumes_from_a_seeded_reset(tmp_path):
                             make_vec_env=lambda params: _Unpicklable(base.make_vec_env(params)))
     ckpt = tmp_path / "run.pt"
 
-    def stop(iteration, agent):
-        if iteration == 3:
-            raise Interrupt
-
     runs = []
     for _ in range(2):
         ckpt.unlink(missing_ok=True)
         with pytest.warns(UserWarning, match="cannot be pickled"), pytest.raises(Interrupt):
-            train(fam, [1, 8], TINY, seed=0, checkpoint_path=ckpt, progress=False, on_iteration=stop)
+            train(fam, [1, 8], TINY, seed=0, checkpoint_path=ckpt, progress=False, on_iteration=stop_after_fourth)
         saved = torch.load(ckpt, weights_only=False)
         assert saved["env"] is None and saved["iteration"] == 4
         runs.append(train(fam, [1, 8], TINY, seed=0, checkpoint_path=ckpt, progress=False))
