@@ -36,13 +36,14 @@ from pgx.clustering import (average_density, gradient_similarity_grouping, group
 from pgx.envs import make_family
 from pgx.plots import groups_strip, lambda_sweep_plot, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed
+from pgx.report import book_families, book_seed, budgets_table
 
 profile = get_profile()
 SEED = book_seed()
 FAMILIES = book_families()
 print(f"profile: {profile.name}   seed: {SEED}   families: {', '.join(FAMILIES)}   k = {profile.num_groups}")
 affinities = {spec: stages.estimate_affinity(spec, profile, SEED, "first_order").affinity for spec in FAMILIES}
+budgets_table(profile, FAMILIES)
 
 # %% [markdown]
 # ## Choosing the number of groups through λ
