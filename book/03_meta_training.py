@@ -29,7 +29,6 @@
 # restarts the episodes that were in progress from a seeded reset.
 
 # %%
-import numpy as np
 import pandas as pd
 
 from pgx import stages
@@ -93,11 +92,11 @@ for (spec, meta), ax in zip(metas.items(), axes):
     ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     steps = int(meta.train.steps[-1])
     floor = untrained_returns(family, profile.for_family(spec).eval_episodes, SEED + 10_000)
-    rows[spec] = {"mean return": meta.eval_returns.mean(), "untrained policy": floor.mean(),
+    rows[spec] = {"mean return": round(meta.eval_returns.mean(), 1), "untrained policy": round(floor.mean(), 1),
                   "tasks above untrained": f"{int((meta.eval_returns > floor).sum())} of {family.n_tasks}",
-                  "worst task": meta.eval_returns.min(),
-                  "best task": meta.eval_returns.max(), "reference": name, "reference value": value,
-                  "steps": steps, "seconds": meta.train.wall_time, "steps/s": steps / meta.train.wall_time}
+                  "worst task": round(meta.eval_returns.min(), 1), "best task": round(meta.eval_returns.max(), 1),
+                  "reference": name, "reference value": None if value is None else round(value, 1),
+                  "steps": steps, "seconds": round(meta.train.wall_time), "steps/s": round(steps / meta.train.wall_time)}
 fig.tight_layout()
 summary = pd.DataFrame(rows).T
 summary
