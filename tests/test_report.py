@@ -1,0 +1,62 @@
+"""What chapters share: which families a build covers, their budgets, and the transfer gap."""
+
+import numpy as np
+import pytest
+
+from pgx.profiles import get_profile
+from pgx.report import book_families, book_seed, budgets_table, families_table, hidden_and_shown, transfer_gaps
+
+
+def test_book_families_default_and_restricted(monkeypatch):
+    monkeypatch.delenv("PGX_FAMILIES", raising=False)
+    assert book_families() == ("cartpole", "lunarlander", "highway", "navigation")
+    monkeypatch.setenv("PGX_FAMILIES", " cartpole , navigation:goals=partial ")
+    assert book_families() == ("cartpole", "navigation:goals=partial")
+    monkeypatch.setenv("PGX_FAMILIES", "cartpole,hopper")
+    with pytest.raises(ValueError, match="PGX_FAMILIES: unknown family 'hopper'"):
+        book_families()
+
+
+def test_book_seed(monkeypatch):
+    monkeypatch.setenv("PGX_SEED", "3")
+    assert book_seed() == 3
+    monkeypatch.setenv("PGX_SEED", "-1")
+    with pytest.raises(ValueError, match="PGX_SEED must be a non-negative integer, got '-1'"):
+        book_seed()
+
+
+def test_budgets_differ_per_family():
+    table = budgets_table(get_profile("default"), ["cartpole", "lunarlander", "highway"])
+    steps = table.loc["meta-training steps"]
+    assert steps["cartpole"] == 1_000_000 and steps["lunarlander"] == 2_000_000 and steps["highway"] < 100_000
+    assert "family" not in table.index
+
+
+def test_profile_for_family_refuses_another_family():
+    profile = get_profile("smoke").for_family("highway")
+    assert profile.for_family("highway") is profile
+    with pytest.raises(ValueError, match="specialised for 'highway', cannot run family 'cartpole'"):
+        profile.for_family("cartpole")
+
+
+def test_families_table_says_whether_the_task_is_shown():
+    table = families_table(["cartpole", "navigation"])
+    assert table.loc["cartpole", "policy sees the task"] and not table.loc["navigation", "policy sees the task"]
+    assert table.loc["navigation", "actions"] == "2-D continuous"
+
+
+def test_transfer_gaps_are_scale_free_and_sign_safe():
+    matrix = np.array([[10.0, -5.0], [0.0, 5.0]])
+    gaps = transfer_gaps(matrix)
+    # Task 1 under task 0's policy: (5 − (−5)) / (10 − (−5)).
+    assert gaps[0, 1] == pytest.approx(10 / 15) and gaps[1, 0] == pytest.approx(10 / 15)
+    np.testing.assert_allclose(np.diag(gaps), 0)
+    np.testing.assert_allclose(transfer_gaps(3 * matrix - 7), gaps)
+    with pytest.raises(ValueError, match="must be square"):
+        transfer_gaps(np.ones((2, 3)))
+
+
+def test_hidden_and_shown_variants():
+    assert hidden_and_shown("cartpole") == {"task shown": "cartpole", "task hidden": "cartpole:observe_task=false"}
+    assert hidden_and_shown("navigation:goals=uniform") == {
+        "task shown": "navigation:goals=uniform,observe_task=true", "task hidden": "navigation:goals=uniform"}
