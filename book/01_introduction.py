@@ -36,8 +36,6 @@
 # know (from its abstract) are quoted where they apply.
 
 # %%
-import pandas as pd
-
 from pgx.plots import pipeline_figure
 from pgx.profiles import get_profile
 from pgx.report import book_families, book_seed, budgets_table, families_table
