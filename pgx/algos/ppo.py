@@ -122,7 +122,6 @@ def train(
 
     # --- env, agent, optimiser, RNG ---
     seed_everything(seed)
-    env = family.source_envs(task_ids, cfg.envs_per_task)
     env_task = np.repeat(np.arange(n), cfg.envs_per_task)  # position in task_ids of each sub-env
     agent = ActorCritic(family.obs_dim, family.action_space, cfg.policy).to(dev)
     if init_state is not None:
@@ -130,12 +129,12 @@ def train(
         agent.critic.load_state_dict(init_state[1])
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
     generator = torch.Generator(device=dev).manual_seed(seed)
-    state = RolloutState.start(env, seed)
     start_iter, elapsed = 0, 0.0
     steps_log: list[int] = []
     returns_log: list[np.ndarray] = []
 
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    saved = None
     if ckpt is not None and ckpt.exists():
         saved = torch.load(ckpt, map_location=dev, weights_only=False)
         if saved["config"] != asdict(cfg) or saved["task_ids"] != task_ids or saved["seed"] != seed:
@@ -144,12 +143,12 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"].cpu())
         start_iter, elapsed = saved["iteration"], saved["elapsed"]
-        if saved["env"] is not None:
-            env.close()
-            env, state = pickle.loads(saved["env"]), saved["rollout_state"]
-        else:  # the env could not be pickled: restart its episodes, reproducibly
-            state = RolloutState.start(env, resume_seed(seed, start_iter))
         steps_log, returns_log = saved["steps"], saved["returns"]
+    if saved is not None and saved["env"] is not None:
+        env, state = pickle.loads(saved["env"]), saved["rollout_state"]
+    else:  # a fresh run, or a resumed one whose env could not be pickled: restart episodes, reproducibly
+        env = family.source_envs(task_ids, cfg.envs_per_task)
+        state = RolloutState.start(env, seed if saved is None else resume_seed(seed, start_iter))
 
     def save_checkpoint(iteration: int, elapsed: float) -> None:
         save_torch(
@@ -166,60 +165,62 @@ def train(
     # No disable= unless asked: TQDM_DISABLE=1 then silences the bar in CI and book builds.
     bar = tqdm(total=num_iterations, initial=start_iter, desc=f"PPO {family.name} tasks={list(task_ids)}",
                **({} if progress else {"disable": True}))
-    for iteration in range(start_iter, num_iterations):
-        t0 = time.perf_counter()
-        if cfg.anneal_lr:
-            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - iteration / num_iterations)
+    try:  # close the env (and any worker processes) even when a callback interrupts the run
+        for iteration in range(start_iter, num_iterations):
+            t0 = time.perf_counter()
+            if cfg.anneal_lr:
+                optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - iteration / num_iterations)
 
-        # Rollout and advantages
-        agent.eval()
-        rollout = collect(agent, env, state, cfg.num_steps, generator)
-        advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
-                         rollout.valid, rollout.next_value, cfg.gamma, cfg.gae_lambda)
-        returns = advantages + rollout.values
-        valid = rollout.valid.reshape(-1)
-        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
-        b_actions = flat_actions(rollout.actions, agent.discrete)[valid]
-        b_logp, b_adv, b_ret, b_val = (
-            x.reshape(-1)[valid] for x in (rollout.log_probs, advantages, returns, rollout.values)
-        )
+            # Rollout and advantages
+            agent.eval()
+            rollout = collect(agent, env, state, cfg.num_steps, generator)
+            advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.truncated,
+                             rollout.valid, rollout.next_value, cfg.gamma, cfg.gae_lambda)
+            returns = advantages + rollout.values
+            valid = rollout.valid.reshape(-1)
+            b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
+            b_actions = flat_actions(rollout.actions, agent.discrete)[valid]
+            b_logp, b_adv, b_ret, b_val = (
+                x.reshape(-1)[valid] for x in (rollout.log_probs, advantages, returns, rollout.values)
+            )
 
-        # Clipped-objective update over minibatches of valid transitions
-        agent.train()
-        num_valid = b_obs.shape[0]
-        mb = max(1, num_valid // cfg.num_minibatches)
-        for _ in range(cfg.update_epochs):
-            order = torch.randperm(num_valid, generator=generator, device=dev)
-            for start in range(0, num_valid - mb + 1, mb):
-                idx = order[start:start + mb]
-                _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[idx], b_actions[idx])
-                ratio = (new_logp - b_logp[idx]).exp()
-                adv = b_adv[idx]
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-                v_clipped = b_val[idx] + (new_value - b_val[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
-                v_loss = 0.5 * torch.max((new_value - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
-                loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+            # Clipped-objective update over minibatches of valid transitions
+            agent.train()
+            num_valid = b_obs.shape[0]
+            mb = max(1, num_valid // cfg.num_minibatches)
+            for _ in range(cfg.update_epochs):
+                order = torch.randperm(num_valid, generator=generator, device=dev)
+                for start in range(0, num_valid - mb + 1, mb):
+                    idx = order[start:start + mb]
+                    _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[idx], b_actions[idx])
+                    ratio = (new_logp - b_logp[idx]).exp()
+                    adv = b_adv[idx]
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                    v_clipped = b_val[idx] + (new_value - b_val[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
+                    v_loss = 0.5 * torch.max((new_value - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
+                    loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
+                    optimizer.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
 
-        # Bookkeeping: per-task mean return of the episodes that finished in this iteration
-        per_task: list[list[float]] = [[] for _ in range(n)]
-        for e, ret in rollout.finished_returns:
-            per_task[env_task[e]].append(ret)
-        returns_log.append(np.array([np.mean(r) if r else np.nan for r in per_task]))
-        steps_log.append((iteration + 1) * cfg.batch_size(n))
-        elapsed += time.perf_counter() - t0
-        bar.update(1)
-        bar.set_postfix(mean_return=f"{np.nanmean(returns_log[-1]) if np.isfinite(returns_log[-1]).any() else float('nan'):.1f}")
-        if ckpt is not None and ((iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == num_iterations):
-            save_checkpoint(iteration + 1, elapsed)
-        if on_iteration is not None:
-            on_iteration(iteration, agent)
-    bar.close()
-    env.close()
+            # Bookkeeping: per-task mean return of the episodes that finished in this iteration
+            per_task: list[list[float]] = [[] for _ in range(n)]
+            for e, ret in rollout.finished_returns:
+                per_task[env_task[e]].append(ret)
+            returns_log.append(np.array([np.mean(r) if r else np.nan for r in per_task]))
+            steps_log.append((iteration + 1) * cfg.batch_size(n))
+            elapsed += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(mean_return=f"{np.nanmean(returns_log[-1]) if np.isfinite(returns_log[-1]).any() else float('nan'):.1f}")
+            if ckpt is not None and ((iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == num_iterations):
+                save_checkpoint(iteration + 1, elapsed)
+            if on_iteration is not None:
+                on_iteration(iteration, agent)
+    finally:
+        bar.close()
+        env.close()
 
     return TrainResult(
         actor_state={k: v.detach().cpu().clone() for k, v in agent.actor.state_dict().items()},
