@@ -62,31 +62,38 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
         return {**head, "route": route, "k": k, "labels": {m: l.tolist() for m, l in labels.items()}}, labels
     if stage == "validate":
         truth = stages.ground_truth(family, profile, seed)
+        table1 = stages.rss_by_distance(family, profile, seed)
         rss = np.array([row["rss"] for row in truth.taylor])
         distance = np.array([row["distance"] for row in truth.taylor])
         closest = rss[np.argsort(distance)[: max(1, len(rss) // 4)]]
-        return ({**head, "taylor": truth.taylor, "rss_at_smallest_distances_max": float(closest.max()),
-                 "rss_max": float(rss.max())}, {"distance": distance, "rss": rss})
+        by_distance = {f"{d:g}": float(np.mean([row["rss"] for row in table1 if row["distance"] == d]))
+                       for d in profile.table1_distances}
+        return ({**head, "table1_mean_rss_by_relative_distance": by_distance, "table1": table1,
+                 "taylor_along_finetuning": truth.taylor,
+                 "rss_at_smallest_distances_max": float(closest.max()), "rss_max": float(rss.max())},
+                {"distance": distance, "rss": rss,
+                 "table1_distance": np.array([row["distance"] for row in table1]),
+                 "table1_rss": np.array([row["rss"] for row in table1])})
     if stage == "groundtruth":
-        from pgx.validation import grouping_nmi, per_task_spearman, random_nmi, relative_error
-
         truth = stages.ground_truth(family, profile, seed)
+        exact = stages.exact_truth(family, profile, seed)
         estimate = stages.estimate_affinity(family, profile, seed, "first_order")
         features = stages.gradient_features(family, profile, seed)
+        held_out = stages.held_out_features(family, profile, seed)
         fit = stages.surrogate_fit(family, profile, seed)
-        k = profile.num_groups
-        reference = sdp_cluster(truth.objective_affinity, k=k, seed=seed)
-        surrogate_s = features.rollout_time + features.gradient_time + fit.fit_time + estimate.score_time
-        return ({**head, "k": k,
-                 "relative_error": relative_error(estimate.affinity, truth.objective_affinity),
-                 "spearman_mean": float(np.nanmean(per_task_spearman(estimate.scores, truth.objective_scores))),
-                 "nmi": grouping_nmi(sdp_cluster(estimate.affinity, k=k, seed=seed), reference),
-                 "random_nmi": float(random_nmi(reference, k, range(100)).mean()),
+        surrogate_s = (features.rollout_time + features.gradient_time + held_out.rollout_time + held_out.gradient_time
+                       + fit.fit_time + estimate.score_time)
+        return ({**head, "k": profile.num_groups, "replicates": truth.replicates,
+                 "verdicts": stages.verdicts(family, profile, seed),
+                 "reliability_by_finetuning_steps": truth.reliability_by_steps,
                  "surrogate_s": surrogate_s, "finetune_s": truth.finetune_time, "finetune_elapsed_s": truth.finetune_elapsed,
                  "speedup": truth.finetune_time / surrogate_s,
-                 "flops_ratio": truth.finetune_flops / (features.gradient_flops + fit.fit_flops)},
+                 "flops_ratio": truth.finetune_flops / (features.gradient_flops + held_out.gradient_flops + fit.fit_flops),
+                 "exact_truth_s": exact.seconds, "exact_truth_converged": sum(exact.converged)},
                 {"estimated_affinity": estimate.affinity, "true_affinity": truth.objective_affinity,
-                 "true_return_affinity": truth.return_affinity})
+                 "true_return_affinity": truth.return_affinity, "exact_affinity": exact.affinity,
+                 "replicate_objective": truth.replicate_objective, "replicate_returns": truth.replicate_returns,
+                 "estimated_scores": estimate.scores, "exact_scores": exact.scores})
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 

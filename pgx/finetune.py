@@ -95,8 +95,14 @@ def finetune_subsets(
     seed: int,
     snapshot_steps: Sequence[int] = (),
     n_jobs: int = -1,
-) -> list[FinetuneResult]:
-    """:func:`finetune_subset` for every subset, in parallel; subset ``s`` uses seed ``seed + s``.
+    replicates: int = 1,
+) -> list[list[FinetuneResult]]:
+    """:func:`finetune_subset` for every subset, ``replicates`` times, in parallel:
+    ``result[j][s]`` is replicate j of subset s.
+
+    Common random numbers: replicate j of *every* subset runs with seed ``seed + j``, so that two
+    subsets' results differ by their tasks, not by the luck of their seeds, and the replicates
+    measure how much a result moves when only the seed changes.
 
     The backend is whatever ``joblib.parallel_config`` says (loky processes by default); on a
     cluster, ``with parallel_config(backend="dask"): finetune_subsets(...)`` runs the same jobs on
@@ -104,6 +110,9 @@ def finetune_subsets(
     """
     if len(subsets) == 0:
         raise ValueError("subsets is empty")
-    jobs = (delayed(finetune_subset)(family_name, init_state, subset, cfg, seed + s, snapshot_steps)
-            for s, subset in enumerate(subsets))
-    return list(Parallel(n_jobs=n_jobs)(jobs))
+    if not isinstance(replicates, int) or replicates < 1:
+        raise ValueError(f"replicates must be an integer >= 1, got {replicates!r}")
+    jobs = (delayed(finetune_subset)(family_name, init_state, subset, cfg, seed + j, snapshot_steps)
+            for j in range(replicates) for subset in subsets)
+    flat = list(Parallel(n_jobs=n_jobs)(jobs))
+    return [flat[j * len(subsets):(j + 1) * len(subsets)] for j in range(replicates)]

@@ -13,7 +13,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from pgx.clustering import random_grouping
 
-__all__ = ["relative_error", "per_task_spearman", "grouping_nmi", "random_nmi", "exact_objective_scores"]
+__all__ = ["relative_error", "per_task_spearman", "grouping_nmi", "random_nmi", "exact_objective_scores", "compare"]
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -77,6 +77,31 @@ def exact_objective_scores(
             raise ValueError(f"task {i} has no held-out samples")
         out[i] = gains[mask].mean()
     return out
+
+
+def compare(
+    estimate: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    seed: int = 0,
+    estimate_scores: np.ndarray | None = None,
+    truth_scores: np.ndarray | None = None,
+) -> dict[str, float]:
+    """One row of the verdict table: how an estimated affinity matches a true one.
+
+    NMI of their k SDP groups, relative error ‖T̂−T‖/‖T‖, Pearson correlation of the off-diagonal
+    entries, and, when both sides have per-subset scores, the mean per-task Spearman ρ.
+    """
+    from pgx.clustering import sdp_cluster
+    from pgx.reliability import offdiagonal_correlation
+
+    row = {"NMI": grouping_nmi(sdp_cluster(estimate, k=k, seed=seed), sdp_cluster(truth, k=k, seed=seed)),
+           "relative error": relative_error(estimate, truth) if np.any(truth) else float("nan"),
+           "off-diagonal r": offdiagonal_correlation(estimate, truth), "Spearman ρ": float("nan")}
+    if estimate_scores is not None and truth_scores is not None:
+        rho = per_task_spearman(estimate_scores, truth_scores)
+        row["Spearman ρ"] = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+    return row
 
 
 def k_ablation(estimate: np.ndarray, truth: np.ndarray, ks: Sequence[int], seed: int = 0, random_seeds: int = 20) -> list[dict]:

@@ -42,12 +42,24 @@ def test_bad_subset_is_named(init_state):
 
 def test_loky_and_dask_backends_match_sequential(init_state):
     distributed = pytest.importorskip("distributed")
-    sequential = finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=3, n_jobs=1)
-    loky = finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=3, n_jobs=2)
+    sequential = finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=3, n_jobs=1)[0]
+    loky = finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=3, n_jobs=2)[0]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster), parallel_config(backend="dask"):
-        dask = finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=3)
+        dask = finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=3)[0]
     for a, b, c in zip(sequential, loky, dask):
         assert a.subset == b.subset == c.subset
         assert _same(a.actor_state, b.actor_state) and _same(a.actor_state, c.actor_state)
     assert not _same(sequential[0].actor_state, sequential[1].actor_state)
+
+
+def test_replicates_use_common_random_numbers(init_state):
+    """Replicate j of every subset runs with seed + j: a subset's replicate equals a lone run with that seed."""
+    runs = finetune_subsets("cartpole", init_state, SUBSETS[:2], TINY, seed=3, n_jobs=1, replicates=2)
+    assert len(runs) == 2 and all(len(replicate) == 2 for replicate in runs)
+    for j, replicate in enumerate(runs):
+        for run, subset in zip(replicate, SUBSETS[:2]):
+            assert _same(run.actor_state, finetune_subset("cartpole", init_state, subset, TINY, seed=3 + j).actor_state)
+    assert not _same(runs[0][0].actor_state, runs[1][0].actor_state)
+    with pytest.raises(ValueError, match="replicates must be an integer >= 1, got 0"):
+        finetune_subsets("cartpole", init_state, SUBSETS, TINY, seed=0, replicates=0)

@@ -54,11 +54,24 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     for labels in group["labels"].values():
         assert sorted(set(labels)) == [0, 1, 2] and len(labels) == 10
     assert (isolated_cache / "cache" / "checkpoints").is_dir()
+    smoke = get_profile("smoke")
     validate = json.loads((out / "validate.json").read_text())
-    assert len(validate["taylor"]) == get_profile("smoke").taylor_subsets * len(get_profile("smoke").snapshot_steps)
-    assert all(0 <= row["rss"] < row["rss_zeroth"] for row in validate["taylor"])
+    assert len(validate["taylor_along_finetuning"]) == smoke.taylor_subsets * len(smoke.snapshot_steps)
+    assert all(0 <= row["rss"] < row["rss_zeroth"] for row in validate["taylor_along_finetuning"])
+    assert list(validate["table1_mean_rss_by_relative_distance"]) == [f"{d:g}" for d in smoke.table1_distances]
+    table1 = validate["table1_mean_rss_by_relative_distance"].values()
+    assert list(table1) == sorted(table1), "the first-order error grows with the distance"
     truth = json.loads((out / "groundtruth.json").read_text())
-    assert 0 <= truth["nmi"] <= 1 and truth["speedup"] > 1 and truth["flops_ratio"] > 1
+    assert truth["replicates"] == smoke.truth_replicates
+    rows = truth["verdicts"]["rows"]
+    assert set(rows) == {"first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth",
+                         "gradient similarity", "random groups"}
+    assert all(0 <= row["NMI vs truth"] <= 1 for row in rows.values())
+    assert rows["offline exact truth"]["NMI vs exact truth"] == 1
+    assert 0 <= truth["verdicts"]["truth reliability"]["split-half NMI"] <= 1
+    assert truth["speedup"] > 1 and truth["flops_ratio"] > 1
+    replicates = np.load(out / "groundtruth.npz")["replicate_objective"]
+    assert replicates.shape == (smoke.truth_replicates, smoke.num_subsets, 10)
 
 
 def test_cli_rejects_unknown_family(capsys):

@@ -5,7 +5,8 @@ downstream. Each stage is a function of ``(family spec, profile, seed)``, cached
 (``pgx.stages.cache``) and split by concern:
 
 * ``pipeline``: meta-training, the transfer matrix, features, the surrogate and the affinity;
-* ``truth``: real fine-tuning of subsets (the ground truth) and the ablations against it;
+* ``truth``: real fine-tuning of subsets (the replicated ground truth and its reliability), the
+  offline exact truth, Table 1's RSS by distance, and the ablations against the truth;
 * ``hessian_bound``: the train/test gap and the Hessian bound of section 4.4.
 
 A later downstream stage (MAML transfer, Meta-World) gets a module of its own here.
@@ -15,13 +16,17 @@ from pgx.stages.cache import CODE_VERSION, cache_dir, stage_args
 from pgx.stages.hessian_bound import GeneralizationResult, generalization
 from pgx.stages.pipeline import (
     ROUTES, AffinityResult, FeatureResult, MetaPolicy, SurrogateFit, estimate_affinity, gradient_features,
-    meta_train, projector_for, surrogate_fit, theta_star_samples, transfer_matrix,
+    held_out_features, meta_train, projector_for, scoring_features, surrogate_fit, theta_star_samples, transfer_matrix,
 )
-from pgx.stages.truth import GroundTruth, cost_by_depth, ground_truth, projection_ablation, subset_size_ablation
+from pgx.stages.truth import (
+    ESTIMATORS, ExactTruth, GroundTruth, cost_by_depth, exact_truth, ground_truth, projection_ablation, rss_by_distance,
+    subset_size_ablation, verdicts,
+)
 
 __all__ = [
     "CODE_VERSION", "cache_dir", "stage_args", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
     "gradient_features", "SurrogateFit", "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity",
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
-    "subset_size_ablation", "GeneralizationResult", "generalization",
+    "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",
+    "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts",
 ]

@@ -31,6 +31,7 @@ from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, rescale
 __all__ = [
     "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
     "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity", "theta_star_samples", "projector_for",
+    "held_out_features", "scoring_features", "fit_scaled", "theta_norm", "FIT_ROLLOUT", "SCORE_ROLLOUT",
 ]
 
 
@@ -76,8 +77,8 @@ def _transfer_matrix(family_name: str, profile: Profile, seed: int, code_version
 
     matrix = np.zeros((n, n))
     start = time.perf_counter()
-    # Independent runs, so in parallel (task i trains with seed + i).
-    runs = finetune_subsets(family_name, None, [(i,) for i in range(n)], profile.single_task_ppo, seed)
+    # Independent runs, so in parallel (every task with the same seed: common random numbers).
+    runs = finetune_subsets(family_name, None, [(i,) for i in range(n)], profile.single_task_ppo, seed)[0]
     for i, run in enumerate(runs):
         agent = ActorCritic(family.obs_dim, family.action_space, profile.single_task_ppo.policy)
         agent.actor.load_state_dict(run.actor_state)
@@ -115,8 +116,13 @@ class FeatureResult:
     gradient_flops: int
 
 
-@memory.cache
-def _gradient_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
+FIT_ROLLOUT, SCORE_ROLLOUT = 30_000, 50_000
+"""Seed offsets of θ*'s two rollouts: the surrogate fits on the first and scores on the second
+(out of sample); the ground truth scores on the second too, so both sides are judged on the same
+held-out samples."""
+
+
+def _features(family_name: str, profile: Profile, seed: int, rollout_seed: int) -> FeatureResult:
     family = make_family(family_name)
     meta = meta_train(family_name, profile, seed)
     agent = meta.agent(family_name, profile)
@@ -124,7 +130,7 @@ def _gradient_features(family_name: str, profile: Profile, seed: int, code_versi
 
     # Rollouts of θ* itself; advantages from its own critic (GAE, as in training).
     start = time.perf_counter()
-    samples = theta_star_samples(agent, family, profile, seed + 30_000)
+    samples = theta_star_samples(agent, family, profile, rollout_seed)
     rollout_time = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -149,6 +155,23 @@ def _gradient_features(family_name: str, profile: Profile, seed: int, code_versi
         gradient_time=gradient_time,
         gradient_flops=int(counter.get_total_flops()),
     )
+
+
+@memory.cache
+def _gradient_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
+    return _features(family_name, profile, seed, seed + FIT_ROLLOUT)
+
+
+@memory.cache
+def _held_out_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
+    return _features(family_name, profile, seed, seed + SCORE_ROLLOUT)
+
+
+def held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
+    """The same as :func:`gradient_features` on a second, independent rollout of θ*: the samples
+    on which estimates and ground truths are scored."""
+    profile = stage_args(family_name, profile, seed)
+    return _held_out_features(family_name, profile, seed, CODE_VERSION)
 
 
 def theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
@@ -187,16 +210,36 @@ def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: 
     feats.check_compatible(profile.projection_dim, seed, theta_fingerprint(agent.actor), projector.fingerprint())
     subsets = sample_subsets(family.n_tasks, profile.subset_size, profile.num_subsets, seed)
     start = time.perf_counter()
-    V = fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
-                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
-    if profile.surrogate.relative_distance is not None:
-        theta_norm = float(torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()]).norm())
-        V = rescale(V, projector, theta_norm, profile.surrogate.relative_distance)
+    V = fit_scaled(feats, subsets, profile, agent, projector)
     fit_time = time.perf_counter() - start
     with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
         fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
                     torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
     return SurrogateFit(subsets=subsets, V=V.cpu().numpy(), fit_time=fit_time, fit_flops=int(counter.get_total_flops()))
+
+
+def fit_scaled(feats: GradientFeatures, subsets, profile: Profile, agent: ActorCritic,
+               projector: GaussianProjector) -> torch.Tensor:
+    """Algorithm 1's fits, rescaled to the profile's relative distance when it sets one: the one
+    place every route, truth and ablation gets its Δθ = P v from, so all use the same step size."""
+    V = fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
+                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
+    if profile.surrogate.relative_distance is not None:
+        V = rescale(V, projector, theta_norm(agent), profile.surrogate.relative_distance)
+    return V
+
+
+def theta_norm(agent: ActorCritic) -> float:
+    """‖θ*‖ over the actor's parameters."""
+    return float(torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()]).norm())
+
+
+def scoring_features(family_name: str, profile: Profile, seed: int) -> GradientFeatures:
+    """The features first-order scores are computed on: held-out ones when the profile scores out
+    of sample (fitting and scoring on the same samples favours the fitted subset), else the fit's own."""
+    if profile.for_family(family_name).out_of_sample:
+        return held_out_features(family_name, profile, seed).features
+    return gradient_features(family_name, profile, seed).features
 
 
 def surrogate_fit(family_name: str, profile: Profile, seed: int) -> SurrogateFit:
@@ -216,6 +259,9 @@ class AffinityResult:
     affinity: np.ndarray
     """``(n, n)`` task affinity T."""
     score_time: float
+    replicate_scores: np.ndarray | None = None
+    """Plug-in route: ``(2, m, n)``, the scores of two independent halves of the episodes (their
+    agreement is the route's own reliability); None for the first-order route, which has no noise."""
 
 
 ROUTES = ("first_order", "plug_in")
@@ -228,21 +274,24 @@ def _estimate_affinity(family_name: str, profile: Profile, seed: int, route: str
     V = torch.as_tensor(fit.V)
     start = time.perf_counter()
     if route == "first_order":
-        feats = gradient_features(family_name, profile, seed).features
+        feats = scoring_features(family_name, profile, seed)
         scores = first_order_scores(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
                                     torch.as_tensor(feats.task_ids), fit.subsets, V, family.n_tasks)
         scores = np.asarray(scores.cpu().numpy() if torch.is_tensor(scores) else scores, dtype=np.float64)
+        halves = None
     else:
-        scores = _plug_in_scores(family_name, profile, seed, fit)
-    return AffinityResult(route=route, subsets=fit.subsets, scores=scores,
+        halves = _plug_in_scores(family_name, profile, seed, fit)
+        scores = halves.mean(0)
+    return AffinityResult(route=route, subsets=fit.subsets, scores=scores, replicate_scores=halves,
                           affinity=affinity_matrix(fit.subsets, scores, family.n_tasks),
                           score_time=time.perf_counter() - start)
 
 
 def _plug_in_scores(family_name: str, profile: Profile, seed: int, fit: SurrogateFit) -> np.ndarray:
-    """Return of θ*+Δθ_S on each task of S, from real (sampled-action) rollouts.
+    """Return of θ*+Δθ_S on each task of S from real (sampled-action) rollouts: ``(2, m, n)``, two
+    independent halves of ``plug_in_episodes`` episodes each, so the route's own noise is measured.
 
-    Every subset is evaluated with the same seed (common random numbers), so differences between
+    Every subset is evaluated with the same seeds (common random numbers), so differences between
     subsets come from Δθ, not from the luck of the episodes.
     """
     family = make_family(family_name)
@@ -250,11 +299,12 @@ def _plug_in_scores(family_name: str, profile: Profile, seed: int, fit: Surrogat
     projector = projector_for(agent, profile, seed)
     theta_star = torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()])
     deltas = delta_theta(torch.as_tensor(fit.V), projector)
-    scores = np.full((len(fit.subsets), family.n_tasks), np.nan)
+    scores = np.full((2, len(fit.subsets), family.n_tasks), np.nan)
     for s, subset in enumerate(tqdm(fit.subsets, desc="plug-in rollouts")):
         torch.nn.utils.vector_to_parameters(theta_star + deltas[s].to(theta_star), agent.actor.parameters())
-        scores[s, list(subset)] = evaluate(agent.actor, family, subset, profile.plug_in_episodes,
-                                           seed=seed + 40_000, greedy=False)
+        for half in range(2):
+            scores[half, s, list(subset)] = evaluate(agent.actor, family, subset, profile.plug_in_episodes,
+                                                     seed=seed + 40_000 + 1_000 * half, greedy=False)
     return scores
 
 

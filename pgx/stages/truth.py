@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,33 +19,63 @@ from pgx.profiles import Profile
 from pgx.rollouts import Samples
 from pgx.runtime import seed_everything
 from pgx.stages.cache import CODE_VERSION, memory, stage_args
+from pgx.gradients import log_prob_at
+from pgx.reliability import Reliability, split_half_reliability
 from pgx.stages.pipeline import (
-    gradient_features, meta_train, projector_for, surrogate_fit, theta_star_samples,
+    FeatureResult, fit_scaled, gradient_features, held_out_features, meta_train, projector_for, scoring_features,
+    surrogate_fit, theta_star_samples,
 )
 from pgx.surrogate import first_order_scores, fit_subsets
+from pgx.validation import exact_objective_scores
 
-__all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation"]
+__all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
+           "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts"]
 
 
 @dataclass
 class GroundTruth:
-    """Real PPO fine-tuning of θ* on each of the surrogate's subsets, and what it gives."""
+    """Real PPO fine-tuning of θ* on each of the surrogate's subsets, r times, and what it gives.
+
+    Replicate j of every subset runs with the same seed (common random numbers). Scores are
+    measured per replicate; the truth is their mean, and the split halves of the replicates say how
+    far it can be trusted (``reliability``).
+    """
 
     subsets: list[tuple[int, ...]]
-    objective_scores: np.ndarray
-    """``(m, n)`` per-task PPO objective ``mean Â·π_θS/π_θ*`` (exact ratio) on held-out θ* samples."""
-    return_scores: np.ndarray
-    """``(m, n)`` per-task return of θ_S (sampled actions, same episodes seeds for every subset)."""
+    replicate_objective: np.ndarray
+    """``(r, m, n)`` per-task PPO objective ``mean Â·π_θS/π_θ*`` (exact ratio) on held-out θ* samples."""
+    replicate_returns: np.ndarray
+    """``(r, m, n)`` per-task return of θ_S (sampled actions, the same episode seeds for every subset)."""
+    objective_by_steps: dict[int, np.ndarray]
+    """Fine-tuning steps → ``(r, m, n)`` objective scores of the snapshot taken there."""
     objective_affinity: np.ndarray
     return_affinity: np.ndarray
+    reliability: dict[str, Reliability]
+    """``"objective"`` / ``"return"`` → split-half reliability of that truth."""
+    reliability_by_steps: list[dict]
+    """Split-half reliability of the objective truth had fine-tuning stopped at each snapshot."""
     taylor: list[dict]
-    """One row per (subset, snapshot): subset index, steps, distance, rss, rss_zeroth."""
+    """One row per (subset, snapshot) of replicate 0: subset index, steps, distance, rss, rss_zeroth."""
     finetune_time: float
-    """Seconds of fine-tuning summed over subsets (what one core would spend)."""
+    """Seconds of fine-tuning summed over the subsets of one replicate (what one core would spend
+    for a single-run truth, the cost the surrogate replaces), averaged over replicates."""
     finetune_elapsed: float
-    """Wall-clock seconds of the parallel fine-tuning."""
+    """Wall-clock seconds of the parallel fine-tuning of all replicates."""
     finetune_flops: int
-    """FLOPs of fine-tuning one subset (counted in a separate run of subset 0) times m."""
+    """FLOPs of fine-tuning one subset (counted in a separate run of subset 0) times m: one replicate."""
+
+    @property
+    def replicates(self) -> int:
+        return self.replicate_objective.shape[0]
+
+    @property
+    def objective_scores(self) -> np.ndarray:
+        """``(m, n)`` mean over replicates."""
+        return self.replicate_objective.mean(0)
+
+    @property
+    def return_scores(self) -> np.ndarray:
+        return self.replicate_returns.mean(0)
 
 
 @memory.cache
@@ -58,48 +88,66 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
     agent = meta.agent(family_name, profile)
     subsets = surrogate_fit(family_name, profile, seed).subsets
     init = (meta.train.actor_state, meta.train.critic_state)
+    cfg, r, k = profile.finetune_ppo, profile.truth_replicates, profile.num_groups
 
     start = time.perf_counter()
-    runs = finetune_subsets(family_name, init, subsets, profile.finetune_ppo, seed + 60_000, profile.snapshot_steps)
+    runs = finetune_subsets(family_name, init, subsets, cfg, seed + 60_000, profile.snapshot_steps, replicates=r)
     elapsed = time.perf_counter() - start
-    flops = finetune_subset(family_name, init, subsets[0], profile.finetune_ppo, seed + 60_000, count_flops=True).flops
+    flops = finetune_subset(family_name, init, subsets[0], cfg, seed + 60_000, count_flops=True).flops
 
-    held_out = theta_star_samples(agent, family, profile, seed + 50_000)
-    obs, actions = held_out.obs, held_out.actions
-    theta_star = {k: v.detach() for k, v in agent.actor.named_parameters()}
-    objective = _objective_scores(agent, runs, held_out, family.n_tasks)
-    returns = np.full_like(objective, np.nan)
+    held_out = held_out_features(family_name, profile, seed)
+    obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
+    advantages, task_ids = held_out.features.advantages, held_out.features.task_ids
+    theta_star = {k_: v.detach() for k_, v in agent.actor.named_parameters()}
+    with torch.no_grad():
+        log_star = agent.actor.log_prob(obs, actions)
+
+    def objective(state: dict[str, torch.Tensor], subset: tuple[int, ...]) -> np.ndarray:
+        with torch.no_grad():
+            log_theta = log_prob_at(agent.actor, state, obs, actions)
+        return exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids, subset, family.n_tasks)
+
+    shape = (r, len(subsets), family.n_tasks)
+    scores, returns = np.full(shape, np.nan), np.full(shape, np.nan)
+    by_steps: dict[int, np.ndarray] = {}
     taylor: list[dict] = []
-    for s, run in enumerate(tqdm(runs, desc="evaluating fine-tuned policies")):
-        tuned = meta.agent(family_name, profile)
-        tuned.actor.load_state_dict(run.actor_state)
-        returns[s, list(run.subset)] = evaluate(tuned.actor, family, run.subset, profile.plug_in_episodes,
-                                                seed=seed + 40_000, greedy=False)
-        if s < profile.taylor_subsets:
+    tuned = meta.agent(family_name, profile)
+    for j, replicate in enumerate(runs):
+        for s, run in enumerate(tqdm(replicate, desc=f"evaluating fine-tuned policies, replicate {j}")):
+            scores[j, s] = objective(run.actor_state, run.subset)
+            tuned.actor.load_state_dict(run.actor_state)
+            returns[j, s, list(run.subset)] = evaluate(tuned.actor, family, run.subset, profile.truth_episodes,
+                                                       seed=seed + 40_000, greedy=False)
             for steps, weights in sorted(run.snapshots.items()):
-                check = linearization_rss(agent.actor, theta_star, weights, obs, actions)
-                taylor.append({"subset": s, "steps": steps, "distance": check.distance, "rss": check.rss,
-                               "rss_zeroth": check.rss_zeroth})
+                by_steps.setdefault(steps, np.full(shape, np.nan))[j, s] = objective(weights, run.subset)
+                if j == 0 and s < profile.taylor_subsets:
+                    check = linearization_rss(agent.actor, theta_star, weights, obs, actions)
+                    taylor.append({"subset": s, "steps": steps, "distance": check.distance, "rss": check.rss,
+                                   "rss_zeroth": check.rss_zeroth})
+    reliability = {name: split_half_reliability(subsets, values, family.n_tasks, k, seed=seed)
+                   for name, values in (("objective", scores), ("return", returns))}
+    reliability_by_steps = [{"steps": steps, **split_half_reliability(subsets, values, family.n_tasks, k, seed=seed,
+                                                                      bootstrap=0).row()}
+                            for steps, values in sorted(by_steps.items())]
     return GroundTruth(
-        subsets=subsets, objective_scores=objective, return_scores=returns,
-        objective_affinity=affinity_matrix(subsets, objective, family.n_tasks),
-        return_affinity=affinity_matrix(subsets, returns, family.n_tasks),
-        taylor=taylor, finetune_time=float(sum(r.wall_time for r in runs)), finetune_elapsed=elapsed,
-        finetune_flops=flops * len(subsets),
+        subsets=subsets, replicate_objective=scores, replicate_returns=returns, objective_by_steps=by_steps,
+        objective_affinity=affinity_matrix(subsets, scores.mean(0), family.n_tasks),
+        return_affinity=affinity_matrix(subsets, returns.mean(0), family.n_tasks),
+        reliability=reliability, reliability_by_steps=reliability_by_steps, taylor=taylor,
+        finetune_time=float(sum(run.wall_time for replicate in runs for run in replicate)) / r,
+        finetune_elapsed=elapsed, finetune_flops=flops * len(subsets),
     )
 
 
-def _objective_scores(agent: ActorCritic, runs, held_out: Samples, n_tasks: int) -> np.ndarray:
+def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks: int) -> np.ndarray:
     """``(m, n)`` exact PPO objective of each fine-tuned actor on the held-out θ* samples of its tasks."""
-    from pgx.gradients import log_prob_at
-    from pgx.validation import exact_objective_scores
-
-    advantages, task_ids = held_out.advantages.cpu().numpy(), held_out.task_ids.cpu().numpy()
+    obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
+    advantages, task_ids = held_out.features.advantages, held_out.features.task_ids
     scores = np.full((len(runs), n_tasks), np.nan)
     with torch.no_grad():
-        log_star = agent.actor.log_prob(held_out.obs, held_out.actions)
+        log_star = agent.actor.log_prob(obs, actions)
         for s, run in enumerate(runs):
-            log_theta = log_prob_at(agent.actor, run.actor_state, held_out.obs, held_out.actions)
+            log_theta = log_prob_at(agent.actor, run.actor_state, obs, actions)
             scores[s] = exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids,
                                                run.subset, n_tasks)
     return scores
@@ -118,19 +166,23 @@ def _projection_ablation(family_name: str, profile: Profile, seed: int, code_ver
 
     family = make_family(family_name)
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
-    base = gradient_features(family_name, profile, seed)
+    base, scoring = gradient_features(family_name, profile, seed), held_out_features(family_name, profile, seed)
     truth = ground_truth(family_name, profile, seed).objective_affinity
     subsets = surrogate_fit(family_name, profile, seed).subsets
-    obs, actions = torch.as_tensor(base.obs), torch.as_tensor(base.actions)
-    advantages, task_ids = torch.as_tensor(base.features.advantages), torch.as_tensor(base.features.task_ids)
     true_groups = sdp_cluster(truth, k=profile.num_groups, seed=seed)
     rows = []
     for d in tqdm(profile.ablation_dims, desc="projection dimension"):
         projector = GaussianProjector([tuple(p.shape) for p in agent.actor.parameters()], d, seed=seed)
         start = time.perf_counter()
-        feats = projected_grads(agent.actor, obs, actions, projector)
-        V = fit_subsets(feats, advantages, task_ids, subsets, profile.surrogate)
-        scores = first_order_scores(feats, advantages, task_ids, subsets, V, family.n_tasks).cpu().numpy()
+        feats = {}
+        for name, source in (("fit", base), ("score", scoring)):
+            f = projected_grads(agent.actor, torch.as_tensor(source.obs), torch.as_tensor(source.actions), projector)
+            feats[name] = replace(source.features, features=f.numpy().astype(np.float32), dim=d,
+                                  projector_fingerprint=projector.fingerprint())
+        V = fit_scaled(feats["fit"], subsets, profile, agent, projector)
+        used = feats["score"] if profile.out_of_sample else feats["fit"]
+        scores = first_order_scores(torch.as_tensor(used.features), torch.as_tensor(used.advantages),
+                                    torch.as_tensor(used.task_ids), subsets, V, family.n_tasks).cpu().numpy()
         seconds = time.perf_counter() - start
         estimate = affinity_matrix(subsets, scores, family.n_tasks)
         rows.append({"d": d, "relative error": relative_error(estimate, truth),
@@ -206,30 +258,183 @@ def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: 
     family = make_family(family_name)
     meta = meta_train(family_name, profile, seed)
     agent = meta.agent(family_name, profile)
-    feats = gradient_features(family_name, profile, seed).features
-    features, advantages, task_ids = (torch.as_tensor(x) for x in (feats.features, feats.advantages, feats.task_ids))
-    held_out = theta_star_samples(agent, family, profile, seed + 50_000)
+    feats, scoring = gradient_features(family_name, profile, seed).features, scoring_features(family_name, profile, seed)
+    projector = projector_for(agent, profile, seed)
+    held_out = held_out_features(family_name, profile, seed)
+    k = profile.num_groups
     rows = []
     for size in sizes:
         subsets = sample_subsets(family.n_tasks, size, profile.num_subsets, seed)
-        V = fit_subsets(features, advantages, task_ids, subsets, profile.surrogate)
-        estimate = affinity_matrix(subsets, first_order_scores(features, advantages, task_ids, subsets, V,
-                                                               family.n_tasks).cpu().numpy(), family.n_tasks)
+        V = fit_scaled(feats, subsets, profile, agent, projector)
+        estimate = affinity_matrix(subsets, first_order_scores(
+            torch.as_tensor(scoring.features), torch.as_tensor(scoring.advantages), torch.as_tensor(scoring.task_ids),
+            subsets, V, family.n_tasks).cpu().numpy(), family.n_tasks)
+        # Two replicates (common random numbers): the least that measures this truth's reliability.
         runs = finetune_subsets(family_name, (meta.train.actor_state, meta.train.critic_state), subsets,
-                                profile.finetune_ppo, seed + 60_000)
-        truth = affinity_matrix(subsets, _objective_scores(agent, runs, held_out, family.n_tasks), family.n_tasks)
-        k = profile.num_groups
+                                profile.finetune_ppo, seed + 60_000, replicates=2)
+        replicates = np.stack([_objective_scores(agent, replicate, held_out, family.n_tasks) for replicate in runs])
+        truth = affinity_matrix(subsets, replicates.mean(0), family.n_tasks)
+        reliability = split_half_reliability(subsets, replicates, family.n_tasks, k, seed=seed, bootstrap=0)
         rows.append({"subset size": size, "relative error": relative_error(estimate, truth),
-                     "nmi": grouping_nmi(sdp_cluster(estimate, k=k, seed=seed), sdp_cluster(truth, k=k, seed=seed))})
+                     "nmi": grouping_nmi(sdp_cluster(estimate, k=k, seed=seed), sdp_cluster(truth, k=k, seed=seed)),
+                     "truth split-half nmi (1 vs 1 replicate)": reliability.nmi})
     return rows
 
 
 def subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...]) -> list[dict]:
     """Error and NMI of the first-order affinity against real fine-tuning, for subsets of each size
-    (each size gets its own m subsets and its own ground truth)."""
+    (each size gets its own m subsets and its own two-replicate ground truth, whose split-half NMI
+    is reported beside)."""
     profile = stage_args(family_name, profile, seed)
     n = make_family(family_name).n_tasks
     bad = [s for s in sizes if not 2 <= s <= n]
     if bad:
         raise ValueError(f"subset sizes must be in [2, {n}] so that pairs are covered, got {bad}")
     return _subset_size_ablation(family_name, profile, seed, tuple(sizes), CODE_VERSION)
+
+
+# --- the offline exact truth and Table 1 ------------------------------------------------------
+
+@dataclass
+class ExactTruth:
+    """Algorithm 1 with the exact log-ratio instead of its linearisation (``pgx.exact_truth``)."""
+
+    subsets: list[tuple[int, ...]]
+    V: np.ndarray
+    """``(m, d)`` exact solutions."""
+    scores: np.ndarray
+    """``(m, n)`` exact PPO objective of θ* + P v_S on the held-out θ* samples (NaN outside S)."""
+    affinity: np.ndarray
+    direction_cosine: np.ndarray
+    """``(m,)`` cosine between each exact Δθ and the surrogate's (1 = the same step)."""
+    iterations: tuple[int, ...]
+    converged: tuple[bool, ...]
+    seconds: float
+
+
+@memory.cache
+def _exact_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> ExactTruth:
+    from pgx.exact_truth import exact_fit_subsets
+
+    family = make_family(family_name)
+    agent = meta_train(family_name, profile, seed).agent(family_name, profile)
+    fit_on, held_out = gradient_features(family_name, profile, seed), held_out_features(family_name, profile, seed)
+    fit = surrogate_fit(family_name, profile, seed)
+    projector = projector_for(agent, profile, seed)
+    start = time.perf_counter()
+    V0 = torch.as_tensor(fit.V)
+    exact = exact_fit_subsets(agent.actor, torch.as_tensor(fit_on.obs), torch.as_tensor(fit_on.actions),
+                              torch.as_tensor(fit_on.features.features), torch.as_tensor(fit_on.features.advantages),
+                              torch.as_tensor(fit_on.features.task_ids), fit.subsets, projector, profile.surrogate,
+                              start=V0)
+    seconds = time.perf_counter() - start
+    theta = torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()])
+    deltas, surrogate_deltas = projector.lift(exact.V.float()), projector.lift(V0.float())
+    obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
+    scores = np.full((len(fit.subsets), family.n_tasks), np.nan)
+    with torch.no_grad():
+        log_star = agent.actor.log_prob(obs, actions)
+        for s, subset in enumerate(fit.subsets):
+            torch.nn.utils.vector_to_parameters(theta + deltas[s], agent.actor.parameters())
+            log_theta = agent.actor.log_prob(obs, actions)
+            scores[s] = exact_objective_scores((log_theta - log_star).numpy(), held_out.features.advantages,
+                                               held_out.features.task_ids, subset, family.n_tasks)
+    cosine = torch.nn.functional.cosine_similarity(deltas, surrogate_deltas).numpy()
+    return ExactTruth(subsets=fit.subsets, V=exact.V.numpy(), scores=scores,
+                      affinity=affinity_matrix(fit.subsets, scores, family.n_tasks), direction_cosine=cosine,
+                      iterations=exact.iterations, converged=exact.converged, seconds=seconds)
+
+
+def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
+    """The offline exact truth: each subset's logistic problem solved with the real network's
+    log-ratios (same samples, λ and step size as the surrogate), scored on held-out θ* samples."""
+    profile = stage_args(family_name, profile, seed)
+    return _exact_truth(family_name, profile, seed, CODE_VERSION)
+
+
+@memory.cache
+def _rss_by_distance(family_name: str, profile: Profile, seed: int, code_version: str) -> list[dict]:
+    from pgx.taylor import linearization_rss
+
+    agent = meta_train(family_name, profile, seed).agent(family_name, profile)
+    held_out = held_out_features(family_name, profile, seed)
+    fit = surrogate_fit(family_name, profile, seed)
+    projector = projector_for(agent, profile, seed)
+    names = [name for name, _ in agent.actor.named_parameters()]
+    theta_star = {name: p.detach() for name, p in agent.actor.named_parameters()}
+    flat = torch.cat([p.reshape(-1) for p in theta_star.values()])
+    obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
+    directions = projector.lift(torch.as_tensor(fit.V[: profile.taylor_subsets]).float())
+    rows = []
+    for s, direction in enumerate(directions):
+        for distance in profile.table1_distances:
+            theta = flat + direction * (distance * flat.norm() / direction.norm())
+            weights = dict(zip(names, (t.view_as(theta_star[n]) for n, t in
+                                       zip(names, torch.split(theta, [p.numel() for p in theta_star.values()])))))
+            check = linearization_rss(agent.actor, theta_star, weights, obs, actions)
+            rows.append({"subset": s, "distance": distance, "rss": check.rss, "rss_zeroth": check.rss_zeroth})
+    return rows
+
+
+def rss_by_distance(family_name: str, profile: Profile, seed: int) -> list[dict]:
+    """Table 1: relative RSS of the first-order model along the surrogate's own steps Δθ_S, scaled to
+    each of the profile's relative distances, on held-out θ* samples (``taylor_subsets`` subsets)."""
+    profile = stage_args(family_name, profile, seed)
+    return _rss_by_distance(family_name, profile, seed, CODE_VERSION)
+
+
+# --- the verdict table ------------------------------------------------------------------------
+
+ESTIMATORS = ("first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth", "gradient similarity",
+              "random groups")
+
+
+@memory.cache
+def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) -> dict:
+    from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
+    from pgx.validation import compare, grouping_nmi
+
+    from pgx.stages.pipeline import estimate_affinity
+
+    family = make_family(family_name)
+    k, n = profile.num_groups, family.n_tasks
+    truth, exact = ground_truth(family_name, profile, seed), exact_truth(family_name, profile, seed)
+    first_order = estimate_affinity(family_name, profile, seed, "first_order")
+    plug_in = estimate_affinity(family_name, profile, seed, "plug_in")
+    similarity = gradient_similarity(gradient_features(family_name, profile, seed).features.task_policy_gradients(n))
+    estimates = {
+        ESTIMATORS[0]: (first_order.affinity, first_order.scores),
+        ESTIMATORS[1]: (plug_in.affinity, plug_in.scores),
+        ESTIMATORS[2]: (exact.affinity, exact.scores),
+        ESTIMATORS[3]: (similarity, None),
+    }
+    rows = {}
+    for name, (affinity, scores) in estimates.items():
+        row = {f"{key} vs truth": value for key, value in
+               compare(affinity, truth.objective_affinity, k, seed, scores, truth.objective_scores).items()}
+        row.update({f"{key} vs exact truth": value for key, value in
+                    compare(affinity, exact.affinity, k, seed, scores, exact.scores).items()})
+        rows[name] = row
+    chance_truth, chance_exact = sdp_cluster(truth.objective_affinity, k=k, seed=seed), sdp_cluster(exact.affinity, k=k, seed=seed)
+    draws = [random_grouping(n, k, seed + 1000 + r) for r in range(100)]
+    rows[ESTIMATORS[4]] = {"NMI vs truth": float(np.mean([grouping_nmi(d, chance_truth) for d in draws])),
+                           "NMI vs exact truth": float(np.mean([grouping_nmi(d, chance_exact) for d in draws]))}
+    planted = family.planted_groups
+    if planted is not None:
+        groups = {name: sdp_cluster(affinity, k=k, seed=seed) for name, (affinity, _) in estimates.items()}
+        groups["online truth"] = chance_truth
+        for name, labels in groups.items():
+            rows.setdefault(name, {})["NMI vs planted groups"] = grouping_nmi(labels, np.asarray(planted))
+        rows[ESTIMATORS[4]]["NMI vs planted groups"] = float(np.mean([grouping_nmi(d, np.asarray(planted)) for d in draws]))
+    plug_in_reliability = split_half_reliability(plug_in.subsets, plug_in.replicate_scores, n, k, seed=seed, bootstrap=0)
+    return {"rows": rows, "truth reliability": truth.reliability["objective"].row(),
+            "return truth reliability": truth.reliability["return"].row(),
+            "plug-in reliability (1 half vs the other)": plug_in_reliability.row()}
+
+
+def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
+    """Every estimator (both PolicyGradEx routes, the offline exact truth, gradient similarity, random
+    groups) against the replicated online truth and the exact truth, with the truth's reliability
+    beside; NMI against the planted groups where the family has them."""
+    profile = stage_args(family_name, profile, seed)
+    return _verdicts(family_name, profile, seed, CODE_VERSION)

@@ -1,0 +1,147 @@
+"""How much a ground truth agrees with itself: its noise ceiling.
+
+Fine-tuning is noisy, so a true affinity matrix built from one fine-tuning run per subset is partly
+noise, and no estimate can agree with it better than it agrees with a rerun of itself. With r
+replicate runs per subset (replicate j of every subset drawing the same seed: common random
+numbers), the replicates split into two halves; each half's mean scores give a truth, and the two
+truths are compared three ways — the NMI of their k groups, the correlation of their off-diagonal
+affinities, and the per-task Spearman correlation of their subset scores. Averaged over the
+balanced splits, these are the split-half reliabilities; the full-r truth is more reliable than
+either half, by the Spearman–Brown formula for the correlations and by a bootstrap over
+replicates for the groups.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from pgx.affinity import affinity_matrix
+from pgx.clustering import sdp_cluster
+from pgx.runtime import is_int
+from pgx.validation import grouping_nmi, per_task_spearman
+
+__all__ = ["Reliability", "offdiagonal_correlation", "spearman_brown", "half_splits", "split_half_reliability"]
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Split-half agreement of a replicated ground truth, and what it implies for the full truth."""
+
+    replicates: int
+    splits: int
+    """Balanced splits averaged over."""
+    nmi: float
+    """Mean NMI between the k groups of the two halves' truths."""
+    nmi_std: float
+    offdiagonal: float
+    """Mean Pearson correlation of the two halves' off-diagonal affinities."""
+    spearman: float
+    """Mean over splits of the mean over tasks of the per-task Spearman ρ between halves' scores."""
+    full_offdiagonal: float
+    """Spearman–Brown projection of ``offdiagonal`` to the full r replicates."""
+    full_spearman: float
+    """Spearman–Brown projection of ``spearman`` to the full r replicates."""
+    full_nmi: float
+    """Bootstrap over replicates: mean NMI of groups from resampled-replicate truths against the
+    full truth's groups (how stable the full truth's groups are)."""
+
+    def row(self) -> dict[str, float]:
+        return {"replicates r": self.replicates, "split-half NMI": self.nmi, "split-half NMI std": self.nmi_std,
+                "split-half off-diagonal r": self.offdiagonal, "split-half Spearman ρ": self.spearman,
+                "full-r off-diagonal r (Spearman–Brown)": self.full_offdiagonal,
+                "full-r Spearman ρ (Spearman–Brown)": self.full_spearman, "full-r NMI (bootstrap)": self.full_nmi}
+
+
+def offdiagonal_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the strictly upper-triangular entries of two ``(n, n)`` matrices (NaN
+    when either is constant there)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"need two square matrices of the same shape, got {a.shape} and {b.shape}")
+    upper = np.triu_indices(a.shape[0], 1)
+    x, y = a[upper], b[upper]
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def spearman_brown(rho: float, factor: float = 2.0) -> float:
+    """Reliability of a measurement ``factor`` times as long as one with reliability ``rho``:
+    ``factor·ρ / (1 + (factor − 1)·ρ)``. Defined for ρ > −1/(factor − 1); NaN stays NaN."""
+    if not factor > 0:
+        raise ValueError(f"factor must be > 0, got {factor!r}")
+    if not np.isfinite(rho):
+        return float("nan")
+    denominator = 1 + (factor - 1) * rho
+    return float(factor * rho / denominator) if denominator > 0 else float("nan")
+
+
+def half_splits(r: int, max_splits: int = 10, seed: int = 0) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Balanced splits of ``range(r)`` into two halves (the odd one out, for odd r, left unused).
+
+    Every split when there are at most ``max_splits`` of them, else ``max_splits`` distinct random
+    ones; a split and its mirror count once.
+    """
+    if not is_int(r) or r < 2:
+        raise ValueError(f"split-half reliability needs r >= 2 replicates, got {r!r}")
+    half = r // 2
+    splits = []
+    for first in itertools.combinations(range(r), half):
+        if 0 not in first:  # each split once: the half holding replicate 0 comes first
+            continue
+        second = tuple(j for j in range(r) if j not in first)[:half]
+        splits.append((first, second))
+    if len(splits) > max_splits:
+        chosen = np.random.default_rng(seed).choice(len(splits), size=max_splits, replace=False)
+        splits = [splits[i] for i in sorted(chosen)]
+    return splits
+
+
+def split_half_reliability(
+    subsets: Sequence[Sequence[int]],
+    replicate_scores: np.ndarray,
+    n_tasks: int,
+    k: int,
+    seed: int = 0,
+    max_splits: int = 10,
+    bootstrap: int = 20,
+) -> Reliability:
+    """Split-half reliability of the truth ``mean_j replicate_scores[j]``.
+
+    :param replicate_scores: ``(r, m, n_tasks)``, replicate j's score of each task on each subset
+        (NaN outside the subset), r >= 2.
+    :param k: number of groups compared.
+    """
+    scores = np.asarray(replicate_scores, float)
+    if scores.ndim != 3 or scores.shape[1:] != (len(subsets), n_tasks):
+        raise ValueError(f"replicate_scores must have shape (r, {len(subsets)}, {n_tasks}), got {scores.shape}")
+    r = scores.shape[0]
+    splits = half_splits(r, max_splits, seed)
+    nmis, offdiagonals, spearmans = [], [], []
+    for first, second in splits:
+        a, b = scores[list(first)].mean(0), scores[list(second)].mean(0)
+        ta, tb = affinity_matrix(subsets, a, n_tasks), affinity_matrix(subsets, b, n_tasks)
+        nmis.append(grouping_nmi(sdp_cluster(ta, k=k, seed=seed), sdp_cluster(tb, k=k, seed=seed)))
+        offdiagonals.append(offdiagonal_correlation(ta, tb))
+        rho = per_task_spearman(a, b)
+        spearmans.append(float(np.nanmean(rho)) if np.isfinite(rho).any() else np.nan)
+    full_groups = sdp_cluster(affinity_matrix(subsets, scores.mean(0), n_tasks), k=k, seed=seed)
+    rng = np.random.default_rng(seed)
+    boot = [grouping_nmi(sdp_cluster(affinity_matrix(subsets, scores[rng.integers(0, r, r)].mean(0), n_tasks),
+                                     k=k, seed=seed), full_groups) for _ in range(bootstrap)]
+    offdiagonal, spearman = _nanmean(offdiagonals), _nanmean(spearmans)
+    # A half holds r//2 replicates; the full truth r of them.
+    factor = r / (r // 2)
+    return Reliability(replicates=r, splits=len(splits), nmi=float(np.mean(nmis)), nmi_std=float(np.std(nmis)),
+                       offdiagonal=offdiagonal, spearman=spearman,
+                       full_offdiagonal=spearman_brown(offdiagonal, factor), full_spearman=spearman_brown(spearman, factor),
+                       full_nmi=float(np.mean(boot)) if boot else float("nan"))
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
