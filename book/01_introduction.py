@@ -38,7 +38,9 @@
 # %%
 from pgx.plots import pipeline_figure
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed, budgets_table, families_table
+from pgx.report import book_families, book_seed, budgets_table, families_table, show_warnings
+
+show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 
 profile = get_profile()
 SEED = book_seed()

@@ -30,7 +30,11 @@ from pgx import stages
 from pgx.envs import make_family
 from pgx.plots import family_picture, heatmap, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed, budgets_table, families_table, hidden_and_shown, transfer_gaps
+from pgx.report import (
+    book_families, book_seed, budgets_table, families_table, hidden_and_shown, show_warnings, transfer_gaps,
+)
+
+show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 
 profile = get_profile()
 SEED = book_seed()

@@ -36,7 +36,9 @@ from pgx.envs import as_param_array, make_family
 from pgx.evaluation import untrained_returns
 from pgx.plots import learning_curves, returns_bar, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed
+from pgx.report import book_families, book_seed, show_warnings
+
+show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 
 profile = get_profile()
 SEED = book_seed()

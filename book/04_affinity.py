@@ -48,7 +48,9 @@ from pgx.affinity import pair_counts
 from pgx.envs import make_family
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed, budgets_table
+from pgx.report import book_families, book_seed, budgets_table, show_warnings
+
+show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 
 profile = get_profile()
 SEED = book_seed()

@@ -36,7 +36,9 @@ from pgx.clustering import (average_density, gradient_similarity_grouping, group
 from pgx.envs import make_family
 from pgx.plots import groups_strip, lambda_sweep_plot, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed, budgets_table
+from pgx.report import book_families, book_seed, budgets_table, show_warnings
+
+show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 
 profile = get_profile()
 SEED = book_seed()

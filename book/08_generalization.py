@@ -65,7 +65,9 @@ from pgx.envs import make_family
 from pgx.plots import small_multiples
 from pgx.policies import ActorCritic
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed, budgets_table
+from pgx.report import book_families, book_seed, budgets_table, show_warnings
+
+show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 
 sns.set_theme()
 profile = get_profile()

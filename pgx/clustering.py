@@ -13,6 +13,7 @@ the same SDP on a cosine-similarity affinity, so the comparison isolates the aff
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import cvxpy as cp
@@ -107,6 +108,10 @@ def solve_sdp(affinity: np.ndarray, k: int | None = None, lam: float | None = No
         raise RuntimeError(f"SCS failed on the clustering SDP (n={n}): {e}") from e
     if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
         raise RuntimeError(f"clustering SDP did not reach an optimum: SCS status {problem.status!r}")
+    if problem.status == cp.OPTIMAL_INACCURATE:
+        warnings.warn(f"clustering SDP (n={n}, {'k=' + str(k) if k is not None else 'λ=' + str(lam)}): SCS reached "
+                      f"only an inaccurate optimum; the rounded groups may differ from the exact solution's",
+                      RuntimeWarning, stacklevel=2)
     solution = np.asarray(x.value, dtype=np.float64)
     return (solution + solution.T) / 2
 

@@ -4,6 +4,8 @@ their budgets and descriptions as tables. Chapters narrate; this module only gat
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -12,7 +14,9 @@ import pandas as pd
 from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family
 from pgx.profiles import Profile
 
-__all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown"]
+__all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
+           "mean_std", "clearly_above", "verdict_rows", "reliability_rows", "reliability_verdict",
+           "show_warnings"]
 
 
 def book_families() -> tuple[str, ...]:
@@ -78,3 +82,64 @@ def hidden_and_shown(spec: str) -> dict[str, str]:
     fam = make_family(spec)
     other = f"{spec}{',' if ':' in spec else ':'}observe_task={'false' if fam.observe_task else 'true'}"
     return {"task shown": spec, "task hidden": other} if fam.observe_task else {"task shown": other, "task hidden": spec}
+
+
+def mean_std(values) -> str:
+    """``"mean ± std"`` over seeds (sample std), the mean alone for one value, "—" for none."""
+    values = pd.Series(values, dtype=float).dropna()
+    if values.empty:
+        return "—"
+    return f"{values.mean():.3g} ± {values.std():.2g}" if len(values) > 1 else f"{values.mean():.3g}"
+
+
+def clearly_above(a, b) -> bool:
+    """Whether ``a``'s mean exceeds ``b``'s by more than the larger of their spreads between seeds:
+    a difference smaller than the seeds' spread is not a difference. With one seed each, any
+    positive difference counts (there is no spread to compare with)."""
+    a, b = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
+    if a.empty or b.empty:
+        return False
+    spread = max(a.std() if len(a) > 1 else 0.0, b.std() if len(b) > 1 else 0.0)
+    return bool(a.mean() - b.mean() > spread)
+
+
+def verdict_rows(verdicts: dict[tuple[str, int], dict]) -> pd.DataFrame:
+    """``stages.verdicts`` of several (family, seed) as one frame indexed (family, seed, estimator)."""
+    rows = [{"family": spec, "seed": seed, "estimator": name, **row}
+            for (spec, seed), v in verdicts.items() for name, row in v["rows"].items()]
+    return pd.DataFrame(rows).set_index(["family", "seed", "estimator"])
+
+
+def reliability_rows(verdicts: dict[tuple[str, int], dict], which: str = "truth reliability") -> pd.DataFrame:
+    """One reliability block of ``stages.verdicts`` per (family, seed)."""
+    return pd.DataFrame([{"family": spec, "seed": seed, **v[which]} for (spec, seed), v in verdicts.items()]
+                        ).set_index(["family", "seed"])
+
+
+def reliability_verdict(split_half_nmi, full_nmi, threshold: float = 0.8) -> str:
+    """What a truth can validate, from its split-half NMI (halves of the replicates) and the bootstrap
+    NMI of the full truth, both averaged over seeds."""
+    half, full = float(pd.Series(split_half_nmi, dtype=float).mean()), float(pd.Series(full_nmi, dtype=float).mean())
+    if half >= threshold:
+        return f"reliable: split-half NMI {half:.2f} ≥ {threshold}"
+    if full >= threshold:
+        return (f"partly reliable: halves agree at NMI {half:.2f} < {threshold}, the full truth's groups are stable "
+                f"under resampling of its replicates (bootstrap NMI {full:.2f})")
+    return (f"unreliable: split-half NMI {half:.2f}, bootstrap {full:.2f} — this truth cannot validate a grouping "
+            f"at this budget")
+
+
+def show_warnings() -> None:
+    """Print runtime and user warnings (solver not converged, SCS inaccurate, a stage's kept
+    warnings) to stdout, where the built book keeps them; the book drops stderr, which carries
+    progress bars and library deprecation noise. Each distinct warning is printed once."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        ours = "pgx" in str(filename) or "book" in str(filename) or str(filename).startswith("<ipython")
+        if issubclass(category, RuntimeWarning) or (issubclass(category, UserWarning) and ours):
+            print(f"warning ({category.__name__}): {message}", file=sys.stdout)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show

@@ -30,9 +30,13 @@ __all__ = [
     "subset_masks",
     "fit_subsets",
     "rescale",
+    "fit_trust_region",
     "delta_theta",
     "first_order_scores",
 ]
+
+
+STEPS = ("trust_region", "rescale")
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,14 @@ class SurrogateConfig:
     """Stop when, for every subset, the bound-preconditioned gradient step ``‖M⁻¹∇f(v)‖`` is at most
     ``tol · ‖v‖`` (a relative error estimate of v)."""
     relative_distance: float | None = None
-    """If set, ``rescale`` each v so that ‖Δθ‖ / ‖θ*‖ equals it (Table 1's distance) before both
-    Δθ = P v and the scores are computed; ``fit_subsets`` has no P and leaves this to its caller.
-    None keeps the norm that λ gives."""
+    """If set, every step is taken at ‖Δθ‖ / ‖θ*‖ equal to it (Table 1's distance), where the
+    first-order model is trusted, before both Δθ = P v and the scores are computed (how: ``step``);
+    ``fit_subsets`` has no P and leaves this to its caller. None keeps the norm that λ gives."""
+    step: str = "trust_region"
+    """How a step reaches ``relative_distance``: ``"trust_region"`` minimises eq. (4)'s loss over the
+    sphere ‖P v‖ = relative_distance·‖θ*‖ (:func:`fit_trust_region`); ``"rescale"`` solves eq. (4)
+    with λ alone and rescales that v (:func:`rescale`, as the authors' group's scripts do). The two
+    differ because λ alone lands far from θ*, where the best direction is not the best one nearby."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.l2, (int, float)) and math.isfinite(self.l2) and self.l2 > 0):
@@ -59,6 +68,8 @@ class SurrogateConfig:
             raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
+        if self.step not in STEPS:
+            raise ValueError(f"step must be one of {STEPS}, got {self.step!r}")
         rd = self.relative_distance
         if rd is not None and not (isinstance(rd, (int, float)) and math.isfinite(rd) and rd > 0):
             raise ValueError(f"relative_distance must be None or a finite number > 0, got {rd!r}")
@@ -226,6 +237,75 @@ def rescale(
         zero = (norms == 0).nonzero().flatten().tolist()
         raise ValueError(f"rows {zero} of V are zero: no direction to rescale")
     return V * (relative_distance * theta_norm / norms)[:, None]
+
+
+def fit_trust_region(
+    features: torch.Tensor,
+    advantages: torch.Tensor,
+    task_ids: torch.Tensor,
+    subsets: Sequence[Sequence[int]],
+    projector: GaussianProjector,
+    radius: float,
+    cfg: SurrogateConfig = SurrogateConfig(),
+    start: torch.Tensor | None = None,
+    max_iter: int = 200,
+) -> torch.Tensor:
+    """Eq. (4)'s loss minimised over the sphere ``‖P v‖ = radius`` for every subset: ``V (m, d)``.
+
+    The first-order model is only trusted near θ*, so the step is chosen where it is used: among
+    all steps of length ``radius`` (e.g. 1% of ‖θ*‖), the one the linearised objective likes
+    best. ``v = radius · u / ‖P u‖`` turns it into an unconstrained problem in u, solved per subset
+    by L-BFGS (full batch, deterministic) from ``start`` (default: the λ solution of
+    :func:`fit_subsets`). ``‖P u‖² = uᵀ(PᵀP)u`` uses the ``d × d`` Gram matrix of P, built block by
+    block, so P is never held whole. Float64 inside; returned in ``features.dtype``.
+
+    :param radius: ``‖Δθ‖``, > 0 (``relative_distance · ‖θ*‖``).
+    :param start: ``(m, d)`` non-zero starting directions.
+    """
+    if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be a finite number > 0, got {radius!r}")
+    if start is None:
+        start = fit_subsets(features, advantages, task_ids, subsets, cfg)
+    if start.shape != (len(subsets), features.shape[1]):
+        raise ValueError(f"start must have shape ({len(subsets)}, {features.shape[1]}), got {tuple(start.shape)}")
+    if (start.norm(dim=1) == 0).any():
+        raise ValueError(f"start rows {(start.norm(dim=1) == 0).nonzero().flatten().tolist()} are zero: no direction")
+    if projector.dim != features.shape[1]:
+        raise ValueError(f"projector has d={projector.dim} but features have d={features.shape[1]}")
+    n_tasks = int(task_ids.max()) + 1
+    masks = subset_masks(task_ids, subsets, max(n_tasks, 1 + max(max(s) for s in subsets)))
+    gram = torch.zeros(projector.dim, projector.dim, dtype=torch.float64)
+    for t, a, b in projector.block_ranges():
+        block = projector.block(t, a, b).double()
+        gram += block.T @ block
+    x, adv = features.double(), advantages.double()
+    solutions = []
+    for k, mask in enumerate(masks):
+        xs, y = x[mask], torch.where(adv[mask] > 0, 1.0, -1.0).double()
+        w = adv[mask].abs()
+        if w.sum() == 0:
+            raise ValueError(f"subset {k} has total weight 0: all its advantages are 0")
+        w = w / w.sum()
+        u = start[k].detach().double().clone().requires_grad_()
+        optimizer = torch.optim.LBFGS([u], lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-14,
+                                      history_size=20, line_search_fn="strong_wolfe")
+
+        def on_sphere(u: torch.Tensor) -> torch.Tensor:
+            return radius * u / torch.sqrt(u @ gram @ u)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            v = on_sphere(u)
+            value = (w * torch.nn.functional.softplus(-y * (xs @ v))).sum() + cfg.l2 * v.square().sum()
+            # Measured from v = 0 (loss log 2) in units of the radius: gradients of order 1 at any
+            # radius, so L-BFGS's tolerances mean the same thing for a tiny step and a large one.
+            value = (value - math.log(2)) / radius
+            value.backward()
+            return value
+
+        optimizer.step(closure)
+        solutions.append(on_sphere(u.detach()))
+    return torch.stack(solutions).to(features.dtype)
 
 
 def delta_theta(V: torch.Tensor, projector: GaussianProjector) -> torch.Tensor:

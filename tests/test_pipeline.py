@@ -65,7 +65,7 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     assert truth["replicates"] == smoke.truth_replicates
     rows = truth["verdicts"]["rows"]
     assert set(rows) == {"first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth",
-                         "gradient similarity", "random groups"}
+                         "gradient similarity", "random groups", "first-order, λ step rescaled"}
     assert all(0 <= row["NMI vs truth"] <= 1 for row in rows.values())
     assert rows["offline exact truth"]["NMI vs exact truth"] == 1
     assert 0 <= truth["verdicts"]["truth reliability"]["split-half NMI"] <= 1
@@ -121,3 +121,43 @@ def test_cli_rejects_bad_family_options(family, message, capsys):
     with pytest.raises(SystemExit):
         main(["affinity", "--family", family])
     assert message in capsys.readouterr().err
+
+
+_CALLS = []
+
+
+def _warns_once(x: int) -> int:
+    import warnings
+
+    _CALLS.append(x)
+    warnings.warn(f"solver did not converge for x={x}", RuntimeWarning)
+    warnings.warn("old API", DeprecationWarning)
+    return 2 * x
+
+
+def test_cached_stage_keeps_its_warnings_and_raises_them_when_loaded(isolated_cache):
+    """A warning raised while a stage computed is raised again when its result comes from the cache."""
+    from pgx.stages import cache
+
+    stage = cache.cached(_warns_once)
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning, match=r"\[warns_once\] solver did not converge for x=3") as caught:
+            assert stage(3) == 6
+        assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert _CALLS == [3], "the second call was served from the cache"
+
+
+def test_show_warnings_prints_runtime_warnings_to_stdout(capsys):
+    import warnings
+
+    from pgx.report import show_warnings
+
+    before = warnings.showwarning
+    try:
+        show_warnings()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("SCS reached only an inaccurate optimum", RuntimeWarning)
+    finally:
+        warnings.showwarning = before
+    assert "warning (RuntimeWarning): SCS reached only an inaccurate optimum" in capsys.readouterr().out

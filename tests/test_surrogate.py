@@ -16,6 +16,7 @@ from pgx.surrogate import (
     delta_theta,
     first_order_scores,
     fit_subsets,
+    fit_trust_region,
     rescale,
     subset_masks,
 )
@@ -120,6 +121,54 @@ def test_rescale_errors():
         rescale(torch.ones(1, 2), projector, 0.0, 0.1)
     with pytest.raises(ValueError, match="relative_distance must be a finite number > 0, got -0.1"):
         rescale(torch.ones(1, 2), projector, 1.0, -0.1)
+
+
+def _loss(features, advantages, task_ids, subset, v, l2):
+    mask = torch.isin(task_ids, torch.tensor(subset))
+    y = torch.where(advantages[mask] > 0, 1.0, -1.0)
+    w = advantages[mask].abs() / advantages[mask].abs().sum()
+    return float((w * torch.nn.functional.softplus(-y * (features[mask] @ v))).sum() + l2 * v.square().sum())
+
+
+def test_trust_region_steps_lie_on_the_sphere_and_beat_the_rescaled_step():
+    features, advantages, task_ids = _data()
+    projector = GaussianProjector([(10, 3), (5, 4)], dim=12, seed=0, block_rows=7)
+    cfg = SurrogateConfig(l2=1e-3)
+    rescaled = rescale(fit_subsets(features, advantages, task_ids, SUBSETS, cfg), projector, 3.0, 0.05)
+    V = fit_trust_region(features, advantages, task_ids, SUBSETS, projector, radius=0.15, cfg=cfg, start=rescaled)
+    torch.testing.assert_close(projector.lift_norms(V), torch.full((len(SUBSETS),), 0.15, dtype=torch.float64))
+    for k, subset in enumerate(SUBSETS):
+        assert _loss(features, advantages, task_ids, subset, V[k], cfg.l2) <= \
+            _loss(features, advantages, task_ids, subset, rescaled[k], cfg.l2) + 1e-12
+    # The optimum on the sphere does not depend on where the search starts.
+    other = fit_trust_region(features, advantages, task_ids, SUBSETS, projector, radius=0.15, cfg=cfg)
+    torch.testing.assert_close(other, V, rtol=1e-4, atol=1e-6)
+
+
+def test_a_small_trust_region_follows_the_subset_policy_gradient():
+    """On a tiny sphere the loss is linear in v, so the best step is along Σ_S |Â| y g̃ (metric PᵀP)."""
+    features, advantages, task_ids = _data()
+    projector = GaussianProjector([(200, 12)], dim=12, seed=0)
+    V = fit_trust_region(features, advantages, task_ids, SUBSETS, projector, radius=1e-6)
+    gram = projector.materialize().double().T @ projector.materialize().double()
+    for k, subset in enumerate(SUBSETS):
+        mask = torch.isin(task_ids, torch.tensor(subset))
+        gradient = (advantages[mask, None] * features[mask]).sum(0)
+        expected = torch.linalg.solve(gram, gradient)
+        assert float(torch.nn.functional.cosine_similarity(V[k], expected, dim=0)) > 0.999
+
+
+def test_trust_region_errors():
+    features, advantages, task_ids = _data()
+    projector = GaussianProjector([(10, 3), (5, 4)], dim=12, seed=0)
+    with pytest.raises(ValueError, match="radius must be a finite number > 0, got 0"):
+        fit_trust_region(features, advantages, task_ids, SUBSETS, projector, radius=0)
+    with pytest.raises(ValueError, match=r"start rows \[0\] are zero"):
+        start = torch.ones(len(SUBSETS), 12, dtype=torch.float64)
+        start[0] = 0
+        fit_trust_region(features, advantages, task_ids, SUBSETS, projector, 0.1, start=start)
+    with pytest.raises(ValueError, match="step must be one of"):
+        SurrogateConfig(step="sideways")
 
 
 def test_first_order_scores_by_hand():

@@ -10,8 +10,10 @@ developing). Results are small dataclasses; their recorded
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import joblib
@@ -20,7 +22,7 @@ from pgx.envs import make_family
 from pgx.profiles import Profile
 from pgx.runtime import is_int
 
-__all__ = ["CODE_VERSION", "cache_dir", "memory", "stage_args"]
+__all__ = ["CODE_VERSION", "cache_dir", "memory", "cached", "stage_args"]
 
 
 PRESENTATION = ("cli.py", "plots.py", "report.py")
@@ -45,6 +47,33 @@ def cache_dir() -> Path:
 
 
 memory = joblib.Memory(cache_dir() / "stages", verbose=0)
+
+
+def cached(fn):
+    """``memory.cache`` that also keeps the warnings a stage raised while computing, and raises them
+    again each time the result is loaded: a solver that did not converge while the cache was
+    filled still says so in every later build. Deprecation warnings are not kept."""
+
+    def computing(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn(*args, **kwargs)
+        kept = [(w.category, str(w.message)) for w in caught
+                if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
+        return result, list(dict.fromkeys(kept))  # each distinct warning once
+
+    # joblib files results under the function's module and name: the stage's, not this wrapper's.
+    computing.__module__, computing.__name__, computing.__qualname__ = fn.__module__, fn.__name__, fn.__qualname__
+    store = memory.cache(computing)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        result, kept = store(*args, **kwargs)
+        for category, message in kept:
+            warnings.warn(f"[{fn.__name__.lstrip('_')}] {message}", category, stacklevel=2)
+        return result
+
+    return call
 
 
 def stage_args(family_name: str, profile: Profile, seed: int) -> Profile:

@@ -15,7 +15,7 @@ from pgx.generalization import (
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
-from pgx.stages.cache import CODE_VERSION, memory, stage_args
+from pgx.stages.cache import CODE_VERSION, cached, stage_args
 from pgx.stages.pipeline import estimate_affinity
 
 __all__ = ["GeneralizationResult", "generalization"]
@@ -42,7 +42,7 @@ class GeneralizationResult:
     wall_time: float
 
 
-@memory.cache
+@cached
 def _generalization(family_name: str, profile: Profile, seed: int, code_version: str) -> GeneralizationResult:
     from pgx.clustering import sdp_cluster  # cvxpy loads only when grouping is needed
     from pgx.finetune import single_thread

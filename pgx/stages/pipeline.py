@@ -25,8 +25,8 @@ from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, policy_samples
 from pgx.runtime import seed_everything
-from pgx.stages.cache import CODE_VERSION, cache_dir, memory, stage_args
-from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, rescale
+from pgx.stages.cache import CODE_VERSION, cache_dir, cached, stage_args
+from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 
 __all__ = [
     "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
@@ -49,7 +49,7 @@ class MetaPolicy:
         return self.train.agent(make_family(family_name), profile.for_family(family_name).meta_ppo.policy)
 
 
-@memory.cache
+@cached
 def _meta_train(family_name: str, profile: Profile, seed: int, code_version: str) -> MetaPolicy:
     family = make_family(family_name)
     key = joblib.hash((family_name, profile.meta_ppo, seed, code_version))[:12]
@@ -69,7 +69,7 @@ def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
 
 # --- transfer between tasks --------------------------------------------------------------------
 
-@memory.cache
+@cached
 def _transfer_matrix(family_name: str, profile: Profile, seed: int, code_version: str) -> tuple[np.ndarray, float]:
     family = make_family(family_name)
     n = family.n_tasks
@@ -157,12 +157,12 @@ def _features(family_name: str, profile: Profile, seed: int, rollout_seed: int) 
     )
 
 
-@memory.cache
+@cached
 def _gradient_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
     return _features(family_name, profile, seed, seed + FIT_ROLLOUT)
 
 
-@memory.cache
+@cached
 def _held_out_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
     return _features(family_name, profile, seed, seed + SCORE_ROLLOUT)
 
@@ -201,7 +201,7 @@ class SurrogateFit:
     fit_flops: int
 
 
-@memory.cache
+@cached
 def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: str) -> SurrogateFit:
     family = make_family(family_name)
     feats = gradient_features(family_name, profile, seed).features
@@ -213,19 +213,24 @@ def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: 
     V = fit_scaled(feats, subsets, profile, agent, projector)
     fit_time = time.perf_counter() - start
     with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
-        fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
-                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
+        fit_scaled(feats, subsets, profile, agent, projector)
     return SurrogateFit(subsets=subsets, V=V.cpu().numpy(), fit_time=fit_time, fit_flops=int(counter.get_total_flops()))
 
 
 def fit_scaled(feats: GradientFeatures, subsets, profile: Profile, agent: ActorCritic,
                projector: GaussianProjector) -> torch.Tensor:
-    """Algorithm 1's fits, rescaled to the profile's relative distance when it sets one: the one
-    place every route, truth and ablation gets its Δθ = P v from, so all use the same step size."""
-    V = fit_subsets(torch.as_tensor(feats.features), torch.as_tensor(feats.advantages),
-                    torch.as_tensor(feats.task_ids), subsets, profile.surrogate)
-    if profile.surrogate.relative_distance is not None:
-        V = rescale(V, projector, theta_norm(agent), profile.surrogate.relative_distance)
+    """Algorithm 1's fits, taken to the profile's relative distance when it sets one (on the
+    trust-region sphere, or rescaled: ``SurrogateConfig.step``): the one place every route, truth
+    and ablation gets its Δθ = P v from, so all use the same step size."""
+    features, advantages, task_ids = (torch.as_tensor(x) for x in (feats.features, feats.advantages, feats.task_ids))
+    cfg = profile.surrogate
+    V = fit_subsets(features, advantages, task_ids, subsets, cfg)
+    if cfg.relative_distance is None:
+        return V
+    V = rescale(V, projector, theta_norm(agent), cfg.relative_distance)
+    if cfg.step == "trust_region":
+        V = fit_trust_region(features, advantages, task_ids, subsets, projector,
+                             cfg.relative_distance * theta_norm(agent), cfg, start=V)
     return V
 
 
@@ -267,7 +272,7 @@ class AffinityResult:
 ROUTES = ("first_order", "plug_in")
 
 
-@memory.cache
+@cached
 def _estimate_affinity(family_name: str, profile: Profile, seed: int, route: str, code_version: str) -> AffinityResult:
     family = make_family(family_name)
     fit = surrogate_fit(family_name, profile, seed)

@@ -16,9 +16,8 @@ from pgx.evaluation import evaluate
 from pgx.gradients import GaussianProjector, projected_grads
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
-from pgx.rollouts import Samples
 from pgx.runtime import seed_everything
-from pgx.stages.cache import CODE_VERSION, memory, stage_args
+from pgx.stages.cache import CODE_VERSION, cached, stage_args
 from pgx.gradients import log_prob_at
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.stages.pipeline import (
@@ -78,7 +77,7 @@ class GroundTruth:
         return self.replicate_returns.mean(0)
 
 
-@memory.cache
+@cached
 def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> GroundTruth:
     from pgx.finetune import finetune_subset, finetune_subsets
     from pgx.taylor import linearization_rss
@@ -159,7 +158,7 @@ def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
     return _ground_truth(family_name, profile, seed, CODE_VERSION)
 
 
-@memory.cache
+@cached
 def _projection_ablation(family_name: str, profile: Profile, seed: int, code_version: str) -> list[dict]:
     from pgx.clustering import sdp_cluster
     from pgx.validation import grouping_nmi, relative_error
@@ -197,7 +196,7 @@ def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[d
     return _projection_ablation(family_name, profile, seed, CODE_VERSION)
 
 
-@memory.cache
+@cached
 def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...], timed_subsets: int,
                    code_version: str) -> list[dict]:
     from dataclasses import replace
@@ -249,7 +248,7 @@ def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[i
 
 
 
-@memory.cache
+@cached
 def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...], code_version: str) -> list[dict]:
     from pgx.clustering import sdp_cluster
     from pgx.finetune import finetune_subsets
@@ -312,7 +311,7 @@ class ExactTruth:
     seconds: float
 
 
-@memory.cache
+@cached
 def _exact_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> ExactTruth:
     from pgx.exact_truth import exact_fit_subsets
 
@@ -352,7 +351,7 @@ def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
     return _exact_truth(family_name, profile, seed, CODE_VERSION)
 
 
-@memory.cache
+@cached
 def _rss_by_distance(family_name: str, profile: Profile, seed: int, code_version: str) -> list[dict]:
     from pgx.taylor import linearization_rss
 
@@ -386,10 +385,12 @@ def rss_by_distance(family_name: str, profile: Profile, seed: int) -> list[dict]
 # --- the verdict table ------------------------------------------------------------------------
 
 ESTIMATORS = ("first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth", "gradient similarity",
-              "random groups")
+              "random groups", "first-order, λ step rescaled")
+"""The last is the first-order route with the authors' group's step (λ alone, then rescaled to the
+distance); present when the profile takes trust-region steps at a relative distance."""
 
 
-@memory.cache
+@cached
 def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) -> dict:
     from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
     from pgx.validation import compare, grouping_nmi
@@ -408,6 +409,16 @@ def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) 
         ESTIMATORS[2]: (exact.affinity, exact.scores),
         ESTIMATORS[3]: (similarity, None),
     }
+    if profile.surrogate.relative_distance is not None and profile.surrogate.step == "trust_region":
+        rescaled = replace(profile, surrogate=replace(profile.surrogate, step="rescale"))
+        agent = meta_train(family_name, profile, seed).agent(family_name, profile)
+        fit = surrogate_fit(family_name, profile, seed)
+        V = fit_scaled(gradient_features(family_name, profile, seed).features, fit.subsets, rescaled, agent,
+                       projector_for(agent, profile, seed))
+        held = scoring_features(family_name, profile, seed)
+        scores = first_order_scores(torch.as_tensor(held.features), torch.as_tensor(held.advantages),
+                                    torch.as_tensor(held.task_ids), fit.subsets, V, n).cpu().numpy()
+        estimates[ESTIMATORS[5]] = (affinity_matrix(fit.subsets, scores, n), scores)
     rows = {}
     for name, (affinity, scores) in estimates.items():
         row = {f"{key} vs truth": value for key, value in
