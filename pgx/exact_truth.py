@@ -47,8 +47,8 @@ def _unflatten(actor: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def _lifter(projector: GaussianProjector):
     """``v ↦ P v`` for one ``(d,)`` vector, differentiable in v. P's blocks are kept when P is small
-    (under 64M entries); otherwise each call regenerates them, so P is never held whole."""
-    keep = projector.num_params * projector.dim <= 64_000_000
+    (under 16M entries, 128 MB in float64); otherwise each call regenerates them, so P is never held whole."""
+    keep = projector.num_params * projector.dim <= 16_000_000
     blocks = [projector.block(t, a, b).double() for t, a, b in projector.block_ranges()] if keep else None
 
     def lift(v: torch.Tensor) -> torch.Tensor:

@@ -13,16 +13,22 @@ from tqdm.auto import tqdm
 from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.envs import make_family
 from pgx.evaluation import evaluate
-from pgx.gradients import GaussianProjector, projected_grads
+from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
+from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
 from pgx.stages.cache import CODE_VERSION, cached, stage_args
-from pgx.gradients import log_prob_at
-from pgx.reliability import Reliability, split_half_reliability
 from pgx.stages.pipeline import (
-    FeatureResult, fit_scaled, gradient_features, held_out_features, meta_train, projector_for, scoring_features,
-    surrogate_fit, theta_star_samples,
+    FeatureResult,
+    fit_scaled,
+    gradient_features,
+    held_out_features,
+    meta_train,
+    projector_for,
+    scoring_features,
+    surrogate_fit,
+    theta_star_samples,
 )
 from pgx.surrogate import first_order_scores, fit_subsets
 from pgx.validation import exact_objective_scores
@@ -393,9 +399,8 @@ distance); present when the profile takes trust-region steps at a relative dista
 @cached
 def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) -> dict:
     from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
-    from pgx.validation import compare, grouping_nmi
-
     from pgx.stages.pipeline import estimate_affinity
+    from pgx.validation import compare, grouping_nmi
 
     family = make_family(family_name)
     k, n = profile.num_groups, family.n_tasks
