@@ -75,17 +75,19 @@ def exact_fit_subsets(
 ) -> ExactFit:
     """Solve eq. (4) with the exact log-ratio for every subset: ``V (m, d)``.
 
-    Per subset, L-BFGS with a strong-Wolfe line search (full batch, so deterministic), in the
-    variable whitened by the surrogate's Böhning bound ``M_S = ¼ Σ w g̃g̃ᵀ/Σw + 2λI``: that is the
-    linear problem's curvature bound, and the exact problem's at v = 0 (there
-    ``∇_v log π_{θ*+Pv} = Pᵀ∇ log π = g̃``), so the whitened problem is well conditioned near θ*.
+    Per subset, L-BFGS with a strong-Wolfe line search (full batch, so deterministic). Without a
+    relative distance, in the variable whitened by the surrogate's Böhning bound
+    ``M_S = ¼ Σ w g̃g̃ᵀ/Σw + 2λI`` (the linear problem's curvature bound, and the exact problem's at
+    v = 0, where ``∇_v log π_{θ*+Pv} = Pᵀ∇ log π = g̃``); with one, over directions u on the sphere
+    ``v = radius·u/‖Pu‖``: the exact counterpart of :func:`pgx.surrogate.fit_trust_region`.
 
     :param actor: the network at θ* (its weights are θ*; they are not changed).
     :param obs, actions: ``(N, ...)`` θ*'s samples the surrogate was fitted on.
     :param features: ``(N, d)`` their projected gradients g̃ at θ* (for the preconditioner).
     :param start: ``(m, d)`` where to start each subset (e.g. the surrogate's own solution; the
         unscaled one); zeros when None.
-    :param tol: stop a subset when its whitened gradient's largest entry is at most ``tol``.
+    :param tol: L-BFGS's gradient tolerance; a subset counts as converged when its final gradient's
+        largest entry is at most ``10·tol``.
     """
     check_samples(features, advantages, task_ids)
     if obs.shape[0] != features.shape[0] or actions.shape[0] != features.shape[0]:
@@ -106,9 +108,9 @@ def exact_fit_subsets(
     if start is not None and start.shape != (len(subsets), d):
         raise ValueError(f"start must have shape ({len(subsets)}, {d}), got {tuple(start.shape)}")
     theta_star = torch.cat([p.detach().reshape(-1) for p in actor.parameters()]).double()
-    with torch.no_grad():
-        log_star = actor.log_prob(obs, actions).double()
     actor64 = _float64_copy(actor)
+    with torch.no_grad():  # θ*'s log-probabilities from the same float64 network, so v = 0 gives ratio 1
+        log_star = actor64.log_prob(obs.double(), actions.double() if actions.is_floating_point() else actions)
     lift = _lifter(projector)
     radius = None if cfg.relative_distance is None else cfg.relative_distance * float(theta_star.norm())
 
@@ -134,28 +136,39 @@ def exact_fit_subsets(
             def to_v(u: torch.Tensor) -> torch.Tensor:
                 return torch.linalg.solve_triangular(factor.T, u[:, None], upper=True).squeeze(1)
 
+            def objective(u: torch.Tensor) -> torch.Tensor:
+                return loss(to_v(u))
+
             u0 = factor.T @ v0
         else:
             # The trust region: v = radius · u / ‖P u‖ lies on the sphere ‖Δθ‖ = relative_distance · ‖θ*‖.
+            # Started at ‖P u‖ = 1 and measured from v = 0 in units of the radius, the gradient in u is of
+            # order 1 at any radius, so ``tol`` means the same for every distance.
             def to_v(u: torch.Tensor) -> torch.Tensor:
                 return radius * u / lift(u).norm()
 
+            def objective(u: torch.Tensor) -> torch.Tensor:
+                return (loss(to_v(u)) - zero) / radius
+
             if start is None or float(v0.norm()) == 0:
                 raise ValueError("with cfg.relative_distance set, start (a non-zero direction per subset) is required")
-            u0 = v0 / v0.norm()
+            u0 = v0 / lift(v0).norm()
+            with torch.no_grad():
+                zero = loss(torch.zeros(d, dtype=torch.float64))
         u = u0.clone().requires_grad_()
-        optimizer = torch.optim.LBFGS([u], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-14,
-                                      history_size=20, line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS([u], lr=1, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=tol,
+                                      tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            value = loss(to_v(u))
+            value = objective(u)
             value.backward()
             return value
 
         optimizer.step(closure)
         it = int(optimizer.state[u].get("n_iter", 0))
-        done = it < max_iter
+        closure()  # L-BFGS also stops on its evaluation budget or a stalled step: judge by the gradient
+        done = float(u.grad.abs().max()) <= 10 * tol
         v = to_v(u.detach())
         solutions.append(v)
         iterations.append(it)

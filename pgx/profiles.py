@@ -45,13 +45,14 @@ class Profile:
     subset_size: int
     """Tasks per subset (the group's code uses 30–50% of n)."""
     surrogate: SurrogateConfig = field(default_factory=lambda: SurrogateConfig(relative_distance=0.01))
-    """λ and the step size. Every Δθ = P v is rescaled to 1% of ‖θ*‖ (Table 1's largest distance;
-    the authors' group rescales to a fixed relative distance too): at λ alone the step lands
-    5–10% away from θ* on CartPole, where the first-order model no longer holds."""
+    """λ and the step size. Every Δθ = P v is taken at 1% of ‖θ*‖ (Table 1's largest distance), as
+    the best step on that sphere (trust region; the authors' group rescales to a fixed distance
+    instead): at λ alone the step lands 5–10% away from θ* on CartPole, past where the first-order
+    model was checked."""
     out_of_sample: bool = True
     """Score first-order estimates on a second rollout of θ*, not on the samples v was fitted on."""
     plug_in_episodes: int = 2
-    """Episodes per task when θ*+Δθ is evaluated by real rollouts (the plug-in route)."""
+    """Episodes per task in each of the plug-in route's two halves (θ*+Δθ evaluated by real rollouts)."""
     num_groups: int = 3
     """k; the paper uses 3 for every environment."""
     lambdas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4, 0.8, 1.2, 2.0)

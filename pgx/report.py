@@ -116,23 +116,25 @@ def reliability_rows(verdicts: dict[tuple[str, int], dict], which: str = "truth 
                         ).set_index(["family", "seed"])
 
 
-def reliability_verdict(split_half_nmi, full_nmi, threshold: float = 0.8) -> str:
-    """What a truth can validate, from its split-half NMI (halves of the replicates) and the bootstrap
-    NMI of the full truth, both averaged over seeds."""
-    half, full = float(pd.Series(split_half_nmi, dtype=float).mean()), float(pd.Series(full_nmi, dtype=float).mean())
+def reliability_verdict(split_half_nmi, full_offdiagonal, threshold: float = 0.8) -> str:
+    """What a truth can validate, from its split-half NMI (the groups of two halves of the
+    replicates) and the Spearman–Brown projection of its split-half affinity correlation to all
+    replicates, both averaged over seeds."""
+    half = float(pd.Series(split_half_nmi, dtype=float).mean())
+    full = float(pd.Series(full_offdiagonal, dtype=float).mean())
     if half >= threshold:
         return f"reliable: split-half NMI {half:.2f} ≥ {threshold}"
     if full >= threshold:
-        return (f"partly reliable: halves agree at NMI {half:.2f} < {threshold}, the full truth's groups are stable "
-                f"under resampling of its replicates (bootstrap NMI {full:.2f})")
-    return (f"unreliable: split-half NMI {half:.2f}, bootstrap {full:.2f} — this truth cannot validate a grouping "
-            f"at this budget")
+        return (f"partly reliable: its affinities reproduce (full-r off-diagonal r {full:.2f} by Spearman–Brown) but "
+                f"the groups of two halves agree only at NMI {half:.2f} < {threshold}")
+    return (f"unreliable: split-half NMI {half:.2f}, full-r off-diagonal r {full:.2f} — this truth cannot validate "
+            f"a grouping at this budget")
 
 
 def show_warnings() -> None:
     """Print runtime and user warnings (solver not converged, SCS inaccurate, a stage's kept
     warnings) to stdout, where the built book keeps them; the book drops stderr, which carries
-    progress bars and library deprecation noise. Each distinct warning is printed once."""
+    progress bars and library deprecation noise. Which repeats print follows the warnings filters."""
     original = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):

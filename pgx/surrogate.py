@@ -279,16 +279,17 @@ def fit_trust_region(
         block = projector.block(t, a, b).double()
         gram += block.T @ block
     x, adv = features.double(), advantages.double()
-    solutions = []
+    solutions, stalled = [], []
     for k, mask in enumerate(masks):
         xs, y = x[mask], torch.where(adv[mask] > 0, 1.0, -1.0).double()
         w = adv[mask].abs()
         if w.sum() == 0:
             raise ValueError(f"subset {k} has total weight 0: all its advantages are 0")
         w = w / w.sum()
-        u = start[k].detach().double().clone().requires_grad_()
-        optimizer = torch.optim.LBFGS([u], lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-14,
-                                      history_size=20, line_search_fn="strong_wolfe")
+        u0 = start[k].detach().double()
+        u = (u0 / torch.sqrt(u0 @ gram @ u0)).requires_grad_()  # ‖P u‖ = 1
+        optimizer = torch.optim.LBFGS([u], lr=1, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=1e-9,
+                                      tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
 
         def on_sphere(u: torch.Tensor) -> torch.Tensor:
             return radius * u / torch.sqrt(u @ gram @ u)
@@ -297,14 +298,20 @@ def fit_trust_region(
             optimizer.zero_grad()
             v = on_sphere(u)
             value = (w * torch.nn.functional.softplus(-y * (xs @ v))).sum() + cfg.l2 * v.square().sum()
-            # Measured from v = 0 (loss log 2) in units of the radius: gradients of order 1 at any
-            # radius, so L-BFGS's tolerances mean the same thing for a tiny step and a large one.
+            # Measured from v = 0 (loss log 2) in units of the radius, and with ‖P u‖ near 1: gradients
+            # in u of order 1 at any radius, so the tolerances mean the same for a tiny step and a large one.
             value = (value - math.log(2)) / radius
             value.backward()
             return value
 
         optimizer.step(closure)
+        closure()  # L-BFGS also stops on its evaluation budget or a stalled step: judge by the gradient
+        if float(u.grad.abs().max()) > 1e-4:
+            stalled.append(k)
         solutions.append(on_sphere(u.detach()))
+    if stalled:
+        warnings.warn(f"fit_trust_region: {len(stalled)} of {len(subsets)} subsets stopped with a gradient above 1e-4 "
+                      f"(first: subset {stalled[0]}); raise max_iter", RuntimeWarning, stacklevel=2)
     return torch.stack(solutions).to(features.dtype)
 
 

@@ -86,17 +86,19 @@ def compare(
     seed: int = 0,
     estimate_scores: np.ndarray | None = None,
     truth_scores: np.ndarray | None = None,
+    same_units: bool = True,
 ) -> dict[str, float]:
     """One row of the verdict table: how an estimated affinity matches a true one.
 
     NMI of their k SDP groups, relative error ‖T̂−T‖/‖T‖, Pearson correlation of the off-diagonal
-    entries, and, when both sides have per-subset scores, the mean per-task Spearman ρ.
+    entries, and, when both sides have per-subset scores, the mean per-task Spearman ρ. The
+    relative error needs both matrices in the same units (``same_units``); it is NaN otherwise.
     """
     from pgx.clustering import sdp_cluster
     from pgx.reliability import offdiagonal_correlation
 
     row = {"NMI": grouping_nmi(sdp_cluster(estimate, k=k, seed=seed), sdp_cluster(truth, k=k, seed=seed)),
-           "relative error": relative_error(estimate, truth) if np.any(truth) else float("nan"),
+           "relative error": relative_error(estimate, truth) if same_units and np.any(truth) else float("nan"),
            "off-diagonal r": offdiagonal_correlation(estimate, truth), "Spearman ρ": float("nan")}
     if estimate_scores is not None and truth_scores is not None:
         rho = per_task_spearman(estimate_scores, truth_scores)

@@ -54,7 +54,10 @@ def test_half_splits_are_balanced_disjoint_and_counted_once():
     assert len(splits) == 3
     for first, second in splits:
         assert len(first) == len(second) == 2 and not set(first) & set(second) and 0 in first
-    assert all(len(a) == len(b) == 2 for a, b in half_splits(5))
+    odd = half_splits(5, max_splits=100)
+    assert len(odd) == 15 and all(len(a) == len(b) == 2 and not set(a) & set(b) for a, b in odd)
+    left_out = [({0, 1, 2, 3, 4} - set(a) - set(b)).pop() for a, b in odd]
+    assert sorted(set(left_out)) == [0, 1, 2, 3, 4] and len(set(left_out.count(j) for j in range(5))) == 1
     assert len(half_splits(12, max_splits=7)) == 7
     with pytest.raises(ValueError, match="needs r >= 2 replicates, got 1"):
         half_splits(1)

@@ -1,10 +1,10 @@
 """What every stage shares: the on-disk cache, its code version, and the checks of stage arguments.
 
 Each stage is a module-level function of ``(family spec, profile, seed)`` cached on disk with
-``joblib.Memory``. joblib tracks only the cached function's own code, not what it calls, so every
-cache key also carries ``CODE_VERSION``, a hash of pgx's sources but the presentation modules
-(``PRESENTATION``): any edit to code a stage can call re-runs the stages (correct, if slow while
-developing). Results are small dataclasses; their recorded
+``joblib.Memory`` through :func:`cached`. joblib sees only the wrapper's code, not the stage's or
+what it calls, so every cache key carries ``CODE_VERSION``, a hash of pgx's sources but the
+presentation modules (``PRESENTATION``): any edit to code a stage can call re-runs the stages
+(correct, if slow while developing). Results are small dataclasses; their recorded
 ``wall_time`` is the time the stage took when it was computed, not when it was loaded.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -64,6 +65,7 @@ def cached(fn):
 
     # joblib files results under the function's module and name: the stage's, not this wrapper's.
     computing.__module__, computing.__name__, computing.__qualname__ = fn.__module__, fn.__name__, fn.__qualname__
+    computing.__signature__ = inspect.signature(fn)  # arguments hashed by name, however they were passed
     store = memory.cache(computing)
 
     @functools.wraps(fn)

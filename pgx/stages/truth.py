@@ -20,6 +20,8 @@ from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
 from pgx.stages.cache import CODE_VERSION, cached, stage_args
 from pgx.stages.pipeline import (
+    FIT_ROLLOUT,
+    SCORE_ROLLOUT,
     FeatureResult,
     fit_scaled,
     gradient_features,
@@ -50,7 +52,9 @@ class GroundTruth:
     replicate_objective: np.ndarray
     """``(r, m, n)`` per-task PPO objective ``mean Â·π_θS/π_θ*`` (exact ratio) on held-out θ* samples."""
     replicate_returns: np.ndarray
-    """``(r, m, n)`` per-task return of θ_S (sampled actions, the same episode seeds for every subset)."""
+    """``(r, m, n)`` per-task return of θ_S (sampled actions; every subset is evaluated from the same
+    base seed, so a task's episodes share seeds across subsets where it holds the same position in
+    the subset, and the action noise is drawn for the subset's batch as a whole)."""
     objective_by_steps: dict[int, np.ndarray]
     """Fine-tuning steps → ``(r, m, n)`` objective scores of the snapshot taken there."""
     objective_affinity: np.ndarray
@@ -96,9 +100,10 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
     cfg, r, k = profile.finetune_ppo, profile.truth_replicates, profile.num_groups
 
     start = time.perf_counter()
-    runs = finetune_subsets(family_name, init, subsets, cfg, seed + 60_000, profile.snapshot_steps, replicates=r)
+    # Replicate j of every subset: seed 60_000 + 1_000·seed + j, so validation seeds never share RL streams.
+    runs = finetune_subsets(family_name, init, subsets, cfg, _finetune_seed(seed), profile.snapshot_steps, replicates=r)
     elapsed = time.perf_counter() - start
-    flops = finetune_subset(family_name, init, subsets[0], cfg, seed + 60_000, count_flops=True).flops
+    flops = finetune_subset(family_name, init, subsets[0], cfg, _finetune_seed(seed), count_flops=True).flops
 
     held_out = held_out_features(family_name, profile, seed)
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
@@ -142,6 +147,10 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
         finetune_time=float(sum(run.wall_time for replicate in runs for run in replicate)) / r,
         finetune_elapsed=elapsed, finetune_flops=flops * len(subsets),
     )
+
+
+def _finetune_seed(seed: int) -> int:
+    return 60_000 + 1_000 * seed
 
 
 def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks: int) -> np.ndarray:
@@ -218,15 +227,15 @@ def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[
         agent = ActorCritic(family.obs_dim, family.action_space, policy)
         with single_thread():  # both sides on one core, like each parallel fine-tuning job
             start = time.perf_counter()
-            samples = theta_star_samples(agent, family, profile, seed + 30_000)
-            projector = projector_for(agent, profile, seed)
-            feats = projected_grads(agent.actor, samples.obs, samples.actions, projector)
-            V = fit_subsets(feats, samples.advantages, samples.task_ids, subsets, profile.surrogate)
-            first_order_scores(feats, samples.advantages, samples.task_ids, subsets, V, family.n_tasks)
+            feats, samples, projector = _depth_features(agent, family, profile, seed)
+            V = fit_scaled(feats["fit"], subsets, profile, agent, projector)
+            score = feats["score"]
+            first_order_scores(torch.as_tensor(score.features), torch.as_tensor(score.advantages),
+                               torch.as_tensor(score.task_ids), subsets, V, family.n_tasks)
             surrogate_seconds = time.perf_counter() - start
         with FlopCounterMode(display=False) as counter:
-            feats = projected_grads(agent.actor, samples.obs, samples.actions, projector)
-            fit_subsets(feats, samples.advantages, samples.task_ids, subsets, profile.surrogate)
+            _depth_features(agent, family, profile, seed, samples=samples)
+            fit_scaled(feats["fit"], subsets, profile, agent, projector)
         cfg = replace(profile.finetune_ppo, policy=policy)
         init = ({k: v.detach().clone() for k, v in agent.actor.state_dict().items()},
                 {k: v.detach().clone() for k, v in agent.critic.state_dict().items()})
@@ -240,9 +249,27 @@ def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[
     return rows
 
 
+def _depth_features(agent: ActorCritic, family, profile: Profile, seed: int,
+                    samples: dict | None = None) -> tuple[dict, dict, GaussianProjector]:
+    """What the surrogate computes before its fits, as the pipeline does: θ*'s two rollouts (fit and
+    score) and their projected gradients. Given the ``samples`` of an earlier call, only the
+    gradients are recomputed (FLOPs cover torch work only, not the environments)."""
+    from pgx.gradients import GradientFeatures
+
+    projector = projector_for(agent, profile, seed)
+    if samples is None:
+        samples = {name: theta_star_samples(agent, family, profile, seed + offset)
+                   for name, offset in (("fit", FIT_ROLLOUT), ("score", SCORE_ROLLOUT))}
+    feats = {name: GradientFeatures.compute(agent.actor, x.obs, x.actions, x.advantages, x.task_ids, projector)
+             for name, x in samples.items()}
+    return feats, samples, projector
+
+
 def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...] = (2, 4, 6),
                   timed_subsets: int = 3) -> list[dict]:
-    """Surrogate vs full fine-tuning cost for policies of several depths (Table 2's rows).
+    """Surrogate vs full fine-tuning cost for policies of several depths (Table 2's rows). The
+    surrogate side does what the pipeline does: two rollouts of θ*, their projected gradients, the
+    fits with the profile's step, and the first-order scores.
 
     Cost does not depend on how well a policy plays, so each depth starts from a fresh seeded
     initialisation; fine-tuning is timed on ``timed_subsets`` subsets and scaled to all m of them.
@@ -276,7 +303,7 @@ def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: 
             subsets, V, family.n_tasks).cpu().numpy(), family.n_tasks)
         # Two replicates (common random numbers): the least that measures this truth's reliability.
         runs = finetune_subsets(family_name, (meta.train.actor_state, meta.train.critic_state), subsets,
-                                profile.finetune_ppo, seed + 60_000, replicates=2)
+                                profile.finetune_ppo, _finetune_seed(seed), replicates=2)
         replicates = np.stack([_objective_scores(agent, replicate, held_out, family.n_tasks) for replicate in runs])
         truth = affinity_matrix(subsets, replicates.mean(0), family.n_tasks)
         reliability = split_half_reliability(subsets, replicates, family.n_tasks, k, seed=seed, bootstrap=0)
@@ -426,10 +453,11 @@ def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) 
         estimates[ESTIMATORS[5]] = (affinity_matrix(fit.subsets, scores, n), scores)
     rows = {}
     for name, (affinity, scores) in estimates.items():
+        same_units = name != ESTIMATORS[3]  # gradient similarity is a cosine, not z-normalised scores
         row = {f"{key} vs truth": value for key, value in
-               compare(affinity, truth.objective_affinity, k, seed, scores, truth.objective_scores).items()}
+               compare(affinity, truth.objective_affinity, k, seed, scores, truth.objective_scores, same_units).items()}
         row.update({f"{key} vs exact truth": value for key, value in
-                    compare(affinity, exact.affinity, k, seed, scores, exact.scores).items()})
+                    compare(affinity, exact.affinity, k, seed, scores, exact.scores, same_units).items()})
         rows[name] = row
     chance_truth, chance_exact = sdp_cluster(truth.objective_affinity, k=k, seed=seed), sdp_cluster(exact.affinity, k=k, seed=seed)
     draws = [random_grouping(n, k, seed + 1000 + r) for r in range(100)]
@@ -450,7 +478,8 @@ def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) 
 
 def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
     """Every estimator (both PolicyGradEx routes, the offline exact truth, gradient similarity, random
-    groups) against the replicated online truth and the exact truth, with the truth's reliability
+    groups, and the first-order route with the rescaled λ step when the profile takes trust-region
+    steps) against the replicated online truth and the exact truth, with the truth's reliability
     beside; NMI against the planted groups where the family has them."""
     profile = stage_args(family_name, profile, seed)
     return _verdicts(family_name, profile, seed, CODE_VERSION)
