@@ -189,11 +189,12 @@ for spec in FAMILIES:
 # %% [markdown]
 # ## First-order error alone: the surrogate against the offline exact truth
 #
-# The offline exact truth solves the surrogate's own problem with the real network, so the
-# first-order route's distance to it is the price of the Taylor model and nothing else. The
-# cosine between the two steps $\Delta\theta_S$ says how much the linearisation bends the step
-# itself; the NMI, how much that changes the groups. The last column is the exact truth against
-# the online truth: what offline optimisation on θ*'s samples misses of real fine-tuning.
+# The offline exact truth solves the surrogate's own problem with the real network (with the
+# default trust-region step, exactly the same problem), so the first-order route's distance to it
+# is the price of the Taylor model and nothing else. The cosine between the two steps
+# $\Delta\theta_S$ says how much the linearisation bends the step itself; the NMI, how much that
+# changes the groups. "NMI(exact, online truth)" is what offline optimisation on θ*'s samples
+# misses of real fine-tuning.
 
 # %%
 exact_table = {}
