@@ -77,3 +77,16 @@ def test_bad_gravity_is_named():
         make_family("lunarlander").make_vec_env(np.array([[-5.0], [3.0]]))
     with pytest.raises(ValueError, match=r"got -12.0"):
         make_lunarlander(np.array([-12.0]))
+
+
+def test_lunarlander_is_not_resumed_from_a_reconstructing_pickle():
+    """gymnasium's LunarLander pickles as its constructor call (EzPickle): the copy is not reset and
+    its first step fails. Resume must treat it as unpicklable and restart episodes instead."""
+    from pgx.algos.ppo import _pickled
+
+    env = make_family("lunarlander").source_envs([0, 1])
+    try:
+        with pytest.warns(UserWarning, match="LunarLander pickles by re-construction"):
+            assert _pickled(env) is None
+    finally:
+        env.close()

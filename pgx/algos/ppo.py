@@ -241,9 +241,35 @@ def resume_seed(seed: int, iteration: int) -> int:
 def _pickled(env) -> bytes | None:
     """The env's state as bytes, or None where it cannot be pickled (Box2D, highway-env, MuJoCo,
     worker processes): resume then restarts the episodes in progress (see the module docstring)."""
+    rebuilt = _rebuilt_on_unpickle(env)
+    if rebuilt is not None:
+        warnings.warn(f"{rebuilt} pickles by re-construction, without its state; a resumed run will restart its "
+                      "episodes from a seeded reset", stacklevel=3)
+        return None
     try:
         return pickle.dumps(env)
     except Exception as e:  # pickling fails with TypeError, AttributeError or a SWIG error
         warnings.warn(f"{type(env.unwrapped).__name__} cannot be pickled ({type(e).__name__}); a resumed run will restart "
                       "its episodes from a seeded reset", stacklevel=3)
         return None
+
+
+def _rebuilt_on_unpickle(env) -> str | None:
+    """The name of an env inside ``env`` that pickles as its constructor call (gymnasium's
+    ``EzPickle``: Box2D and MuJoCo envs), else None. Such a pickle loads as a fresh, un-reset env,
+    so it cannot carry episodes across a resume. Walks wrappers (``env``) and vector envs (``envs``)
+    through their ``__dict__``, so no wrapper attribute forwarding is triggered."""
+    from gymnasium.utils import EzPickle
+
+    todo, seen = [env], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, EzPickle):
+            return type(node).__name__
+        attributes = getattr(node, "__dict__", {})
+        todo += [attributes["env"]] if "env" in attributes else []
+        todo += list(attributes.get("envs", []) or [])
+    return None
