@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pgx.gradients import GaussianProjector, check_samples, log_prob_at
+from pgx.policies import flat_params
 from pgx.surrogate import SurrogateConfig, subset_masks
 
 __all__ = ["ExactFit", "exact_fit_subsets"]
@@ -107,7 +108,7 @@ def exact_fit_subsets(
     d = features.shape[1]
     if start is not None and start.shape != (len(subsets), d):
         raise ValueError(f"start must have shape ({len(subsets)}, {d}), got {tuple(start.shape)}")
-    theta_star = torch.cat([p.detach().reshape(-1) for p in actor.parameters()]).double()
+    theta_star = flat_params(actor).double()
     actor64 = _float64_copy(actor)
     with torch.no_grad():  # θ*'s log-probabilities from the same float64 network, so v = 0 gives ratio 1
         log_star = actor64.log_prob(obs.double(), actions.double() if actions.is_floating_point() else actions)

@@ -21,7 +21,7 @@ from pgx.algos.ppo import TrainResult, train
 from pgx.envs import TaskFamily, as_param_array, make_family
 from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
-from pgx.policies import ActorCritic
+from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, policy_samples
 from pgx.runtime import seed_everything
@@ -236,7 +236,7 @@ def fit_scaled(feats: GradientFeatures, subsets, profile: Profile, agent: ActorC
 
 def theta_norm(agent: ActorCritic) -> float:
     """‖θ*‖ over the actor's parameters."""
-    return float(torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()]).norm())
+    return float(flat_params(agent.actor).norm())
 
 
 def scoring_features(family_name: str, profile: Profile, seed: int) -> GradientFeatures:
@@ -302,7 +302,7 @@ def _plug_in_scores(family_name: str, profile: Profile, seed: int, fit: Surrogat
     family = make_family(family_name)
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
     projector = projector_for(agent, profile, seed)
-    theta_star = torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()])
+    theta_star = flat_params(agent.actor)
     deltas = delta_theta(torch.as_tensor(fit.V), projector)
     scores = np.full((2, len(fit.subsets), family.n_tasks), np.nan)
     for s, subset in enumerate(tqdm(fit.subsets, desc="plug-in rollouts")):

@@ -14,7 +14,7 @@ from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.envs import make_family
 from pgx.evaluation import evaluate
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
-from pgx.policies import ActorCritic
+from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
@@ -32,7 +32,7 @@ from pgx.stages.pipeline import (
     surrogate_fit,
     theta_star_samples,
 )
-from pgx.surrogate import first_order_scores, fit_subsets
+from pgx.surrogate import first_order_scores
 from pgx.validation import exact_objective_scores
 
 __all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
@@ -107,15 +107,8 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
 
     held_out = held_out_features(family_name, profile, seed)
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
-    advantages, task_ids = held_out.features.advantages, held_out.features.task_ids
     theta_star = {k_: v.detach() for k_, v in agent.actor.named_parameters()}
-    with torch.no_grad():
-        log_star = agent.actor.log_prob(obs, actions)
-
-    def objective(state: dict[str, torch.Tensor], subset: tuple[int, ...]) -> np.ndarray:
-        with torch.no_grad():
-            log_theta = log_prob_at(agent.actor, state, obs, actions)
-        return exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids, subset, family.n_tasks)
+    objective = _objective_scorer(agent, held_out, family.n_tasks)
 
     shape = (r, len(subsets), family.n_tasks)
     scores, returns = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -153,18 +146,26 @@ def _finetune_seed(seed: int) -> int:
     return 60_000 + 1_000 * seed
 
 
-def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks: int) -> np.ndarray:
-    """``(m, n)`` exact PPO objective of each fine-tuned actor on the held-out θ* samples of its tasks."""
+def _objective_scorer(agent: ActorCritic, held_out: FeatureResult, n_tasks: int):
+    """``(actor state, subset) ↦ (n,)`` exact PPO objective of that actor on the held-out θ* samples
+    of the subset's tasks (NaN elsewhere); θ*'s own log-probabilities are computed once."""
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
     advantages, task_ids = held_out.features.advantages, held_out.features.task_ids
-    scores = np.full((len(runs), n_tasks), np.nan)
     with torch.no_grad():
         log_star = agent.actor.log_prob(obs, actions)
-        for s, run in enumerate(runs):
-            log_theta = log_prob_at(agent.actor, run.actor_state, obs, actions)
-            scores[s] = exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids,
-                                               run.subset, n_tasks)
-    return scores
+
+    def score(state: dict[str, torch.Tensor], subset: tuple[int, ...]) -> np.ndarray:
+        with torch.no_grad():
+            log_theta = log_prob_at(agent.actor, state, obs, actions)
+        return exact_objective_scores((log_theta - log_star).cpu().numpy(), advantages, task_ids, subset, n_tasks)
+
+    return score
+
+
+def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks: int) -> np.ndarray:
+    """``(m, n)`` exact PPO objective of each fine-tuned actor on the held-out θ* samples of its tasks."""
+    score = _objective_scorer(agent, held_out, n_tasks)
+    return np.stack([score(run.actor_state, run.subset) for run in runs])
 
 
 def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
@@ -360,7 +361,7 @@ def _exact_truth(family_name: str, profile: Profile, seed: int, code_version: st
                               torch.as_tensor(fit_on.features.task_ids), fit.subsets, projector, profile.surrogate,
                               start=V0)
     seconds = time.perf_counter() - start
-    theta = torch.cat([p.detach().reshape(-1) for p in agent.actor.parameters()])
+    theta = flat_params(agent.actor)
     deltas, surrogate_deltas = projector.lift(exact.V.float()), projector.lift(V0.float())
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
     scores = np.full((len(fit.subsets), family.n_tasks), np.nan)
@@ -394,7 +395,7 @@ def _rss_by_distance(family_name: str, profile: Profile, seed: int, code_version
     projector = projector_for(agent, profile, seed)
     names = [name for name, _ in agent.actor.named_parameters()]
     theta_star = {name: p.detach() for name, p in agent.actor.named_parameters()}
-    flat = torch.cat([p.reshape(-1) for p in theta_star.values()])
+    flat = flat_params(agent.actor)
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
     directions = projector.lift(torch.as_tensor(fit.V[: profile.taylor_subsets]).float())
     rows = []
