@@ -9,7 +9,7 @@ observation, so a truncated (time-limit) episode bootstraps from V(final observa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +18,8 @@ import torch
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic
 
-__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples", "flat_actions"]
+__all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples", "flat_actions",
+           "center_per_task"]
 
 
 @dataclass
@@ -166,6 +167,23 @@ def policy_samples(
     env = family.source_envs(range(family.n_tasks), envs_per_task)
     labels = np.repeat(np.arange(family.n_tasks), envs_per_task)
     return env_samples(agent, env, labels, -(-steps_per_task // envs_per_task), seed, gamma, gae_lambda)
+
+
+def center_per_task(samples: Samples) -> Samples:
+    """``samples`` with each task's advantages shifted to mean zero (a per-task baseline).
+
+    Why: a multitask critic that cannot tell the tasks apart (the goal hidden, say) is biased per
+    task; at θ* of the navigation family every task's mean GAE advantage is −5 to −10. Subtracting a
+    constant per task leaves each task's expected policy gradient unchanged (E[∇log π] = 0) but
+    removes the variance that bias adds, and the surrogate's labels sign(Â), nearly all −1
+    before, split again. Measured there (default, seeds 0–2): the per-task gradients of two
+    independent rollouts agreed at cosine −0.14…0.94 raw and 0.90…0.99 centred.
+    """
+    advantages = samples.advantages.clone()
+    for task in torch.unique(samples.task_ids):
+        mask = samples.task_ids == task
+        advantages[mask] -= advantages[mask].mean()
+    return replace(samples, advantages=advantages)
 
 
 def env_samples(

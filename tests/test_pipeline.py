@@ -66,12 +66,30 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     rows = truth["verdicts"]["rows"]
     assert set(rows) == {"first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth",
                          "gradient similarity", "random groups", "first-order, λ step rescaled"}
-    assert all(0 <= row["NMI vs truth"] <= 1 for row in rows.values())
+    assert all(0 <= row["NMI vs truth"] <= 1 and 0 <= row["NMI vs return truth"] <= 1 for row in rows.values())
     assert rows["offline exact truth"]["NMI vs exact truth"] == 1
     assert 0 <= truth["verdicts"]["truth reliability"]["split-half NMI"] <= 1
     assert truth["speedup"] > 1 and truth["flops_ratio"] > 1
     replicates = np.load(out / "groundtruth.npz")["replicate_objective"]
     assert replicates.shape == (smoke.truth_replicates, smoke.num_subsets, 10)
+
+
+def test_theta_star_samples_are_centred_per_task_unless_the_profile_says_not():
+    from dataclasses import replace
+
+    from pgx.stages import theta_star_samples
+
+    family = make_family("cartpole")
+    profile = get_profile("smoke").for_family("cartpole")
+    agent = ActorCritic(family.obs_dim, family.action_space, profile.meta_ppo.policy)
+    centred = theta_star_samples(agent, family, profile, seed=3)
+    raw = theta_star_samples(agent, family, replace(profile, per_task_baseline=False), seed=3)
+    means = [float(raw.advantages[raw.task_ids == t].mean()) for t in range(family.n_tasks)]
+    assert max(abs(m) for m in means) > 1e-3, "an untrained critic leaves per-task offsets to remove"
+    for t in range(family.n_tasks):
+        assert abs(float(centred.advantages[centred.task_ids == t].mean())) < 1e-4
+    assert np.allclose((raw.advantages - centred.advantages).numpy(),
+                       np.asarray(means)[raw.task_ids.numpy()], atol=1e-4)
 
 
 def test_cli_rejects_unknown_family(capsys):

@@ -23,7 +23,7 @@ from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
 from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
-from pgx.rollouts import Samples, policy_samples
+from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
 from pgx.stages.cache import CODE_VERSION, cache_dir, cached, stage_args
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
@@ -175,8 +175,11 @@ def held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureR
 
 
 def theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
+    """Sampled-action rollouts of θ* on every source task with GAE advantages from its own critic,
+    centred per task when the profile asks (``Profile.per_task_baseline``)."""
     cfg = profile.meta_ppo
-    return policy_samples(agent, family, profile.steps_per_task, seed, cfg.gamma, cfg.gae_lambda)
+    samples = policy_samples(agent, family, profile.steps_per_task, seed, cfg.gamma, cfg.gae_lambda)
+    return center_per_task(samples) if profile.per_task_baseline else samples
 
 
 def projector_for(agent: ActorCritic, profile: Profile, seed: int) -> GaussianProjector:
