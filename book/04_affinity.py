@@ -21,10 +21,10 @@
 # block with regenerated blocks of $P$.
 #
 # **A per-task baseline.** One critic serves every task, and where it cannot tell them apart (the
-# navigation goal is hidden from the policy) it is biased task by task: a task θ* serves badly
-# gets advantages that are negative on average. Subtracting each task's mean advantage changes no
-# task's expected policy gradient ($\mathbb E[\nabla\log\pi]=0$), but removes the noise that bias
-# brings, and gives the surrogate's labels $\mathrm{sign}(\hat A_t)$ both signs again
+# navigation goal is hidden from the policy) it can be biased task by task: a task's advantages
+# are then not centred on zero. Subtracting each task's mean advantage leaves every task's
+# expected policy gradient unchanged ($\mathbb E[\nabla\log\pi]=0$; the mean is estimated from the
+# same samples, which biases it by $O(1/N)$), but removes the noise that bias brings, and gives the surrogate's labels $\mathrm{sign}(\hat A_t)$ both signs again
 # (`Profile.per_task_baseline`, on by default; the check below measures what it changes).
 #
 # **Surrogate (Algorithm 1).** For a subset $S$ of tasks, fine-tuning $\theta^\star$ to raise
@@ -121,7 +121,10 @@ for spec, r in results.items():
         centred = r[key].features
         seed_everything(SEED)  # as the features stage does before its rollout
         raw = stages.theta_star_samples(agent, family, raw_profile, SEED + offset)
-        if not np.array_equal(raw.task_ids.cpu().numpy(), centred.task_ids):
+        same = (np.array_equal(raw.task_ids.cpu().numpy(), centred.task_ids)
+                and np.array_equal(raw.obs.cpu().numpy(), r[key].obs)
+                and np.array_equal(raw.actions.cpu().numpy(), r[key].actions))
+        if not same:
             raise RuntimeError(f"{spec}: the replayed rollout differs from the features stage's")
         raw_features = replace(centred, advantages=raw.advantages.cpu().numpy())
         gradients[key] = {"raw": raw_features.task_policy_gradients(family.n_tasks),
