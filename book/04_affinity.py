@@ -24,8 +24,9 @@
 # navigation goal is hidden from the policy) it can be biased task by task: a task's advantages
 # are then not centred on zero. Subtracting each task's mean advantage leaves every task's
 # expected policy gradient unchanged ($\mathbb E[\nabla\log\pi]=0$; the mean is estimated from the
-# same samples, which biases it by $O(1/N)$), but removes the noise that bias brings, and gives the surrogate's labels $\mathrm{sign}(\hat A_t)$ both signs again
-# (`Profile.per_task_baseline`, on by default; the check below measures what it changes).
+# same samples, which biases it by $O(1/N)$), but removes the noise that bias brings, and gives
+# the surrogate's labels $\mathrm{sign}(\hat A_t)$ both signs again (`Profile.per_task_baseline`,
+# on by default; the check below measures what it changes).
 #
 # **Surrogate (Algorithm 1).** For a subset $S$ of tasks, fine-tuning $\theta^\star$ to raise
 # PPO's objective $\mathbb E[r_t \hat A_t]$, with $\log r_t \approx g_t^\top\Delta\theta$, becomes the
