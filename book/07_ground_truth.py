@@ -95,6 +95,7 @@ for spec in FAMILIES:
         truths[spec, seed] = stages.ground_truth(spec, profile, seed)
 per_seed = verdict_rows(verdicts)
 reliability = reliability_rows(verdicts)
+return_reliability = reliability_rows(verdicts, "return truth reliability")
 FIRST, PLUG_IN, EXACT, SIMILARITY, RANDOM, RESCALED = stages.ESTIMATORS
 
 
@@ -114,7 +115,7 @@ def over_seeds(spec: str, estimator: str, column: str) -> pd.Series:
 rel_table = {}
 for spec in FAMILIES:
     frame = reliability.loc[spec]
-    returns = reliability_rows({k: v for k, v in verdicts.items() if k[0] == spec}, "return truth reliability").loc[spec]
+    returns = return_reliability.loc[spec]
     rel_table[spec] = {
         "replicates r": int(frame["replicates r"].iloc[0]),
         "split-half NMI (objective)": mean_std(frame["split-half NMI"]),
@@ -133,10 +134,9 @@ pd.DataFrame(rel_table).T
 VERDICT = {spec: reliability_verdict(reliability.loc[spec]["split-half NMI"],
                                      reliability.loc[spec]["full-r off-diagonal r (Spearman–Brown)"])
            for spec in FAMILIES}
-RETURN_RELIABILITY = {spec: reliability_rows({k: v for k, v in verdicts.items() if k[0] == spec},
-                                             "return truth reliability").loc[spec] for spec in FAMILIES}
-RETURN_VERDICT = {spec: reliability_verdict(frame["split-half NMI"], frame["full-r off-diagonal r (Spearman–Brown)"])
-                  for spec, frame in RETURN_RELIABILITY.items()}
+RETURN_VERDICT = {spec: reliability_verdict(return_reliability.loc[spec]["split-half NMI"],
+                                            return_reliability.loc[spec]["full-r off-diagonal r (Spearman–Brown)"])
+                  for spec in FAMILIES}
 for spec in FAMILIES:
     print(f"{spec:>12}: the objective truth is {VERDICT[spec]}")
     print(f"{'':>12}  the return truth is {RETURN_VERDICT[spec]}")
@@ -182,7 +182,7 @@ def estimator_table(kind: str) -> pd.DataFrame:
     column, _ = TRUTHS[kind]
     table = {}
     for spec in FAMILIES:
-        rel = reliability.loc[spec] if kind == "objective" else RETURN_RELIABILITY[spec]
+        rel = (reliability if kind == "objective" else return_reliability).loc[spec]
         row = {"truth split-half NMI": mean_std(rel["split-half NMI"]),
                "truth full-r off-diagonal r (Spearman–Brown)": mean_std(rel["full-r off-diagonal r (Spearman–Brown)"])}
         for estimator in stages.ESTIMATORS:
@@ -269,9 +269,9 @@ for spec in FAMILIES:
 
 # %%
 plug_table = {}
+plug_in_reliability = reliability_rows(verdicts, "plug-in reliability (1 half vs the other)")
 for spec in FAMILIES:
-    own = reliability_rows({k: v for k, v in verdicts.items() if k[0] == spec},
-                           "plug-in reliability (1 half vs the other)").loc[spec]
+    own = plug_in_reliability.loc[spec]
     plug_table[spec] = {"plug-in episodes/task per half": profile.for_family(spec).plug_in_episodes,
                         "plug-in split-half NMI": mean_std(own["split-half NMI"]),
                         "plug-in split-half off-diagonal r": mean_std(own["split-half off-diagonal r"]),
@@ -484,7 +484,7 @@ for spec in FAMILIES:
         "NMI(ours, objective truth): this build": mean_std(ours),
         "objective truth split-half NMI (noise ceiling)": mean_std(reliability.loc[spec]["split-half NMI"]),
         "NMI(ours, return truth, the paper's kind): this build": mean_std(ours_return),
-        "return truth split-half NMI (noise ceiling)": mean_std(RETURN_RELIABILITY[spec]["split-half NMI"]),
+        "return truth split-half NMI (noise ceiling)": mean_std(return_reliability.loc[spec]["split-half NMI"]),
         "NMI(random, truth): paper": "≈ 0.2",
         "NMI(random, objective truth): this build": mean_std(chance),
         "NMI(random, return truth): this build": mean_std(over_seeds(spec, RANDOM, "NMI vs return truth")),
