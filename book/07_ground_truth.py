@@ -60,6 +60,8 @@
 # validation seed, meta-training included, and for every family of the build.
 
 # %%
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -68,6 +70,7 @@ from pgx import stages
 from pgx.envs import make_family
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
+from pgx.reliability import spearman_brown, split_half_reliability
 from pgx.report import (
     book_families,
     budgets_table,
@@ -75,6 +78,7 @@ from pgx.report import (
     mean_std,
     reliability_rows,
     reliability_verdict,
+    replicates_needed,
     show_warnings,
     verdict_rows,
 )
@@ -163,6 +167,94 @@ fig.tight_layout()
 for spec, (steps, nmi) in best_steps.items():
     print(f"{spec:>12}: split-half NMI is highest ({nmi:.2f}) at {steps} fine-tuning steps; "
           f"the profile fine-tunes {profile.for_family(spec).finetune_ppo.total_timesteps} steps")
+
+# %% [markdown]
+# And how many replicates? The same runs answer for fewer of them: halves of $h = 1, \dots, r/2$
+# replicates (the first $2h$) compared as above, for both truths. For correlations the
+# Spearman–Brown formula projects further: a truth of $R$ replicates whose single replicates agree
+# at $\rho_1$ has reliability $R\rho_1/(1+(R-1)\rho_1)$ (dotted). For groups there is no formula,
+# so on CartPole — the cheapest family whose truth has not been reliable here — the first seed's
+# truth is also run with four times the profile's replicates (common random numbers: its first
+# $r$ replicates are the book's), to see whether the groups follow the affinities.
+
+# %%
+PROBE_FACTOR = 4
+probes = {}
+for spec in FAMILIES:
+    if spec == "cartpole":
+        budgets = profile.for_family(spec)
+        probe_profile = replace(budgets, truth_replicates=PROBE_FACTOR * budgets.truth_replicates)
+        probes[spec] = stages.ground_truth(spec, probe_profile, budgets.validation_seeds[0])
+
+
+def by_replicates(spec: str, seed: int, truth) -> list[dict]:
+    """Split-half agreement of the truth built from the first 2h replicates, h = 1 … r/2."""
+    rows = []
+    for kind, values in (("objective", truth.replicate_objective), ("return", truth.replicate_returns)):
+        for half in range(1, truth.replicates // 2 + 1):
+            rel = split_half_reliability(truth.subsets, values[: 2 * half], values.shape[2],
+                                         profile.for_family(spec).num_groups, seed=seed, bootstrap=0)
+            rows.append({"family": spec, "seed": seed, "truth": kind, "replicates per half": half,
+                         "split-half NMI": rel.nmi, "split-half off-diagonal r": rel.offdiagonal})
+    return rows
+
+
+replicate_curve = pd.DataFrame([row for (spec, seed), truth in truths.items() for row in by_replicates(spec, seed, truth)])
+probe_curve = pd.DataFrame([row for spec, truth in probes.items()
+                            for row in by_replicates(spec, profile.for_family(spec).validation_seeds[0], truth)])
+fig, axes = small_multiples(len(FAMILIES), panel=(5.2, 3.6))
+for spec, ax in zip(FAMILIES, axes):
+    mean = replicate_curve[replicate_curve["family"] == spec].groupby(["truth", "replicates per half"]).mean(numeric_only=True)
+    for c, kind in enumerate(("objective", "return")):
+        curve = mean.loc[kind]
+        ax.plot(curve.index, curve["split-half NMI"], "o-", color=f"C{c}", label=f"{kind}: NMI")
+        ax.plot(curve.index, curve["split-half off-diagonal r"], "s--", color=f"C{c}", label=f"{kind}: off-diagonal r")
+    if spec in probes:
+        probe = probe_curve[probe_curve["truth"] == "objective"].set_index("replicates per half")
+        ax.plot(probe.index, probe["split-half NMI"], "^-", color="C3", label=f"objective: NMI, {PROBE_FACTOR}r probe (seed 0)")
+        ax.plot(probe.index, probe["split-half off-diagonal r"], "v--", color="C3", label="objective: r, probe")
+    rho1 = mean.loc[("objective", 1), "split-half off-diagonal r"]
+    halves = np.arange(1, PROBE_FACTOR * int(mean.index.get_level_values(1).max()) + 1)
+    ax.plot(halves, [spearman_brown(rho1, h) for h in halves], ":", color="grey", label="objective r, Spearman–Brown")
+    ax.set(xlabel="replicates per half", ylabel="agreement between halves", ylim=(-0.3, 1.05))
+    ax.set_title(f"{spec}: truth reliability vs replicates", fontsize=10)
+    ax.legend(fontsize=6)
+fig.suptitle(f"Split-half reliability as replicates are added ({profile.name}; mean over seeds)")
+fig.tight_layout()
+
+# %% [markdown]
+# What a reliable truth would cost, by the projection: the replicates $R$ at which the two halves'
+# affinities would agree at $r \geq 0.9$ (each half then holds $R/2$), from the agreement of the
+# largest halves measured, and the fine-tuning that takes on one core per seed.
+
+# %%
+for spec in FAMILIES:
+    mean = replicate_curve[(replicate_curve["family"] == spec) & (replicate_curve["truth"] == "objective")
+                           ].groupby("replicates per half").mean(numeric_only=True)
+    half = int(mean.index.max())
+    rho = mean.loc[half, "split-half off-diagonal r"]
+    needed = 2 * replicates_needed(rho, 0.9, measured_with=half)
+    seconds = np.mean([truths[spec, s].finetune_time for s in profile.for_family(spec).validation_seeds])
+    r = profile.for_family(spec).truth_replicates
+    measured = f"halves of {half} replicate{'s' if half > 1 else ''} agree at r = {rho:.2f}"
+    if not np.isfinite(needed):
+        print(f"{spec:>12}: {measured}: no number of replicates projects to 0.9")
+        continue
+    needed = max(2, int(np.ceil(needed)))
+    print(f"{spec:>12}: {measured}; halves agreeing at 0.9 need R = {needed} replicates "
+          f"(the profile runs {r}): {needed * seconds / 3600:.2g} core-hours of fine-tuning per seed "
+          f"({'within' if needed <= r else 'beyond'} this profile's budget)")
+for spec, truth in probes.items():
+    probe = probe_curve[probe_curve["truth"] == "objective"].set_index("replicates per half")
+    base = truths[spec, profile.for_family(spec).validation_seeds[0]]
+    same = np.allclose(truth.replicate_objective[: base.replicates], base.replicate_objective, equal_nan=True)
+    print(f"{spec:>12} probe (r = {truth.replicates}, seed {profile.for_family(spec).validation_seeds[0]}): split-half NMI "
+          + ", ".join(f"{nmi:.2f}" for nmi in probe["split-half NMI"]) + f" at halves of {list(probe.index)} replicates; "
+          f"off-diagonal r " + ", ".join(f"{x:.2f}" for x in probe["split-half off-diagonal r"])
+          + f"; its first {base.replicates} replicates equal the book's: {same}")
+    top = probe["split-half NMI"].iloc[-1]
+    print(f"{'':>12} verdict: with {truth.replicates} replicates the groups of two halves agree at NMI {top:.2f} — "
+          f"{'reliable (≥ 0.8)' if top >= 0.8 else 'still below the 0.8 a reliable truth needs'}")
 
 # %% [markdown]
 # ## The estimate against the truth

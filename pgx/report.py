@@ -13,10 +13,11 @@ import pandas as pd
 
 from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family
 from pgx.profiles import Profile
+from pgx.runtime import is_int
 
 __all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
            "mean_std", "clearly_above", "verdict_rows", "reliability_rows", "reliability_verdict",
-           "show_warnings"]
+           "replicates_needed", "show_warnings"]
 
 
 def book_families() -> tuple[str, ...]:
@@ -129,6 +130,26 @@ def reliability_verdict(split_half_nmi, full_offdiagonal, threshold: float = 0.8
                 f"the groups of two halves agree only at NMI {half:.2f} < {threshold}")
     return (f"unreliable: split-half NMI {half:.2f}, full-r off-diagonal r {full:.2f} — this truth cannot validate "
             f"a grouping at this budget")
+
+
+def replicates_needed(rho: float, target: float, measured_with: int = 1) -> float:
+    """How many replicates a truth needs for its reliability to reach ``target``, by the
+    Spearman–Brown formula inverted, from a reliability ``rho`` measured on truths of
+    ``measured_with`` replicates. ``inf`` when ``rho <= 0`` (the replicates share no signal, so no
+    number of them helps); NaN stays NaN. A projection for correlations: it says nothing of groups.
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"target must lie in (0, 1), got {target!r}")
+    if not is_int(measured_with) or measured_with < 1:
+        raise ValueError(f"measured_with must be a positive int, got {measured_with!r}")
+    rho = float(rho)
+    if np.isnan(rho):
+        return float("nan")
+    if rho >= 1:
+        return 0.0  # noise-free: any truth is as reliable as asked
+    if rho <= 0:
+        return float("inf")
+    return measured_with * target * (1 - rho) / (rho * (1 - target))
 
 
 def show_warnings() -> None:

@@ -60,3 +60,27 @@ def test_hidden_and_shown_variants():
     assert hidden_and_shown("cartpole") == {"task shown": "cartpole", "task hidden": "cartpole:observe_task=false"}
     assert hidden_and_shown("navigation:goals=uniform") == {
         "task shown": "navigation:goals=uniform,observe_task=true", "task hidden": "navigation:goals=uniform"}
+
+
+def test_replicates_needed_inverts_spearman_brown():
+    from pgx.reliability import spearman_brown
+    from pgx.report import replicates_needed
+
+    # one replicate at 0.35: the truth of R replicates reaches 0.9 exactly at the projected R
+    needed = replicates_needed(0.35, 0.9)
+    assert spearman_brown(0.35, needed) == pytest.approx(0.9)
+    # measured on halves of 2 replicates: twice as many replicates as halves
+    assert replicates_needed(0.5, 0.8, measured_with=2) == pytest.approx(2 * replicates_needed(0.5, 0.8))
+    assert replicates_needed(0.0, 0.9) == np.inf and replicates_needed(-0.2, 0.9) == np.inf
+    assert np.isnan(replicates_needed(float("nan"), 0.9))
+    assert replicates_needed(1.0, 0.9) == 0.0
+
+
+@pytest.mark.parametrize("kwargs", [dict(target=1.0), dict(target=0.0), dict(target=0.9, measured_with=0),
+                                    dict(target=0.9, measured_with=1.5)])
+def test_replicates_needed_refuses_bad_arguments(kwargs):
+    from pgx.report import replicates_needed
+
+    name = "measured_with" if "measured_with" in kwargs else "target"
+    with pytest.raises(ValueError, match=name):
+        replicates_needed(0.5, **kwargs)
