@@ -75,7 +75,7 @@ pipeline_figure();
 # | claim | paper | where this book checks it |
 # |---|---|---|
 # | first-order approximation error (abstract) | within 2% | {doc}`06_first_order`: along fine-tuning and at Table 1's distances, with a computed verdict per family |
-# | estimated groups match the true ones (Table 2, per a summary) | NMI 0.73 (LunarLander), 0.76 (MT10) | {doc}`07_ground_truth`: against replicated truths (the return, the paper's kind, and PPO's objective on held-out samples) whose own split-half NMI is printed beside, ≥ 3 seeds; on planted groups too |
+# | estimated groups match the true ones (Table 2, per a summary) | NMI 0.73 (LunarLander), 0.76 (MT10) | {doc}`07_ground_truth`: against replicated truths (the return, the paper's kind, and PPO's objective on held-out samples) whose own split-half NMI is printed beside, over the profile's validation seeds (printed); on planted groups too |
 # | speed-up over full training to get clusters (abstract) | up to 26× (21–26× FLOPs) | {doc}`07_ground_truth`: wall-clock and FLOPs in the same build |
 # | loss-based clustering vs random / gradient-similarity grouping (abstract) | +19% downstream | {doc}`07_ground_truth` compares the groups themselves with a truth; the downstream +19% needs MAML transfer, not built yet |
 # | improvement over multitask baselines (abstract) | 16% on average | not yet: needs the downstream MAML stage |

@@ -23,7 +23,8 @@
 # standard deviation, its actions clipped to the action bounds on the way into the env.
 #
 # Training checkpoints to the cache every few iterations and resumes from the last checkpoint if
-# interrupted. The same seed gives the same θ* on CPU. Resume is exact for the numpy families
+# interrupted. The same seed gives the same θ* on CPU, and resume is exact (both checked by
+# `tests/test_ppo.py`) for the numpy families
 # (CartPole, navigation), whose envs are checkpointed too; Box2D and highway-env envs cannot be
 # pickled, so for them a resumed run restores weights, optimiser and random state exactly and
 # restarts the episodes that were in progress from a seeded reset.
@@ -64,7 +65,7 @@ fig.tight_layout()
 # The floor for every family is an untrained policy playing sampled actions (near-uniform for
 # discrete actions): a θ* that does not clear it on most tasks is not a useful meta-policy.
 # What each family's θ* should reach in the `default` profile: LunarLander at least 100 averaged
-# over the source tasks (200 is Gymnasium's "solved"); navigation close to the return of the
+# over the source tasks (200 is Gymnasium's "solved"); navigation: its share of the return of the
 # straight-line oracle that moves at full speed to the goal and stays there — with the goal
 # hidden, one policy cannot reach every goal, so the oracle is a ceiling, not a target; CartPole
 # below the 500 cap on some tasks by design (see the families chapter).
@@ -124,12 +125,12 @@ for spec, row in summary.iterrows():
 
 # %% [markdown]
 # **What highway's budget cut.** highway-env simulates traffic in pure Python: even its fast
-# configuration steps a few dozen times a second per process (the last line of the table above
-# is this build's rate; `benchmarks/bench_envs.py` measures it against a single env). To fit a
+# configuration steps a few dozen times a second per process (`benchmarks/bench_envs.py` measures it;
+# the line above prints this build's training rate, all sub-envs together). To fit a
 # laptop, `pgx.envs.highway` spawns 15 other cars instead of 20 and keeps 30-step episodes, the
 # sub-envs run in two worker processes, and the `default` profile gives highway about 40
 # thousand meta-training steps (the other families get 0.5–2 million), 30 subsets instead of 60,
-# a thousand fine-tuning steps per subset and two validation seeds instead of three. What that
+# a thousand fine-tuning steps per subset and two truth replicates instead of four. What that
 # costs is visible above: how far θ* gets past an untrained policy, and in the later chapters,
 # how noisy highway's estimates and ground truth are. The `paper` profile gives highway 500
 # thousand meta-training steps.
