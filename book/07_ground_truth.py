@@ -176,12 +176,12 @@ for spec, (steps, nmi) in best_steps.items():
 # halves of $h$ agree at $(h/H)\rho_H/(1+(h/H-1)\rho_H)$ (dotted, from the largest halves
 # measured). For groups there is no formula, so one family is probed: among the families whose
 # objective truth is not reliable in this build, the one whose probe costs least (chosen and
-# printed below) runs its first seed's truth again with four times the profile's replicates
+# printed below) runs its first seed's truth again with twice the profile's replicates
 # (common random numbers: its first $r$ replicates are the book's), to see whether the groups'
 # agreement climbs with the affinities'.
 
 # %%
-PROBE_FACTOR = 4
+PROBE_FACTOR = 2
 unreliable = [spec for spec in FAMILIES if not VERDICT[spec].startswith("reliable")]
 probe_cost = {spec: PROBE_FACTOR * profile.for_family(spec).truth_replicates
               * truths[spec, profile.for_family(spec).validation_seeds[0]].finetune_time for spec in unreliable}
