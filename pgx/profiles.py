@@ -258,6 +258,8 @@ PROFILES: dict[str, Profile] = {
                             single_task_ppo=replace(_HIGHWAY, total_timesteps=50_000, envs_per_task=4),
                             finetune_ppo=replace(_HIGHWAY, total_timesteps=10_240, envs_per_task=2, anneal_lr=False),
                             snapshot_steps=(1_280, 2_560, 5_120, 10_240), generalization=_highway_generalization(60)),
+            # never fewer feature steps than the default gives navigation (see there)
+            "navigation": dict(steps_per_task=10_000),
         },
     ),
 }

@@ -12,7 +12,7 @@ downstream. Each stage is a function of ``(family spec, profile, seed)``, cached
 A later downstream stage (MAML transfer, Meta-World) gets a module of its own here.
 """
 
-from pgx.stages.cache import CODE_VERSION, cache_dir, stage_args
+from pgx.stages.cache import cache_dir, code_version, stage_args
 from pgx.stages.hessian_bound import GeneralizationResult, generalization
 from pgx.stages.pipeline import (
     ROUTES, AffinityResult, FeatureResult, MetaPolicy, SurrogateFit, estimate_affinity, gradient_features,
@@ -24,7 +24,7 @@ from pgx.stages.truth import (
 )
 
 __all__ = [
-    "CODE_VERSION", "cache_dir", "stage_args", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
+    "code_version", "cache_dir", "stage_args", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
     "gradient_features", "SurrogateFit", "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity",
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
     "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",

@@ -2,18 +2,20 @@
 
 Each stage is a module-level function of ``(family spec, profile, seed)`` cached on disk with
 ``joblib.Memory`` through :func:`cached`. joblib sees only the wrapper's code, not the stage's or
-what it calls, so every cache key carries ``CODE_VERSION``, a hash of pgx's sources but the
-presentation modules (``PRESENTATION``): any edit to code a stage can call re-runs the stages
-(correct, if slow while developing). Results are small dataclasses; their recorded
+what it calls, so every cache key carries its stage module's :func:`code_version`, a hash of the
+code that module can run: an edit that can change a stage's result re-runs it, and an edit
+elsewhere (a docstring, a chapter helper, a module no stage imports) does not. Results are small dataclasses; their recorded
 ``wall_time`` is the time the stage took when it was computed, not when it was loaded.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -23,23 +25,96 @@ from pgx.envs import make_family
 from pgx.profiles import Profile
 from pgx.runtime import is_int
 
-__all__ = ["CODE_VERSION", "cache_dir", "memory", "cached", "stage_args"]
+__all__ = ["code_version", "cache_dir", "memory", "cached", "stage_args"]
 
 
-PRESENTATION = ("cli.py", "plots.py", "report.py")
-"""Modules that only show results: editing them leaves every stage's result as it was."""
+PACKAGE_ROOT = Path(__file__).parents[1]
+"""The ``pgx`` package directory, whose modules the code versions hash."""
 
+VALUE_MODULES = ("pgx.profiles",)
+"""Modules that reach a stage only as argument values, which joblib hashes with the arguments
+(a :class:`~pgx.profiles.Profile` and its budgets): editing one profile re-runs only the stages
+that profile runs, not every stage of every profile."""
 
-def _code_version() -> str:
+def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
+    """A hash of the code that ``module`` (``"pgx.stages.truth"``) can run: its own source and that of
+    every pgx module it imports, transitively, and of the packages above each (Python runs their
+    ``__init__``). Docstrings, comments and formatting are left out, so only an edit that can change
+    a result re-runs a stage, and a module no stage imports (a chapter's helper, a new algorithm)
+    re-runs nothing. Imports inside functions count, and so do strings naming a pgx module
+    (``"pgx.envs.cartpole:cartpole_family"``), how the family registry imports lazily. Code that
+    is reached any other way (a plugin named at run time) is not hashed.
+    """
+    package = root.name
     digest = hashlib.sha256()
-    root = Path(__file__).parents[1]
-    for path in sorted(p for p in root.rglob("*.py") if p.relative_to(root).as_posix() not in PRESENTATION):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
+    for name in sorted(_closure(module, root, package)):
+        digest.update(name.encode())
+        digest.update(_semantic_source(_module_path(name, root, package)).encode())
     return digest.hexdigest()[:16]
 
 
-CODE_VERSION = _code_version()
+def _module_path(name: str, root: Path, package: str) -> Path | None:
+    parts = name.split(".")[1:] if name != package else []
+    base = root.joinpath(*parts)
+    for path in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _closure(module: str, root: Path, package: str) -> set[str]:
+    """``module``, the pgx modules it imports (transitively), and the packages above each: Python
+    runs a package's ``__init__`` on the way, so its own code counts, but what it imports only
+    counts where a module imports that too."""
+    followed: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in followed or _module_path(name, root, package) is None:
+            continue
+        followed.add(name)
+        todo.extend(_imports(name, root, package))
+    parents = {".".join(name.split(".")[:i]) for name in followed for i in range(1, name.count(".") + 1)}
+    return followed | {name for name in parents if _module_path(name, root, package) is not None}
+
+
+def _imports(name: str, root: Path, package: str) -> set[str]:
+    """The pgx modules one module names: its import statements (anywhere in it, relative ones
+    resolved) and its strings of the form ``"pgx.x.y"`` or ``"pgx.x.y:function"``."""
+    path = _module_path(name, root, package)
+    tree = ast.parse(path.read_text())
+    is_package = path.name == "__init__.py"
+    named = re.compile(rf"^({re.escape(package)}(?:\.\w+)+)(?::\w+)?$")
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = name.split(".")[: len(name.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # kept only if a module
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (match := named.match(node.value)):
+            found.add(match.group(1))
+    return {f for f in found if (f == package or f.startswith(package + ".")) and f not in VALUE_MODULES}
+
+
+def _semantic_source(path: Path | None) -> str:
+    """The module's syntax tree without docstrings or other bare strings: what it does, not how it
+    is written down."""
+    if path is None:
+        return ""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [stmt for stmt in body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                                                   and isinstance(stmt.value.value, str))]
+            node.body = kept or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def cache_dir() -> Path:

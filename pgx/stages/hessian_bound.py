@@ -15,8 +15,11 @@ from pgx.generalization import (
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
-from pgx.stages.cache import CODE_VERSION, cached, stage_args
+from pgx.stages.cache import cached, code_version, stage_args
 from pgx.stages.pipeline import estimate_affinity
+
+CODE_VERSION = code_version(__name__)
+"""What this module's cache keys carry: a hash of the code its stages can run."""
 
 __all__ = ["GeneralizationResult", "generalization"]
 

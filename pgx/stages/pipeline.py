@@ -25,8 +25,11 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
-from pgx.stages.cache import CODE_VERSION, cache_dir, cached, stage_args
+from pgx.stages.cache import cache_dir, cached, code_version, stage_args
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
+
+CODE_VERSION = code_version(__name__)
+"""What this module's cache keys carry: a hash of the code its stages can run."""
 
 __all__ = [
     "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",

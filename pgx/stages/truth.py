@@ -18,7 +18,7 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.stages.cache import CODE_VERSION, cached, stage_args
+from pgx.stages.cache import cached, code_version, stage_args
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
     SCORE_ROLLOUT,
@@ -34,6 +34,9 @@ from pgx.stages.pipeline import (
 )
 from pgx.surrogate import first_order_scores
 from pgx.validation import exact_objective_scores
+
+CODE_VERSION = code_version(__name__)
+"""What this module's cache keys carry: a hash of the code its stages can run."""
 
 __all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
            "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts"]
@@ -486,7 +489,8 @@ def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) 
 def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
     """Every estimator (both PolicyGradEx routes, the offline exact truth, gradient similarity, random
     groups, and the first-order route with the rescaled λ step when the profile takes trust-region
-    steps) against the replicated online truth and the exact truth, with the truth's reliability
-    beside; NMI against the planted groups where the family has them."""
+    steps) against the replicated online truth — its objective and its return, the paper's kind — and
+    the exact truth, with both online truths' reliability beside; NMI against the planted groups
+    where the family has them."""
     profile = stage_args(family_name, profile, seed)
     return _verdicts(family_name, profile, seed, CODE_VERSION)

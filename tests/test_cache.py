@@ -1,0 +1,86 @@
+"""The stage cache's code versions: an edit that can change a stage's result re-keys it; a
+docstring, a comment or a module the stage never imports does not."""
+
+import textwrap
+
+import pytest
+
+from pgx.stages.cache import PACKAGE_ROOT, code_version
+
+FILES = {
+    "__init__.py": '"""The package."""\nVERSION = 1\n',
+    "stage.py": '''
+        """A stage module."""
+        from .helper import helper  # relative import
+
+        def run():
+            """Runs."""
+            from pkg.lazy import lazy  # imported inside a function
+            from pkg.registry import make
+            return helper() + lazy() + make()
+    ''',
+    "helper.py": 'def helper():\n    return 1\n',
+    "lazy.py": 'def lazy():\n    return 2\n',
+    "unrelated.py": 'def unrelated():\n    return 3\n',
+    "registry/__init__.py": '''
+        import importlib
+        FACTORIES = {"d": "pkg.registry.family_d:make_d"}  # imported by name, lazily
+
+        def make():
+            module, _, function = FACTORIES["d"].partition(":")
+            return getattr(importlib.import_module(module), function)()
+    ''',
+    "registry/family_d.py": 'def make_d():\n    return 4\n',
+}
+
+
+@pytest.fixture
+def package(tmp_path):
+    root = tmp_path / "pkg"
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize("file, old, new", [
+    ("stage.py", '"""Runs."""', '"""Runs, and says so at length."""'),
+    ("stage.py", "# imported inside a function", "# another comment"),
+    ("helper.py", "return 1", "return  1  # spacing and a comment"),
+    ("unrelated.py", "return 3", "return 30"),
+])
+def test_edits_that_cannot_change_a_result_keep_the_version(package, file, old, new):
+    before = code_version("pkg.stage", package)
+    _edit(package / file, old, new)
+    assert code_version("pkg.stage", package) == before
+
+
+@pytest.mark.parametrize("file, old, new", [
+    ("stage.py", "+ make()", "- make()"),
+    ("helper.py", "return 1", "return 10"),               # relative import
+    ("lazy.py", "return 2", "return 20"),                 # import inside a function
+    ("registry/family_d.py", "return 4", "return 40"),    # named in a string
+    ("__init__.py", "VERSION = 1", "VERSION = 2"),        # the package above runs too
+])
+def test_edits_to_code_the_stage_runs_change_the_version(package, file, old, new):
+    before = code_version("pkg.stage", package)
+    _edit(package / file, old, new)
+    assert code_version("pkg.stage", package) != before
+
+
+def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
+    from pgx.stages.cache import _closure
+
+    truth = _closure("pgx.stages.truth", PACKAGE_ROOT, "pgx")
+    pipeline = _closure("pgx.stages.pipeline", PACKAGE_ROOT, "pgx")
+    assert pipeline <= truth  # the truth stages call the pipeline's
+    assert {"pgx.surrogate", "pgx.algos.ppo", "pgx.envs.cartpole", "pgx.envs.highway"} <= pipeline
+    assert {"pgx.clustering", "pgx.reliability", "pgx.exact_truth"} <= truth
+    assert not {"pgx.report", "pgx.plots", "pgx.cli"} & truth
+    assert "pgx.profiles" not in truth  # a profile enters by value, hashed with the arguments
