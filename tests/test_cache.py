@@ -84,3 +84,14 @@ def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
     assert {"pgx.clustering", "pgx.reliability", "pgx.exact_truth"} <= truth
     assert not {"pgx.report", "pgx.plots", "pgx.cli"} & truth
     assert "pgx.profiles" not in truth  # a profile enters by value, hashed with the arguments
+
+
+def test_stages_pin_their_source_at_import():
+    """A long run must not wipe the cache when pgx is edited under it: joblib's copy of each stage's
+    source is read when the stage module is imported, not on the stage's first call."""
+    from pgx.stages import hessian_bound, pipeline, truth
+
+    for module in (pipeline, truth, hessian_bound):
+        stages_here = [f for f in vars(module).values() if hasattr(f, "store")]
+        assert stages_here
+        assert all(f.store._func_code_info is not None for f in stages_here)

@@ -142,6 +142,11 @@ def cached(fn):
     computing.__module__, computing.__name__, computing.__qualname__ = fn.__module__, fn.__name__, fn.__qualname__
     computing.__signature__ = inspect.signature(fn)  # arguments hashed by name, however they were passed
     store = memory.cache(computing)
+    # joblib compares a stage's source with the one stored beside its results on the stage's first
+    # call, and wipes every result of the stage if they differ; it reads that source from disk
+    # once, lazily. Read it now, at import: a process that read it after an edit of this file would
+    # read the wrong lines, and a long run would wipe the cache of every stage it had not yet called.
+    store.func_code_info  # noqa: B018 (read for its side effect: joblib keeps it)
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -149,6 +154,8 @@ def cached(fn):
         for category, message in kept:
             warnings.warn(f"[{fn.__name__.lstrip('_')}] {message}", category, stacklevel=2)
         return result
+
+    call.store = store  # the joblib MemorizedFunc, for tests and cache tools
 
     return call
 
