@@ -4,8 +4,9 @@ Each stage is a module-level function of ``(family spec, profile, seed)`` cached
 ``joblib.Memory`` through :func:`cached`. joblib sees only the wrapper's code, not the stage's or
 what it calls, so every cache key carries its stage module's :func:`code_version`, a hash of the
 code that module can run: an edit that can change a stage's result re-runs it, and an edit
-elsewhere (a docstring, a chapter helper, a module no stage imports) does not. Results are small dataclasses; their recorded
-``wall_time`` is the time the stage took when it was computed, not when it was loaded.
+elsewhere (a docstring, a chapter helper, a module no stage imports) does not. Results are small
+dataclasses; their recorded ``wall_time`` is the time the stage took when it was computed, not
+when it was loaded.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ PACKAGE_ROOT = Path(__file__).parents[1]
 """The ``pgx`` package directory, whose modules the code versions hash."""
 
 VALUE_MODULES = ("pgx.profiles",)
-"""Modules that reach a stage only as argument values, which joblib hashes with the arguments
-(a :class:`~pgx.profiles.Profile` and its budgets): editing one profile re-runs only the stages
-that profile runs, not every stage of every profile."""
+"""Modules that reach a stage only as argument values, which joblib hashes with the arguments: a
+:class:`~pgx.profiles.Profile` is checked and specialised to its family (``stage_args``) before
+the arguments are hashed, and has no other behaviour a stage runs. Editing one profile re-runs
+only the stages that profile runs, not every stage of every profile."""
+
 
 def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
     """A hash of the code that ``module`` (``"pgx.stages.truth"``) can run: its own source and that of
