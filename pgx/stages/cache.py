@@ -85,11 +85,16 @@ def _imports(name: str, root: Path, package: str) -> set[str]:
     """The pgx modules one module names: its import statements (anywhere in it, relative ones
     resolved) and its strings of the form ``"pgx.x.y"`` or ``"pgx.x.y:function"``."""
     path = _module_path(name, root, package)
-    tree = ast.parse(path.read_text())
-    is_package = path.name == "__init__.py"
+    return set(_named_modules(path.read_text(), name, package, path.name == "__init__.py"))
+
+
+@functools.lru_cache(maxsize=None)
+def _named_modules(source: str, name: str, package: str, is_package: bool) -> frozenset[str]:
+    # Keyed by the source itself: every stage module's version walks the same modules, and a
+    # module edited since (tests do) is parsed again.
     named = re.compile(rf"^({re.escape(package)}(?:\.\w+)+)(?::\w+)?$")
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -102,15 +107,18 @@ def _imports(name: str, root: Path, package: str) -> set[str]:
             found.update(f"{base}.{alias.name}" for alias in node.names)  # kept only if a module
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (match := named.match(node.value)):
             found.add(match.group(1))
-    return {f for f in found if (f == package or f.startswith(package + ".")) and f not in VALUE_MODULES}
+    return frozenset(f for f in found if (f == package or f.startswith(package + ".")) and f not in VALUE_MODULES)
 
 
 def _semantic_source(path: Path | None) -> str:
     """The module's syntax tree without docstrings or other bare strings: what it does, not how it
     is written down."""
-    if path is None:
-        return ""
-    tree = ast.parse(path.read_text())
+    return "" if path is None else _semantic(path.read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _semantic(source: str) -> str:
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list):
