@@ -210,9 +210,9 @@ def by_replicates(spec: str, seed: int, truth) -> list[dict]:
     return rows
 
 
-def objective_curve(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
-    """The objective truth's agreement by replicates per half, mean over the seeds in ``frame``."""
-    rows = frame[(frame["family"] == spec) & (frame["truth"] == "objective")]
+def replicate_means(frame: pd.DataFrame, spec: str, kind: str = "objective") -> pd.DataFrame:
+    """One truth's agreement by replicates per half, mean over the seeds in ``frame``."""
+    rows = frame[(frame["family"] == spec) & (frame["truth"] == kind)]
     return rows.groupby("replicates per half")[["split-half NMI", "split-half off-diagonal r"]].mean()
 
 
@@ -221,20 +221,20 @@ probe_curve = pd.DataFrame([row for spec, truth in probes.items()
                             for row in by_replicates(spec, profile.for_family(spec).validation_seeds[0], truth)])
 fig, axes = small_multiples(len(FAMILIES), panel=(5.2, 3.6))
 for spec, ax in zip(FAMILIES, axes):
-    mean = replicate_curve[replicate_curve["family"] == spec].groupby(["truth", "replicates per half"]).mean(numeric_only=True)
     for c, kind in enumerate(("objective", "return")):
-        curve = mean.loc[kind]
+        curve = replicate_means(replicate_curve, spec, kind)
         ax.plot(curve.index, curve["split-half NMI"], "o-", color=f"C{c}", label=f"{kind}: NMI")
         ax.plot(curve.index, curve["split-half off-diagonal r"], "s--", color=f"C{c}", label=f"{kind}: off-diagonal r")
     if spec in probes:
-        probe = objective_curve(probe_curve, spec)
+        probe = replicate_means(probe_curve, spec)
         label = f"{PROBE_FACTOR}r probe, seed {profile.for_family(spec).validation_seeds[0]}"
         ax.plot(probe.index, probe["split-half NMI"], "^-", color="C3", label=f"objective: NMI, {label}")
         ax.plot(probe.index, probe["split-half off-diagonal r"], "v--", color="C3", label=f"objective: r, {label}")
-    top = objective_curve(replicate_curve, spec).iloc[-1]
-    largest = int(objective_curve(replicate_curve, spec).index.max())
+    objective = replicate_means(replicate_curve, spec)
+    largest = int(objective.index.max())
     halves = np.arange(1, PROBE_FACTOR * largest + 1)
-    ax.plot(halves, [spearman_brown(top["split-half off-diagonal r"], h / largest) for h in halves], ":", color="grey",
+    ax.plot(halves, [spearman_brown(objective.loc[largest, "split-half off-diagonal r"], h / largest) for h in halves],
+            ":", color="grey",
             label="objective r, Spearman–Brown")
     ax.set(xlabel="replicates per half", ylabel="agreement between halves", ylim=(-0.3, 1.05))
     ax.set_title(f"{spec}: truth reliability vs replicates", fontsize=10)
@@ -251,7 +251,7 @@ fig.tight_layout()
 
 # %%
 for spec in FAMILIES:
-    curve = objective_curve(replicate_curve, spec)
+    curve = replicate_means(replicate_curve, spec)
     half = int(curve.index.max())
     rho = curve.loc[half, "split-half off-diagonal r"]
     measured = f"halves of {half} replicate{'s' if half > 1 else ''} agree at r = {rho:.2f}"
@@ -269,7 +269,7 @@ for spec in FAMILIES:
           f"{needed * seconds / 3600:.2g} core-hours of fine-tuning per seed ({'within' if needed <= r else 'beyond'} "
           f"this profile's budget)")
 for spec, truth in probes.items():
-    probe, seed0 = objective_curve(probe_curve, spec), profile.for_family(spec).validation_seeds[0]
+    probe, seed0 = replicate_means(probe_curve, spec), profile.for_family(spec).validation_seeds[0]
     base = truths[spec, seed0]
     same = np.allclose(truth.replicate_objective[: base.replicates], base.replicate_objective, equal_nan=True)
     print(f"{spec:>12} probe (r = {truth.replicates}, seed {seed0}; its first {base.replicates} replicates equal the "
