@@ -22,7 +22,7 @@ from pgx.runtime import save_json, save_npz
 
 __all__ = ["main", "run_stage", "STAGES"]
 
-STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth")
+STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth", "maml")
 
 
 def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str = "first_order") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -95,6 +95,21 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
                  "true_return_affinity": truth.return_affinity, "exact_affinity": exact.affinity,
                  "replicate_objective": truth.replicate_objective, "replicate_returns": truth.replicate_returns,
                  "estimated_scores": estimate.scores, "exact_scores": exact.scores})
+    if stage == "maml":
+        from pgx.stages.downstream import maml_transfer, transfer_profile
+
+        res = maml_transfer(family, profile, seed)
+        methods = list(res.adaptations)
+        return ({**head, "transfer_budgets": transfer_profile(family, profile).budgets(),
+                 "target_ids": list(res.target_ids), "groups": {g: l.tolist() for g, l in res.groups.items()},
+                 "representatives": res.representatives, "ppo_env_steps": res.ppo_steps,
+                 "mean_return_after_adaptation": res.final_returns(),
+                 "per_target": {m: {"before": a.before, "after": a.after} for m, a in res.adaptations.items()},
+                 "wall_time_s": res.wall_time},
+                {"methods": np.array(methods),
+                 "returns": np.stack([res.adaptations[m].returns for m in methods]),
+                 **{f"maml_curve/{m}": np.stack([r.env_steps, r.returns_before, r.returns_after])
+                    for m, r in res.maml.items()}})
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 

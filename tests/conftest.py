@@ -37,3 +37,24 @@ def book_build(tmp_path_factory):
         cmd = ["jupyter-book", *cmd[3:]]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT, env=env)
     return SimpleNamespace(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, html=out / "_build" / "html")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """Stages cache into a fresh directory for one test, then point back at the usual one."""
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path / "cache"))
+    _reload_stages()
+    yield tmp_path
+    monkeypatch.undo()
+    _reload_stages()
+
+
+def _reload_stages() -> None:
+    """Rebind every stage's joblib.Memory to the current $PGX_CACHE (it is read at import)."""
+    import importlib
+
+    import pgx.stages
+    from pgx.stages import cache, downstream, hessian_bound, pipeline, truth
+
+    for module in (cache, pipeline, truth, hessian_bound, downstream, pgx.stages):
+        importlib.reload(module)

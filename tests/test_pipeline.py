@@ -11,26 +11,7 @@ from pgx.envs.cartpole import PoleLengthCartPole
 from pgx.policies import ActorCritic
 from pgx.profiles import get_profile
 from pgx.rollouts import RolloutState, collect
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PGX_CACHE", str(tmp_path / "cache"))
-    _reload_stages()
-    yield tmp_path
-    monkeypatch.undo()
-    _reload_stages()
-
-
-def _reload_stages() -> None:
-    """Rebind every stage's joblib.Memory to the current $PGX_CACHE (it is read at import)."""
-    import importlib
-
-    import pgx.stages
-    from pgx.stages import cache, hessian_bound, pipeline, truth
-
-    for module in (cache, pipeline, truth, hessian_bound, pgx.stages):
-        importlib.reload(module)
+from pgx.stages.downstream import METHODS
 
 
 def test_unknown_profile_is_named(monkeypatch):
@@ -42,7 +23,7 @@ def test_unknown_profile_is_named(monkeypatch):
 
 def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     out = isolated_cache / "out"
-    for stage in ("train", "features", "affinity", "group", "validate", "groundtruth"):
+    for stage in ("train", "features", "affinity", "group", "validate", "groundtruth", "maml"):
         assert main([stage, "--family", "cartpole", "--profile", "smoke", "--seed", "0", "--out", str(out)]) == 0
     train = json.loads((out / "train.json").read_text())
     assert len(train["eval_returns"]) == 10 and train["profile"] == "smoke"
@@ -74,6 +55,14 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     assert truth["speedup"] > 1 and truth["flops_ratio"] > 1
     replicates = np.load(out / "groundtruth.npz")["replicate_objective"]
     assert replicates.shape == (smoke.truth_replicates, smoke.num_subsets, 10)
+    maml = json.loads((out / "maml.json").read_text())
+    budgets = maml["transfer_budgets"]
+    assert list(maml["mean_return_after_adaptation"]) == list(METHODS)
+    assert len(maml["target_ids"]) == budgets["target tasks"] and maml["ppo_env_steps"] > 0
+    assert all(len(maml["per_target"][m]["after"]) == budgets["target tasks"] for m in METHODS)
+    assert maml["groups"]["PolicyGradEx"] == group["labels"]["policygradex"]
+    returns = np.load(out / "maml.npz")["returns"]
+    assert returns.shape == (len(METHODS), budgets["target tasks"], budgets["adaptation steps"] + 1)
 
 
 def test_theta_star_samples_are_centred_per_task_unless_the_profile_says_not():

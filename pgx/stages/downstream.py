@@ -1,0 +1,212 @@
+"""Downstream stages: does grouping help? MAML transfer to unseen targets (Table 3) and where the
+source tasks come from (Appendix C, Figure 4).
+
+Every method starts a policy from the family's source tasks and adapts it to the same unseen
+targets with the same budget (:mod:`pgx.transfer`); they differ only in what they train on:
+
+* MAML on one representative task per group, for three groupings: PolicyGradEx's (SDP on the
+  first-order affinity), random groups, and gradient-similarity groups;
+* MAML on all source tasks;
+* one multitask PPO policy on all source tasks, and one per PolicyGradEx group (a target adapts
+  the policy of its nearest source task's group), fine-tuned on each target like the others.
+
+Budgets: every MAML run uses the same config, so the same episodes per iteration whatever its
+number of tasks; each PPO baseline spends, in total, the environment steps that MAML on all source
+tasks spent with the same seed (split evenly between the per-group policies). All policies share
+one architecture and see no task one-hot (targets have none): downstream runs use the family
+with ``observe_task=false``. Common random numbers: one seed initialises every MAML policy and
+seeds every method's adaptation batches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import joblib
+import numpy as np
+import torch
+
+from pgx.algos.maml import MAMLResult
+from pgx.algos.ppo import TrainResult
+from pgx.envs import make_family
+from pgx.profiles import Profile
+from pgx.stages.cache import cache_dir, cached, code_version, stage_args
+from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
+from pgx.transfer_profiles import TransferProfile, get_transfer_profile
+
+CODE_VERSION = code_version(__name__)
+"""What this module's cache keys carry: a hash of the code its stages can run."""
+
+__all__ = ["METHODS", "GROUPINGS", "TransferResult", "maml_transfer", "source_distributions", "hidden_task_spec",
+           "target_subset", "transfer_profile"]
+
+GROUPINGS = ("PolicyGradEx", "random", "gradient similarity")
+"""The groupings whose representatives MAML meta-trains on."""
+
+METHODS = ("MAML, PolicyGradEx groups", "MAML, all source tasks", "MAML, random groups",
+           "MAML, gradient-similarity groups", "multitask PPO, all tasks", "multitask PPO per PolicyGradEx group")
+"""Table 3's rows for the control families, in the book's order."""
+
+_ADAPT_SEED = 50_000
+_PPO_SEED = 70_000
+
+
+def transfer_profile(family_name: str, profile: Profile) -> TransferProfile:
+    """The downstream budgets ``profile`` (by name) gives ``family_name``."""
+    return get_transfer_profile(profile.name).for_family(family_name)
+
+
+def hidden_task_spec(family_name: str) -> str:
+    """``family_name`` with the task one-hot hidden (unchanged where it is hidden already)."""
+    if not make_family(family_name).observe_task:
+        return family_name
+    return family_name + ("," if ":" in family_name else ":") + "observe_task=false"
+
+
+def target_subset(num_targets_available: int, num_targets: int) -> tuple[int, ...]:
+    """``num_targets`` target ids evenly spaced over ``range(num_targets_available)``."""
+    if num_targets >= num_targets_available:
+        return tuple(range(num_targets_available))
+    return tuple(int(i) for i in np.unique(np.linspace(0, num_targets_available - 1, num_targets).round()))
+
+
+# --- the runs, each cached (and checkpointed) on its own ----------------------------------------
+
+def _checkpoint(kind: str, *key) -> str:
+    return str(cache_dir() / "checkpoints" / kind / f"{joblib.hash(key)}.pt")
+
+
+@cached
+def _maml_run(family_spec: str, budgets: TransferProfile, seed: int, task_ids: tuple[int, ...],
+              code_version: str) -> MAMLResult:
+    from pgx.algos.maml import train
+
+    family = make_family(family_spec)
+    return train(family, task_ids, budgets.maml, seed,
+                 checkpoint_path=_checkpoint("maml", family_spec, budgets, seed, task_ids, code_version),
+                 progress=True)
+
+
+@cached
+def _ppo_run(family_spec: str, profile: Profile, seed: int, task_ids: tuple[int, ...], total_steps: int,
+             code_version: str) -> TrainResult:
+    from pgx.algos.ppo import train
+
+    cfg = replace(profile.meta_ppo, total_timesteps=int(total_steps))
+    return train(make_family(family_spec), task_ids, cfg, seed,
+                 checkpoint_path=_checkpoint("ppo", family_spec, profile, seed, task_ids, total_steps, code_version))
+
+
+def _groupings(family_name: str, profile: Profile, seed: int) -> dict[str, np.ndarray]:
+    """The k groups of each grouping, from the grouping stages of ``family_name`` (task shown where
+    the family shows it: that is where PolicyGradEx estimates affinities)."""
+    from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
+    from pgx.stages.pipeline import estimate_affinity, gradient_features
+
+    n, k = make_family(family_name).n_tasks, profile.num_groups
+    first_order = estimate_affinity(family_name, profile, seed, "first_order").affinity
+    similarity = gradient_similarity(gradient_features(family_name, profile, seed).features.task_policy_gradients(n))
+    return {"PolicyGradEx": sdp_cluster(first_order, k=k, seed=seed),
+            "random": random_grouping(n, k, seed + 1000),
+            "gradient similarity": sdp_cluster(similarity, k=k, seed=seed)}
+
+
+# --- Table 3 ------------------------------------------------------------------------------------
+
+@dataclass
+class TransferResult:
+    """One family and seed of Table 3: every method's adaptation to the same targets."""
+
+    family: str
+    seed: int
+    groups: dict[str, np.ndarray]
+    """Grouping → ``(n_tasks,)`` labels."""
+    representatives: dict[str, list[int]]
+    """Grouping → one source task per group (its parameter medoid)."""
+    target_ids: tuple[int, ...]
+    adaptations: dict[str, Adaptation]
+    """Method (``METHODS``) → returns on every target before and after each adaptation step."""
+    maml: dict[str, MAMLResult]
+    """MAML method → its meta-training run (learning curve, env steps)."""
+    ppo_steps: int
+    """Environment steps each multitask-PPO method spent in total (MAML on all tasks' count)."""
+    wall_time: float
+
+    def final_returns(self) -> dict[str, float]:
+        """Method → mean return over targets after the last adaptation step."""
+        return {m: float(a.after.mean()) for m, a in self.adaptations.items()}
+
+
+@cached
+def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile, seed: int,
+                   code_version: str) -> TransferResult:
+    started = time.perf_counter()
+    spec = hidden_task_spec(family_name)
+    family = make_family(spec)
+    groups = _groupings(family_name, profile, seed)
+    reps = {name: representatives(labels, family.source_params) for name, labels in groups.items()}
+    all_tasks = tuple(range(family.n_tasks))
+
+    def maml_on(task_ids) -> MAMLResult:
+        return _maml_run(spec, budgets, seed, tuple(task_ids), CODE_VERSION)
+
+    runs = {METHODS[0]: maml_on(reps["PolicyGradEx"]), METHODS[1]: maml_on(all_tasks),
+            METHODS[2]: maml_on(reps["random"]), METHODS[3]: maml_on(reps["gradient similarity"])}
+    ppo_steps = int(runs[METHODS[1]].env_steps[-1])
+    ppo_seed = seed + _PPO_SEED
+    everything = _ppo_run(spec, profile, ppo_seed, all_tasks, ppo_steps, CODE_VERSION)
+    labels = groups["PolicyGradEx"]
+    per_group = {int(g): _ppo_run(spec, profile, ppo_seed, tuple(int(t) for t in np.flatnonzero(labels == g)),
+                                  ppo_steps // len(np.unique(labels)), CODE_VERSION) for g in np.unique(labels)}
+
+    targets = target_subset(len(family.target_params), budgets.num_targets)
+    adapt_seed = seed + _ADAPT_SEED
+    policy = budgets.maml.policy
+    adaptations = {m: adaptation_curves(run.actor(family, policy), family, targets, budgets.adapt, adapt_seed)
+                   for m, run in runs.items()}
+    adaptations[METHODS[4]] = adaptation_curves(everything.agent(family, policy).actor, family, targets,
+                                                budgets.adapt, adapt_seed)
+    # Each target starts from the policy of its nearest source task's group.
+    nearest = nearest_source_tasks(family.source_params, np.asarray(family.target_params)[list(targets)])
+    actors = {g: run.agent(family, policy).actor for g, run in per_group.items()}
+    names = [name for name, _ in actors[next(iter(actors))].named_parameters()]
+    start = {name: torch.stack([dict(actors[int(labels[t])].named_parameters())[name].detach() for t in nearest])
+             for name in names}
+    adaptations[METHODS[5]] = adaptation_curves(actors[next(iter(actors))], family, targets, budgets.adapt,
+                                                adapt_seed, start=start)
+    return TransferResult(family=family_name, seed=seed, groups=groups, representatives=reps, target_ids=targets,
+                          adaptations=adaptations, maml=runs, ppo_steps=ppo_steps,
+                          wall_time=time.perf_counter() - started)
+
+
+def maml_transfer(family_name: str, profile: Profile, seed: int) -> TransferResult:
+    """Table 3 for one family and seed: every method of ``METHODS`` adapted to the same unseen targets."""
+    profile = stage_args(family_name, profile, seed)
+    return _maml_transfer(family_name, profile, transfer_profile(family_name, profile), seed, CODE_VERSION)
+
+
+# --- Appendix C ---------------------------------------------------------------------------------
+
+SOURCE_DISTRIBUTIONS = ("uniform", "partial", "biased")
+"""Navigation's source-goal distributions of Appendix C; targets are always the uniform circle."""
+
+
+@cached
+def _source_distribution(distribution: str, budgets: TransferProfile, seed: int,
+                         code_version: str) -> tuple[MAMLResult, Adaptation]:
+    spec = f"navigation:goals={distribution}"
+    family = make_family(spec)
+    run = _maml_run(spec, budgets, seed, tuple(range(family.n_tasks)), CODE_VERSION)
+    targets = target_subset(len(family.target_params), budgets.num_targets)
+    adaptation = adaptation_curves(run.actor(family, budgets.maml.policy), family, targets, budgets.adapt,
+                                   seed + _ADAPT_SEED)
+    return run, adaptation
+
+
+def source_distributions(profile: Profile, seed: int) -> dict[str, tuple[MAMLResult, Adaptation]]:
+    """Figure 4: MAML on each of navigation's uniform, partial and biased source goals, adapted to the
+    same uniform targets. Distribution → (meta-training run, adaptation)."""
+    stage_args("navigation", profile, seed)
+    budgets = transfer_profile("navigation", profile)
+    return {d: _source_distribution(d, budgets, seed, CODE_VERSION) for d in SOURCE_DISTRIBUTIONS}

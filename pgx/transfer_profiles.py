@@ -1,0 +1,122 @@
+"""Budgets of the downstream stage (MAML transfer, Table 3, Appendix C) for each profile.
+
+They live beside :mod:`pgx.profiles`, not inside :class:`~pgx.profiles.Profile`, for one reason:
+a ``Profile`` is part of the cache key of every stage, so a new field there would re-run every
+cached meta-training, feature and ground-truth stage. ``PGX_PROFILE`` picks both: the
+downstream stage runs with ``TRANSFER_PROFILES[profile.name]`` and carries it in its own key.
+
+The paper gives two numbers: 50 unseen target tasks and "200 adaptation steps". pgx counts an
+adaptation step as one policy-gradient update from a fresh batch of episodes on the target
+(:mod:`pgx.transfer`); the ``paper`` profile takes 200 of them, the others fewer, and each chapter
+prints what it ran with. Everything else here is our choice, after the MAML-RL references
+(pytorch-maml-rl, ProMP: inner step 0.1, 20 episodes per task, 20–40 tasks per meta-batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from pgx.algos.maml import MAMLConfig
+from pgx.transfer import AdaptConfig
+
+__all__ = ["TransferProfile", "TRANSFER_PROFILES", "get_transfer_profile"]
+
+
+@dataclass(frozen=True)
+class TransferProfile:
+    name: str
+    maml: MAMLConfig
+    """MAML meta-training; every MAML method (groups' representatives or all tasks) uses it."""
+    adapt: AdaptConfig
+    """Adaptation to each target, the same for every starting policy."""
+    num_targets: int = 50
+    """Unseen target tasks evaluated, evenly spaced over the family's targets (the paper: 50)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of the whole comparison: groups (their θ*), MAML and PPO runs, adaptation."""
+    family: str | None = None
+    """The family these budgets were specialised for (None: the base budgets)."""
+    family_budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Family name → fields that differ from the base budgets."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_targets, int) or self.num_targets < 1:
+            raise ValueError(f"transfer profile {self.name!r}: num_targets must be an int >= 1, got {self.num_targets!r}")
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ValueError(f"transfer profile {self.name!r}: seeds must be non-negative ints, got {self.seeds!r}")
+        if self.adapt.lr != self.maml.inner_lr:
+            raise ValueError(f"transfer profile {self.name!r}: adapt.lr ({self.adapt.lr}) must equal maml.inner_lr "
+                             f"({self.maml.inner_lr}): targets adapt with MAML's own inner step")
+        known = {f.name for f in fields(self)} - {"name", "family", "family_budgets"}
+        for fam, changes in self.family_budgets.items():
+            bad = sorted(set(changes) - known)
+            if bad:
+                raise ValueError(f"transfer profile {self.name!r}: budgets for {fam!r} name unknown fields {bad}")
+            replace(self, family_budgets={}, **changes)  # the family's budgets pass the same checks
+
+    def for_family(self, family: str) -> "TransferProfile":
+        """The budgets ``family`` (a spec: its base name counts) runs with; idempotent."""
+        base = family.partition(":")[0]
+        if self.family is not None:
+            if self.family != base:
+                raise ValueError(f"transfer profile was specialised for {self.family!r}, cannot run {family!r}")
+            return self
+        return replace(self, family=base, family_budgets={}, **self.family_budgets.get(base, {}))
+
+    def budgets(self) -> dict[str, object]:
+        """What a chapter prints so a reader knows what produced its figures."""
+        return {
+            "profile": self.name,
+            "family": self.family or "(base)",
+            "MAML iterations": self.maml.meta_iterations,
+            "meta-batch (task slots)": self.maml.meta_batch_size,
+            "episodes/slot": self.maml.episodes,
+            "inner steps (training)": self.maml.inner_steps,
+            "inner step size α": self.maml.inner_lr,
+            "outer lr (Adam)": self.maml.outer_lr,
+            "first order": self.maml.first_order,
+            "horizon": self.maml.horizon or "family's",
+            "adaptation steps": self.adapt.steps,
+            "episodes/adaptation step": self.adapt.episodes,
+            "target tasks": self.num_targets,
+            "seeds": self.seeds,
+        }
+
+
+_SMOKE_MAML = MAMLConfig(meta_iterations=3, meta_batch_size=3, episodes=2, horizon=50)
+_SMOKE_ADAPT = AdaptConfig(steps=2, episodes=2, horizon=50)
+
+TRANSFER_PROFILES: dict[str, TransferProfile] = {
+    "smoke": TransferProfile(
+        name="smoke", maml=_SMOKE_MAML, adapt=_SMOKE_ADAPT, num_targets=4, seeds=(0, 1),
+        family_budgets={"highway": dict(maml=replace(_SMOKE_MAML, meta_iterations=2, meta_batch_size=2, horizon=10),
+                                        adapt=replace(_SMOKE_ADAPT, steps=1, horizon=10), num_targets=2)},
+    ),
+    "default": TransferProfile(
+        name="default",
+        maml=MAMLConfig(meta_iterations=60, meta_batch_size=10, episodes=10),
+        adapt=AdaptConfig(steps=10, episodes=10),
+        family_budgets={
+            # Episodes cut at 300 of LunarLander's 1,000 steps: a landing takes 200–400 steps.
+            "lunarlander": dict(maml=MAMLConfig(meta_iterations=40, meta_batch_size=10, episodes=5, horizon=300),
+                                adapt=AdaptConfig(steps=5, episodes=5, horizon=300), num_targets=20),
+            # highway-env steps ~60 times a second: what a laptop affords.
+            "highway": dict(maml=MAMLConfig(meta_iterations=15, meta_batch_size=5, episodes=4),
+                            adapt=AdaptConfig(steps=3, episodes=4), num_targets=10),
+        },
+    ),
+    "paper": TransferProfile(
+        name="paper",
+        maml=MAMLConfig(meta_iterations=500, meta_batch_size=20, episodes=20),
+        adapt=AdaptConfig(steps=200, episodes=20),
+        family_budgets={"highway": dict(maml=MAMLConfig(meta_iterations=200, meta_batch_size=20, episodes=10))},
+    ),
+}
+
+
+def get_transfer_profile(name: str) -> TransferProfile:
+    """The downstream budgets of the profile called ``name``."""
+    try:
+        return TRANSFER_PROFILES[name]
+    except KeyError:
+        raise ValueError(f"no downstream budgets for profile {name!r}; known: {sorted(TRANSFER_PROFILES)}") from None

@@ -1,0 +1,64 @@
+"""The downstream stage's plumbing: budgets, the hidden-task family, target choice, Appendix C."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pgx.algos.maml import MAMLConfig
+from pgx.profiles import get_profile
+from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, hidden_task_spec, target_subset
+from pgx.transfer import AdaptConfig
+from pgx.transfer_profiles import TRANSFER_PROFILES, TransferProfile, get_transfer_profile
+
+
+def test_downstream_families_hide_the_task_and_targets_are_evenly_spaced():
+    assert hidden_task_spec("cartpole") == "cartpole:observe_task=false"
+    assert hidden_task_spec("highway:observe_task=true") == "highway:observe_task=true,observe_task=false"
+    assert hidden_task_spec("navigation:goals=partial") == "navigation:goals=partial"  # hidden already
+    assert target_subset(50, 50) == tuple(range(50))
+    assert target_subset(50, 5) == (0, 12, 24, 37, 49)
+    assert target_subset(4, 10) == (0, 1, 2, 3)
+
+
+def test_every_profile_has_downstream_budgets_for_every_family():
+    for name, profile in TRANSFER_PROFILES.items():
+        assert get_transfer_profile(name) is profile
+        for family in ("cartpole", "lunarlander", "highway", "navigation:goals=uniform"):
+            budgets = profile.for_family(family)
+            assert budgets.adapt.lr == budgets.maml.inner_lr
+            assert budgets.budgets()["family"] == family.partition(":")[0]
+    assert get_transfer_profile("paper").adapt.steps == 200  # the paper's number
+    with pytest.raises(ValueError, match="no downstream budgets for profile 'fast'"):
+        get_transfer_profile("fast")
+
+
+def test_bad_transfer_budgets_are_named():
+    base = TRANSFER_PROFILES["smoke"]
+    with pytest.raises(ValueError, match=r"adapt.lr \(0.5\) must equal maml.inner_lr \(0.1\)"):
+        replace(base, adapt=AdaptConfig(lr=0.5))
+    with pytest.raises(ValueError, match="num_targets must be an int >= 1, got 0"):
+        replace(base, num_targets=0)
+    with pytest.raises(ValueError, match=r"budgets for 'cartpole' name unknown fields \['episodes'\]"):
+        TransferProfile(name="x", maml=MAMLConfig(), adapt=AdaptConfig(), family_budgets={"cartpole": {"episodes": 3}})
+    with pytest.raises(ValueError, match="adapt.lr"):
+        TransferProfile(name="x", maml=MAMLConfig(), adapt=AdaptConfig(),
+                        family_budgets={"cartpole": {"maml": MAMLConfig(inner_lr=0.2)}})
+
+
+def test_source_distributions_share_the_uniform_targets(isolated_cache):
+    from pgx.stages.downstream import source_distributions  # bound to the isolated cache
+
+    runs = source_distributions(get_profile("smoke"), seed=0)
+    assert tuple(runs) == SOURCE_DISTRIBUTIONS
+    budgets = TRANSFER_PROFILES["smoke"].for_family("navigation")
+    for run, adaptation in runs.values():
+        assert adaptation.returns.shape == (budgets.num_targets, budgets.adapt.steps + 1)
+        assert run.returns_after.shape == (budgets.maml.meta_iterations,)
+        path = adaptation.trajectories[budgets.adapt.steps]
+        assert path.shape[0] == budgets.num_targets and path.shape[-1] == 2
+        assert np.isfinite(path[:, 0]).all()  # every episode has a first step
+    # Different source goals, same targets and seeds: different meta-policies.
+    assert not np.array_equal(runs["uniform"][0].actor_state["net.0.weight"], runs["partial"][0].actor_state["net.0.weight"])
