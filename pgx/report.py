@@ -17,7 +17,8 @@ from pgx.runtime import is_int
 
 __all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
            "mean_std", "clearly_above", "verdict_rows", "reliability_rows", "reliability_verdict",
-           "replicates_needed", "show_warnings"]
+           "replicates_needed", "show_warnings", "PAPER_TABLE3_CLAIMS", "BASELINE_KIND", "transfer_rows",
+           "relative_improvements", "improvement_verdicts"]
 
 
 def book_families() -> tuple[str, ...]:
@@ -166,3 +167,49 @@ def show_warnings() -> None:
             original(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show
+
+
+# --- Table 3: transfer after adaptation -------------------------------------------------------
+
+PAPER_TABLE3_CLAIMS = {"multitask baselines": 0.16, "random and gradient-similarity groups": 0.19}
+"""The paper's average relative improvements of PolicyGradEx's groups (Table 3, control columns)."""
+
+BASELINE_KIND = {"MAML, all source tasks": "multitask baselines", "multitask PPO, all tasks": "multitask baselines",
+                 "multitask PPO per PolicyGradEx group": "multitask baselines",
+                 "MAML, random groups": "random and gradient-similarity groups",
+                 "MAML, gradient-similarity groups": "random and gradient-similarity groups"}
+"""Which of the paper's two claims each baseline of ``stages.downstream.METHODS`` falls under."""
+
+
+def transfer_rows(results: dict) -> pd.DataFrame:
+    """``{(family, seed): TransferResult}`` → one row per (family, seed, method): the mean return
+    over targets before and after adaptation."""
+    rows = [{"family": spec, "seed": seed, "method": method, "before": float(a.before.mean()),
+             "after": float(a.after.mean())}
+            for (spec, seed), res in results.items() for method, a in res.adaptations.items()]
+    return pd.DataFrame(rows).set_index(["family", "seed", "method"])
+
+
+def relative_improvements(rows: pd.DataFrame, ours: str, column: str = "after") -> pd.DataFrame:
+    """Per (family, seed, baseline): (ours − baseline) / |baseline| of ``column``, seed by seed, so
+    the spread between seeds comes with it. Dividing by |baseline| keeps the sign meaningful for
+    negative returns (LunarLander, navigation)."""
+    values = rows[column].unstack("method")
+    base = values.drop(columns=ours)
+    return base.rsub(values[ours], axis=0).div(base.abs()).stack().rename("improvement").to_frame()
+
+
+def improvement_verdicts(rows: pd.DataFrame, ours: str, column: str = "after") -> pd.DataFrame:
+    """For each (family, baseline): ours and the baseline's returns over seeds, mean ± std, and
+    whether ours is clearly above, clearly below, or within the seeds' spread of the baseline."""
+    values = rows[column].unstack("method")
+    out = []
+    for spec, frame in values.groupby(level="family", sort=False):
+        for baseline in [m for m in frame.columns if m != ours]:
+            a, b = frame[ours], frame[baseline]
+            verdict = ("better" if clearly_above(a, b) else "worse" if clearly_above(b, a)
+                       else "no difference beyond the seeds' spread")
+            out.append({"family": spec, "baseline": baseline, "PolicyGradEx": mean_std(a), "baseline return": mean_std(b),
+                        "relative improvement": f"{(a.mean() - b.mean()) / abs(b.mean()):+.1%}" if b.mean() else "—",
+                        "verdict": verdict})
+    return pd.DataFrame(out).set_index(["family", "baseline"])
