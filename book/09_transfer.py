@@ -46,10 +46,10 @@
 #   is the mean return of the batch played after the last update; *before* is the first batch's.
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 from pgx.envs import make_family
 from pgx.plots import small_multiples
