@@ -95,17 +95,17 @@ TRANSFER_PROFILES: dict[str, TransferProfile] = {
     "default": TransferProfile(
         name="default",
         # CartPole-v0's 200-step horizon: the paper's CartPole returns (144–159) sit below it.
-        maml=MAMLConfig(meta_iterations=50, meta_batch_size=10, episodes=5, horizon=200),
+        maml=MAMLConfig(meta_iterations=100, meta_batch_size=10, episodes=5, horizon=200),
         adapt=AdaptConfig(steps=10, episodes=10, horizon=200),
         family_budgets={
-            "navigation": dict(maml=MAMLConfig(meta_iterations=100, meta_batch_size=10, episodes=5),
+            "navigation": dict(maml=MAMLConfig(meta_iterations=200, meta_batch_size=10, episodes=5),
                                adapt=AdaptConfig(steps=10, episodes=10)),
             # Episodes cut at 300 of LunarLander's 1,000 steps: a landing takes 200–400 steps.
-            "lunarlander": dict(maml=MAMLConfig(meta_iterations=30, meta_batch_size=10, episodes=4, horizon=300),
+            "lunarlander": dict(maml=MAMLConfig(meta_iterations=40, meta_batch_size=10, episodes=4, horizon=300),
                                 adapt=AdaptConfig(steps=5, episodes=5, horizon=300), num_targets=20),
             # highway-env steps ~60 times a second per process: what a laptop affords.
             "highway": dict(maml=MAMLConfig(meta_iterations=10, meta_batch_size=5, episodes=2),
-                            adapt=AdaptConfig(steps=3, episodes=4), num_targets=10),
+                            adapt=AdaptConfig(steps=3, episodes=2), num_targets=10),
         },
     ),
     "paper": TransferProfile(
