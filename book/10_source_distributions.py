@@ -14,7 +14,8 @@
 # The paper's Appendix C (Figure 4) asks what MAML learns when its source tasks cover only part of
 # the space the targets come from. On the 2-D navigation family — move a point from the origin to
 # an unseen goal on a circle — it meta-trains on three source distributions of goals and adapts to
-# targets spread **uniformly** around the whole circle:
+# targets spread **uniformly** around the whole circle (the 50 target goals less the 10 that are
+# also source goals, so no target was seen in meta-training):
 #
 # * **uniform**: 10 goals evenly around the circle;
 # * **partial**: 10 goals on the half arc $[0, 0.9\pi]$;

@@ -9,7 +9,7 @@ import pytest
 
 from pgx.algos.maml import MAMLConfig
 from pgx.profiles import get_profile
-from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, hidden_task_spec, target_subset
+from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, hidden_task_spec, target_subset, unseen_targets
 from pgx.transfer import AdaptConfig
 from pgx.transfer_profiles import TRANSFER_PROFILES, TransferProfile, get_transfer_profile
 
@@ -18,9 +18,20 @@ def test_downstream_families_hide_the_task_and_targets_are_evenly_spaced():
     assert hidden_task_spec("cartpole") == "cartpole:observe_task=false"
     assert hidden_task_spec("highway:observe_task=true") == "highway:observe_task=true,observe_task=false"
     assert hidden_task_spec("navigation:goals=partial") == "navigation:goals=partial"  # hidden already
-    assert target_subset(50, 50) == tuple(range(50))
-    assert target_subset(50, 5) == (0, 12, 24, 37, 49)
-    assert target_subset(4, 10) == (0, 1, 2, 3)
+    assert target_subset(tuple(range(50)), 50) == tuple(range(50))
+    assert target_subset(tuple(range(50)), 5) == (0, 12, 24, 37, 49)
+    assert target_subset((3, 5, 8, 9), 10) == (3, 5, 8, 9)
+    assert target_subset((3, 5, 8, 9, 11), 3) == (3, 8, 11)
+
+
+def test_targets_that_are_source_tasks_are_left_out():
+    # Both ends of CartPole's target grid are source tasks (0.05 m and 5 m).
+    cartpole = unseen_targets("cartpole")
+    assert len(cartpole) == 48 and 0 not in cartpole and 49 not in cartpole
+    # Every fifth uniform target goal is a uniform source goal; partial's are among them.
+    both = unseen_targets("navigation:goals=uniform", "navigation:goals=partial", "navigation:goals=biased")
+    assert len(both) == 40 and not any(i % 5 == 0 for i in both)
+    assert len(unseen_targets("navigation")) == 50  # the clustered sources sit between targets
 
 
 def test_every_profile_has_downstream_budgets_for_every_family():
@@ -56,6 +67,7 @@ def test_source_distributions_share_the_uniform_targets(isolated_cache):
     budgets = TRANSFER_PROFILES["smoke"].for_family("navigation")
     for run, adaptation in runs.values():
         assert adaptation.returns.shape == (budgets.num_targets, budgets.adapt.steps + 1)
+        assert not set(adaptation.target_ids) & {i for i in range(50) if i % 5 == 0}  # no source goal among them
         assert run.returns_after.shape == (budgets.maml.meta_iterations,)
         path = adaptation.trajectories[budgets.adapt.steps]
         assert path.shape[0] == budgets.num_targets and path.shape[-1] == 2

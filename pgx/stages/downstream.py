@@ -29,7 +29,7 @@ import torch
 
 from pgx.algos.maml import MAMLResult
 from pgx.algos.ppo import TrainResult
-from pgx.envs import make_family
+from pgx.envs import as_param_array, make_family
 from pgx.profiles import Profile
 from pgx.stages.cache import cache_dir, cached, code_version, stage_args
 from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
@@ -39,7 +39,7 @@ CODE_VERSION = code_version(__name__)
 """What this module's cache keys carry: a hash of the code its stages can run."""
 
 __all__ = ["METHODS", "GROUPINGS", "TransferResult", "maml_transfer", "source_distributions", "hidden_task_spec",
-           "target_subset", "transfer_profile"]
+           "unseen_targets", "target_subset", "transfer_profile"]
 
 GROUPINGS = ("PolicyGradEx", "random", "gradient similarity")
 """The groupings whose representatives MAML meta-trains on."""
@@ -64,11 +64,25 @@ def hidden_task_spec(family_name: str) -> str:
     return family_name + ("," if ":" in family_name else ":") + "observe_task=false"
 
 
-def target_subset(num_targets_available: int, num_targets: int) -> tuple[int, ...]:
-    """``num_targets`` target ids evenly spaced over ``range(num_targets_available)``."""
-    if num_targets >= num_targets_available:
-        return tuple(range(num_targets_available))
-    return tuple(int(i) for i in np.unique(np.linspace(0, num_targets_available - 1, num_targets).round()))
+def unseen_targets(*specs: str) -> tuple[int, ...]:
+    """Ids of the target tasks of ``specs[0]`` whose parameters equal no source task of any family in
+    ``specs``. The families' target grids share points with their source grids (both ends of
+    CartPole's, LunarLander's and highway's ranges; every fifth goal with navigation's uniform
+    sources), and a target seen in meta-training is not unseen."""
+    families = [make_family(spec) for spec in specs]
+    targets = as_param_array(families[0].target_params)
+    sources = np.concatenate([as_param_array(f.source_params) for f in families])
+    scale = np.maximum(np.abs(sources).max(axis=0), 1e-12)
+    seen = (np.abs(targets[:, None] - sources[None]) / scale).max(axis=-1).min(axis=1) < 1e-9
+    return tuple(int(i) for i in np.flatnonzero(~seen))
+
+
+def target_subset(candidates: tuple[int, ...], num_targets: int) -> tuple[int, ...]:
+    """``num_targets`` of the ``candidates`` target ids, evenly spaced over them (all if fewer)."""
+    if num_targets >= len(candidates):
+        return tuple(candidates)
+    picks = np.unique(np.linspace(0, len(candidates) - 1, num_targets).round().astype(int))
+    return tuple(candidates[i] for i in picks)
 
 
 # --- the runs, each cached (and checkpointed) on its own ----------------------------------------
@@ -160,7 +174,7 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
     per_group = {int(g): _ppo_run(spec, profile, ppo_seed, tuple(int(t) for t in np.flatnonzero(labels == g)),
                                   ppo_steps // len(np.unique(labels)), CODE_VERSION) for g in np.unique(labels)}
 
-    targets = target_subset(len(family.target_params), budgets.num_targets)
+    targets = target_subset(unseen_targets(spec), budgets.num_targets)
     adapt_seed = seed + _ADAPT_SEED
     policy = budgets.maml.policy
     adaptations = {m: adaptation_curves(run.actor(family, policy), family, targets, budgets.adapt, adapt_seed)
@@ -198,7 +212,8 @@ def _source_distribution(distribution: str, budgets: TransferProfile, seed: int,
     spec = f"navigation:goals={distribution}"
     family = make_family(spec)
     run = _maml_run(spec, budgets, seed, tuple(range(family.n_tasks)), CODE_VERSION)
-    targets = target_subset(len(family.target_params), budgets.num_targets)
+    # The same targets for every distribution: those none of them trains on.
+    targets = target_subset(unseen_targets(*(f"navigation:goals={d}" for d in SOURCE_DISTRIBUTIONS)), budgets.num_targets)
     adaptation = adaptation_curves(run.actor(family, budgets.maml.policy), family, targets, budgets.adapt,
                                    seed + _ADAPT_SEED)
     return run, adaptation
