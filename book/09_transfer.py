@@ -123,6 +123,10 @@ print("return after adaptation")
 display(table3("after"))
 print("return before adaptation (the starting policy on the targets)")
 display(table3("before"))
+spread = pd.DataFrame({spec: {m: np.mean([results[spec, s].adaptations[m].after.std(ddof=1) for s in SEEDS])
+                              for m in METHODS} for spec in FAMILIES})
+print("spread over targets: std of the return after adaptation across targets, averaged over seeds")
+display(spread.round(1))
 
 # %% [markdown]
 # ## Adaptation curves
