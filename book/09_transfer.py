@@ -204,6 +204,8 @@ verdicts
 # %% [markdown]
 # The paper's two averages, computed the same way here: the mean over families and over the
 # baselines of each kind of the seed-by-seed relative improvements, with their spread over seeds.
+# "Multitask baselines" are MAML on all source tasks and both multitask PPO policies; "random and
+# gradient-similarity" are MAML on those groupings' representatives.
 
 # %%
 improvements = relative_improvements(rows, OURS).reset_index()

@@ -153,6 +153,9 @@ def linear_baseline(obs: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
         coef, info = torch.linalg.solve_ex(gram + reg * 10**attempt * eye, rhs)
         if not info.any() and torch.isfinite(coef).all():
             break
+    else:
+        raise ValueError(f"the linear baseline could not be fitted (ridge up to {reg * 1e4:g}); are the observations "
+                         f"or returns non-finite? largest |return| {float(returns.abs().max())}")
     values = (x @ coef).reshape(returns.shape)
     return values.to(returns.dtype) * mask
 

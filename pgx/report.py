@@ -196,7 +196,8 @@ def relative_improvements(rows: pd.DataFrame, ours: str, column: str = "after") 
     negative returns (LunarLander, navigation)."""
     values = rows[column].unstack("method")
     base = values.drop(columns=ours)
-    return base.rsub(values[ours], axis=0).div(base.abs()).stack().rename("improvement").to_frame()
+    scale = base.abs().where(base.abs() > 0)  # a baseline return of exactly 0 gives NaN, not inf
+    return base.rsub(values[ours], axis=0).div(scale).stack().rename("improvement").to_frame()
 
 
 def improvement_verdicts(rows: pd.DataFrame, ours: str, column: str = "after") -> pd.DataFrame:

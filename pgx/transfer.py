@@ -27,6 +27,7 @@ from pgx.algos.maml import adapt, as_tuple
 from pgx.envs import TaskFamily, as_param_array
 from pgx.episodes import collect_episodes, stack_params
 from pgx.policies import Actor
+from pgx.runtime import is_int
 
 __all__ = ["AdaptConfig", "Adaptation", "adaptation_curves", "representatives", "nearest_source_tasks"]
 
@@ -47,14 +48,17 @@ class AdaptConfig:
     """Cut episodes after this many steps (None: the family's ``max_episode_steps``)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 0:
+        if not is_int(self.steps) or self.steps < 0:
             raise ValueError(f"AdaptConfig.steps must be an int >= 0, got {self.steps!r}")
-        if not isinstance(self.episodes, int) or self.episodes < 1:
+        if not is_int(self.episodes) or self.episodes < 1:
             raise ValueError(f"AdaptConfig.episodes must be an int >= 1, got {self.episodes!r}")
         if not isinstance(self.lr, (int, float)) or not np.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"AdaptConfig.lr must be a finite number > 0, got {self.lr!r}")
-        if self.horizon is not None and (not isinstance(self.horizon, int) or self.horizon < 1):
+        if self.horizon is not None and (not is_int(self.horizon) or self.horizon < 1):
             raise ValueError(f"AdaptConfig.horizon must be None or an int >= 1, got {self.horizon!r}")
+        if not (0 < self.gamma <= 1) or not (0 <= self.gae_lambda <= 1):
+            raise ValueError(f"AdaptConfig.gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma!r} "
+                             f"and {self.gae_lambda!r}")
 
 
 @dataclass
@@ -146,6 +150,8 @@ def nearest_source_tasks(source_params, target_params) -> np.ndarray:
     how a target is routed to one group's policy."""
     sources = as_param_array(source_params)
     targets = as_param_array(target_params)
+    if sources.shape[1] != targets.shape[1]:
+        raise ValueError(f"source and target parameters differ in dimension: {sources.shape[1]} vs {targets.shape[1]}")
     mean, scale = sources.mean(axis=0), sources.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     s, t = (sources - mean) / scale, (targets - mean) / scale

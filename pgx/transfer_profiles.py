@@ -83,13 +83,14 @@ class TransferProfile:
         }
 
 
-_SMOKE_MAML = MAMLConfig(meta_iterations=3, meta_batch_size=3, episodes=2, horizon=50)
+# The meta-batch holds every source task (10) at least once: MAML on all tasks must see them all.
+_SMOKE_MAML = MAMLConfig(meta_iterations=3, meta_batch_size=10, episodes=1, horizon=50)
 _SMOKE_ADAPT = AdaptConfig(steps=2, episodes=2, horizon=50)
 
 TRANSFER_PROFILES: dict[str, TransferProfile] = {
     "smoke": TransferProfile(
         name="smoke", maml=_SMOKE_MAML, adapt=_SMOKE_ADAPT, num_targets=4, seeds=(0, 1),
-        family_budgets={"highway": dict(maml=replace(_SMOKE_MAML, meta_iterations=2, meta_batch_size=2, horizon=10),
+        family_budgets={"highway": dict(maml=replace(_SMOKE_MAML, meta_iterations=2, horizon=10),
                                         adapt=replace(_SMOKE_ADAPT, steps=1, horizon=10), num_targets=2)},
     ),
     "default": TransferProfile(
@@ -104,7 +105,7 @@ TRANSFER_PROFILES: dict[str, TransferProfile] = {
             "lunarlander": dict(maml=MAMLConfig(meta_iterations=40, meta_batch_size=10, episodes=4, horizon=300),
                                 adapt=AdaptConfig(steps=5, episodes=5, horizon=300), num_targets=20),
             # highway-env steps ~60 times a second per process: what a laptop affords.
-            "highway": dict(maml=MAMLConfig(meta_iterations=10, meta_batch_size=5, episodes=2),
+            "highway": dict(maml=MAMLConfig(meta_iterations=10, meta_batch_size=10, episodes=1),
                             adapt=AdaptConfig(steps=3, episodes=2), num_targets=10),
         },
     ),

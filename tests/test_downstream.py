@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pgx.algos.maml import MAMLConfig
+from pgx.envs import make_family
 from pgx.profiles import get_profile
 from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, hidden_task_spec, target_subset, unseen_targets
 from pgx.transfer import AdaptConfig
@@ -39,8 +40,9 @@ def test_every_profile_has_downstream_budgets_for_every_family():
         assert get_transfer_profile(name) is profile
         for family in ("cartpole", "lunarlander", "highway", "navigation:goals=uniform"):
             budgets = profile.for_family(family)
-            assert budgets.adapt.lr == budgets.maml.inner_lr
             assert budgets.budgets()["family"] == family.partition(":")[0]
+            # MAML on all tasks must train on every source task.
+            assert budgets.maml.meta_batch_size >= make_family(family).n_tasks
     assert get_transfer_profile("paper").adapt.steps == 200  # the paper's number
     with pytest.raises(ValueError, match="no downstream budgets for profile 'fast'"):
         get_transfer_profile("fast")
@@ -72,5 +74,6 @@ def test_source_distributions_share_the_uniform_targets(isolated_cache):
         path = adaptation.trajectories[budgets.adapt.steps]
         assert path.shape[0] == budgets.num_targets and path.shape[-1] == 2
         assert np.isfinite(path[:, 0]).all()  # every episode has a first step
+    assert len({adaptation.target_ids for _, adaptation in runs.values()}) == 1  # the same targets for all
     # Different source goals, same targets and seeds: different meta-policies.
     assert not np.array_equal(runs["uniform"][0].actor_state["net.0.weight"], runs["partial"][0].actor_state["net.0.weight"])

@@ -110,6 +110,32 @@ def test_vmap_meta_gradient_equals_the_loop_over_tasks():
         torch.testing.assert_close(fast[k], slow[k])
 
 
+def test_advantages_are_returns_minus_the_least_squares_baseline_when_lambda_is_one():
+    """λ = 1: GAE telescopes to discounted return − baseline; the baseline is the least-squares fit of
+    the returns on pytorch-maml-rl's features over the real steps; then per-task normalisation."""
+    obs, _, _, mask = _batch(1, 3, 7, 2, 2, seed=12, dtype=torch.float64)
+    rewards = torch.rand(1, 3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(13)) * mask
+    gamma = 0.9
+    returns = torch.zeros_like(rewards)
+    for t in reversed(range(7)):
+        returns[..., t] = rewards[..., t] + (gamma * returns[..., t + 1] if t < 6 else 0.0)
+    t = torch.arange(7, dtype=torch.float64).expand(1, 3, 7).unsqueeze(-1) / 100
+    feats = torch.cat([obs, obs**2, t, t**2, t**3, torch.ones_like(t)], -1)[mask]
+    coef = torch.linalg.solve(feats.T @ feats + 1e-5 * torch.eye(feats.shape[1], dtype=torch.float64),
+                              feats.T @ returns[mask])
+    raw = returns[mask] - feats @ coef
+    expected = (raw - raw.mean()) / (raw.std(unbiased=False) + 1e-8)
+    torch.testing.assert_close(episode_advantages(obs, rewards, mask, gamma, 1.0)[mask], expected)
+    # λ = 0: one-step TD errors of the same baseline, normalised.
+    values = torch.zeros_like(rewards)
+    values[mask] = feats @ coef
+    after = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], -1) * torch.cat(
+        [mask[..., 1:], torch.zeros_like(mask[..., :1])], -1)
+    td = (rewards + gamma * after - values)[mask]
+    torch.testing.assert_close(episode_advantages(obs, rewards, mask, gamma, 0.0)[mask],
+                               (td - td.mean()) / (td.std(unbiased=False) + 1e-8))
+
+
 def test_padding_does_not_change_the_advantages_or_the_loss():
     obs, actions, _, mask = _batch(1, 2, 6, 3, 2, seed=9, dtype=torch.float32)
     rewards = torch.rand(1, 2, 6) * mask
@@ -135,6 +161,10 @@ def test_collect_episodes_is_seeded_and_masks_after_the_end():
         env.close()
     a, b = runs
     torch.testing.assert_close(a.obs, b.obs)
+    env = family.source_envs([0, 9], 3)
+    other = collect_episodes(actor, params, env, 3, 500, seed=12, gamma=0.99, gae_lambda=1.0)
+    env.close()
+    assert other.obs.shape != a.obs.shape or not torch.equal(other.obs, a.obs)  # another seed, other episodes
     assert a.obs.shape[:2] == (2, 3)
     lengths = a.mask.sum(-1)
     assert torch.equal(a.mask, torch.arange(a.mask.shape[-1]) < lengths[..., None])  # a prefix per episode
@@ -155,7 +185,9 @@ def test_maml_runs_on_discrete_and_box_and_resumes_exactly(tmp_path):
 
         with pytest.raises(KeyboardInterrupt):
             train(family, [0, 1], cfg, seed=5, checkpoint_path=path, progress=False, on_iteration=stop)
-        resumed = train(family, [0, 1], cfg, seed=5, checkpoint_path=path, progress=False)
+        seen: list[int] = []
+        resumed = train(family, [0, 1], cfg, seed=5, checkpoint_path=path, progress=False, on_iteration=seen.append)
+        assert seen == [2, 3]  # resumed from the checkpoint of iteration 2, not restarted
         for k in full.actor_state:
             torch.testing.assert_close(resumed.actor_state[k], full.actor_state[k])
         np.testing.assert_array_equal(resumed.returns_after, full.returns_after)
@@ -183,11 +215,17 @@ def test_bad_configs_and_inputs_raise_clear_errors():
         MAMLConfig(inner_lr=float("nan"))
     with pytest.raises(ValueError, match="meta_batch_size must be an int >= 1, got 0"):
         MAMLConfig(meta_batch_size=0)
+    with pytest.raises(ValueError, match="horizon must be None or an int >= 1, got True"):
+        MAMLConfig(horizon=True)
+    with pytest.raises(ValueError, match="AdaptConfig.gamma must be in"):
+        AdaptConfig(gamma=1.5)
     with pytest.raises(ValueError, match="AdaptConfig.lr must be a finite number > 0, got inf"):
         AdaptConfig(lr=float("inf"))
     family = make_family("navigation")
     with pytest.raises(ValueError, match="task_ids is empty"):
         train(family, [], MAMLConfig(meta_iterations=1), seed=0, progress=False)
+    with pytest.raises(ValueError, match="meta_batch_size 3 is smaller than the 10 training tasks"):
+        train(family, range(10), MAMLConfig(meta_iterations=1, meta_batch_size=3), seed=0, progress=False)
     actor = make_actor(family.obs_dim, family.action_space, TINY)
     with pytest.raises(ValueError, match=r"target ids must be in \[0, 49\], got \[50\]"):
         adaptation_curves(actor, family, [50], AdaptConfig(steps=1, episodes=1), seed=0)

@@ -19,8 +19,9 @@ meta-gradient → the training loop.
   and gradient-norm clipping is the original MAML paper's supervised choice and keeps one
   meta-gradient per iteration; the book shows the learning curve it gives.
 * **Meta-batch**: ``meta_batch_size`` slots, slot s always running training task ``s mod n``, with
-  ``episodes`` episodes each. Every method trained with this config spends the same episodes per
-  iteration whether it has 3 tasks or 10; the env is built once.
+  ``episodes`` episodes each; it must hold every training task at least once (where n does not
+  divide it, the first tasks get one slot more). Every method trained with this config spends the
+  same episodes per iteration whether it has 3 tasks or 10; the env is built once.
 * **Reproducible and resumable**: every batch starts from an env reset seeded by (seed, iteration,
   phase) and action sampling draws from a generator seeded the same way, so a run resumed from its
   checkpoint (weights, Adam state, curve) continues exactly as an uninterrupted one, on every
@@ -44,7 +45,7 @@ from pgx.envs import TaskFamily
 from pgx.episodes import EpisodeBatch, collect_episodes, stack_params
 from pgx.gradients import log_prob_at
 from pgx.policies import Actor, PolicyConfig, make_actor
-from pgx.runtime import pick_device, save_torch, seed_everything
+from pgx.runtime import is_int, pick_device, save_torch, seed_everything
 
 __all__ = ["MAMLConfig", "MAMLResult", "pg_loss", "adapt", "meta_loss", "meta_gradient", "meta_gradient_loop",
            "batch_seed", "train"]
@@ -82,9 +83,9 @@ class MAMLConfig:
     def __post_init__(self) -> None:
         for name in ("meta_iterations", "meta_batch_size", "episodes", "checkpoint_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"MAMLConfig.{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.inner_steps, int) or self.inner_steps < 0:
+        if not is_int(self.inner_steps) or self.inner_steps < 0:
             raise ValueError(f"MAMLConfig.inner_steps must be an int >= 0, got {self.inner_steps!r}")
         for name in ("inner_lr", "outer_lr"):
             value = getattr(self, name)
@@ -95,7 +96,7 @@ class MAMLConfig:
         if not (0 < self.gamma <= 1) or not (0 <= self.gae_lambda <= 1):
             raise ValueError(f"MAMLConfig.gamma must be in (0, 1] and gae_lambda in [0, 1], got "
                              f"{self.gamma!r} and {self.gae_lambda!r}")
-        if self.horizon is not None and (not isinstance(self.horizon, int) or self.horizon < 1):
+        if self.horizon is not None and (not is_int(self.horizon) or self.horizon < 1):
             raise ValueError(f"MAMLConfig.horizon must be None or an int >= 1, got {self.horizon!r}")
 
     def max_steps(self, family: TaskFamily) -> int:
@@ -222,6 +223,9 @@ def train(
     :param on_iteration: called after each iteration and its checkpoint (tests interrupt runs with it).
     """
     task_ids = tuple(int(t) for t in family.check_tasks(task_ids))
+    if cfg.meta_batch_size < len(task_ids):
+        raise ValueError(f"meta_batch_size {cfg.meta_batch_size} is smaller than the {len(task_ids)} training tasks: "
+                         f"some would never be trained on")
     dev = pick_device(device)
     seed_everything(seed)
     actor = make_actor(family.obs_dim, family.action_space, cfg.policy).to(dev)
@@ -263,7 +267,10 @@ def train(
                                      cfg.first_order)
             for name, p in actor.named_parameters():
                 p.grad = grads[name].detach().clone()
-            torch.nn.utils.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
+            if not torch.isfinite(norm):
+                raise ValueError(f"{family.name}: the meta-gradient is not finite at iteration {iteration} "
+                                 f"(norm {float(norm)}); try a smaller inner_lr ({cfg.inner_lr}) or outer_lr ({cfg.outer_lr})")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 

@@ -27,7 +27,7 @@ import joblib
 import numpy as np
 import torch
 
-from pgx.algos.maml import MAMLResult
+from pgx.algos.maml import MAMLConfig, MAMLResult
 from pgx.algos.ppo import TrainResult
 from pgx.envs import as_param_array, make_family
 from pgx.profiles import Profile
@@ -92,14 +92,11 @@ def _checkpoint(kind: str, *key) -> str:
 
 
 @cached
-def _maml_run(family_spec: str, budgets: TransferProfile, seed: int, task_ids: tuple[int, ...],
-              code_version: str) -> MAMLResult:
+def _maml_run(family_spec: str, cfg: MAMLConfig, seed: int, task_ids: tuple[int, ...], code_version: str) -> MAMLResult:
     from pgx.algos.maml import train
 
-    family = make_family(family_spec)
-    return train(family, task_ids, budgets.maml, seed,
-                 checkpoint_path=_checkpoint("maml", family_spec, budgets, seed, task_ids, code_version),
-                 progress=True)
+    return train(make_family(family_spec), task_ids, cfg, seed,
+                 checkpoint_path=_checkpoint("maml", family_spec, cfg, seed, task_ids, code_version), progress=True)
 
 
 @cached
@@ -156,6 +153,9 @@ class TransferResult:
 def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile, seed: int,
                    code_version: str) -> TransferResult:
     started = time.perf_counter()
+    if profile.meta_ppo.policy != budgets.maml.policy:
+        raise ValueError(f"MAML's policy {budgets.maml.policy} and PPO's {profile.meta_ppo.policy} differ: the "
+                         f"methods must share one architecture")
     spec = hidden_task_spec(family_name)
     family = make_family(spec)
     groups = _groupings(family_name, profile, seed)
@@ -163,7 +163,7 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
     all_tasks = tuple(range(family.n_tasks))
 
     def maml_on(task_ids) -> MAMLResult:
-        return _maml_run(spec, budgets, seed, tuple(task_ids), CODE_VERSION)
+        return _maml_run(spec, budgets.maml, seed, tuple(task_ids), CODE_VERSION)
 
     runs = {METHODS[0]: maml_on(reps["PolicyGradEx"]), METHODS[1]: maml_on(all_tasks),
             METHODS[2]: maml_on(reps["random"]), METHODS[3]: maml_on(reps["gradient similarity"])}
@@ -211,7 +211,7 @@ def _source_distribution(distribution: str, budgets: TransferProfile, seed: int,
                          code_version: str) -> tuple[MAMLResult, Adaptation]:
     spec = f"navigation:goals={distribution}"
     family = make_family(spec)
-    run = _maml_run(spec, budgets, seed, tuple(range(family.n_tasks)), CODE_VERSION)
+    run = _maml_run(spec, budgets.maml, seed, tuple(range(family.n_tasks)), CODE_VERSION)
     # The same targets for every distribution: those none of them trains on.
     targets = target_subset(unseen_targets(*(f"navigation:goals={d}" for d in SOURCE_DISTRIBUTIONS)), budgets.num_targets)
     adaptation = adaptation_curves(run.actor(family, budgets.maml.policy), family, targets, budgets.adapt,
