@@ -35,7 +35,9 @@
 #   others. The rule sees only task parameters, so it cannot favour one grouping's affinity.
 # * **MAML** (`pgx.algos.maml`): inner loop = vanilla policy-gradient steps on a task's own
 #   episodes (linear feature baseline, normalised GAE advantages); outer loop = the second-order
-#   meta-gradient through the adaptation (`torch.func`, `vmap` over tasks), applied with Adam. Every
+#   meta-gradient through the adaptation (`torch.func`, `vmap` over tasks), applied with Adam — not
+#   the references' TRPO step, which costs some ten Hessian-vector products through the adaptation
+#   and a line search per iteration, iterations two cores cannot spare. Every
 #   MAML run uses the same meta-batch (task slots × episodes), so 3 representatives and 10 tasks
 #   cost the same; one seed initialises all of them.
 # * **PPO baselines** spend, in total, the environment steps MAML on all source tasks spent (split
