@@ -90,7 +90,7 @@ summary
 # ## Where the return is lost
 #
 # Return after adaptation per target goal, by the goal's angle (first seed), with each
-# distribution's source goals marked on the axis. If coverage matters, the partial and biased
+# distribution's source goals as ticks along the bottom (one row per distribution). If coverage matters, the partial and biased
 # curves should sag over the angles their source goals leave out.
 
 # %%
@@ -99,12 +99,13 @@ angles = np.arctan2(targets[:, 1], targets[:, 0]) % (2 * np.pi)
 order = np.argsort(angles)
 fig, ax = plt.subplots(figsize=(7, 4.2))
 colors = dict(zip(SOURCE_DISTRIBUTIONS, sns.color_palette(n_colors=3)))
-for distribution in SOURCE_DISTRIBUTIONS:
+for row, distribution in enumerate(SOURCE_DISTRIBUTIONS):
     ax.plot(angles[order], runs[first][distribution][1].after[order], "o-", ms=3, lw=1, color=colors[distribution],
             label=distribution)
     sources = np.asarray(families[distribution].source_params)
-    ax.plot(np.arctan2(sources[:, 1], sources[:, 0]) % (2 * np.pi), np.full(len(sources), ax.get_ylim()[0]), "|",
-            ms=14, mew=2, color=colors[distribution])
+    # Source goals as a rug, one row per distribution along the bottom of the axes.
+    ax.plot(np.arctan2(sources[:, 1], sources[:, 0]) % (2 * np.pi), np.full(len(sources), 0.03 + 0.05 * row), "|",
+            ms=10, mew=2, color=colors[distribution], transform=ax.get_xaxis_transform())
 ax.set(xlabel="target goal angle (rad)", ylabel="return after adaptation", title=f"per target (seed {first})")
 ax.legend()
 fig.tight_layout()
