@@ -4,6 +4,7 @@ their budgets and descriptions as tables. Chapters narrate; this module only gat
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from typing import Sequence
@@ -156,13 +157,20 @@ def replicates_needed(rho: float, target: float, measured_with: int = 1) -> floa
 def show_warnings() -> None:
     """Print runtime and user warnings (solver not converged, SCS inaccurate, a stage's kept
     warnings) to stdout, where the built book keeps them; the book drops stderr, which carries
-    progress bars and library deprecation noise. Which repeats print follows the warnings filters."""
+    progress bars and library deprecation noise. Each distinct warning prints once per kernel, however
+    many cached stages carry it."""
     original = warnings.showwarning
+    shown: set[tuple[type, str]] = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
         ours = "pgx" in str(filename) or "book" in str(filename) or str(filename).startswith("<ipython")
         if issubclass(category, RuntimeWarning) or (issubclass(category, UserWarning) and ours):
-            print(f"warning ({category.__name__}): {message}", file=sys.stdout)
+            # A stage's kept warning comes back once per stage that loads it ("[verdicts] [meta_train] ...");
+            # the page shows each distinct warning once, with the first chain of stages that raised it.
+            core = (category, re.sub(r"^(\[\w+\] )+", "", str(message)))
+            if core not in shown:
+                shown.add(core)
+                print(f"warning ({category.__name__}): {message}", file=sys.stdout)
         else:
             original(message, category, filename, lineno, file, line)
 

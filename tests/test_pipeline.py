@@ -167,6 +167,12 @@ def test_show_warnings_prints_runtime_warnings_to_stdout(capsys):
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.warn("SCS reached only an inaccurate optimum", RuntimeWarning)
+            # A kept stage warning re-raised by every stage that loads it prints once.
+            warnings.warn("[verdicts] [meta_train] env cannot be pickled", RuntimeWarning)
+            warnings.warn("[exact_truth] [meta_train] env cannot be pickled", RuntimeWarning)
+            warnings.warn("[meta_train] env cannot be pickled", RuntimeWarning)
     finally:
         warnings.showwarning = before
-    assert "warning (RuntimeWarning): SCS reached only an inaccurate optimum" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "warning (RuntimeWarning): SCS reached only an inaccurate optimum" in out
+    assert out.count("env cannot be pickled") == 1 and "[verdicts] [meta_train] env cannot be pickled" in out
