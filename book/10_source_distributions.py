@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 from pgx.envs import make_family
 from pgx.envs.navigation import oracle_return
@@ -84,7 +85,12 @@ for d in ("partial", "biased"):
                f"{d} better" if clearly_above(after[d], after["uniform"]) else "no difference beyond the seeds' spread")
     summary.loc[d, "vs uniform (after)"] = verdict
 summary.loc["uniform", "vs uniform (after)"] = "—"
-summary
+display(summary)
+worse = [d for d in ("partial", "biased") if clearly_above(after["uniform"], after[d])]
+better = [d for d in ("partial", "biased") if clearly_above(after[d], after["uniform"])]
+print("expectation (narrower sources adapt worse to the whole circle): "
+      + ("holds here for " + " and ".join(worse) if worse else "does not hold here")
+      + (f"; {' and '.join(better)} adapt(s) better than uniform, beyond the seeds' spread" if better else ""))
 
 # %% [markdown]
 # ## Where the return is lost
@@ -134,5 +140,8 @@ for ax, distribution, letter in zip(axes, SOURCE_DISTRIBUTIONS, "bcd"):
 fig.tight_layout()
 
 # %% [markdown]
-# What the panels and the table show is computed above at this build's budgets; the table's
-# verdicts let the seeds' spread decide whether narrower source distributions cost return here.
+# What the panels and the table show is computed above at this build's budgets; the verdicts let
+# the seeds' spread decide whether narrower source distributions cost return here. Where they do
+# not, the trajectories are the place to look: a meta-policy from uniform sources starts with no
+# preferred direction (its sources' goals average to the origin) and must find the goal's direction
+# within the adaptation budget, while one from partial or biased sources starts out moving somewhere.
