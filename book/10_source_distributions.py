@@ -90,7 +90,7 @@ worse = [d for d in ("partial", "biased") if clearly_above(after["uniform"], aft
 better = [d for d in ("partial", "biased") if clearly_above(after[d], after["uniform"])]
 print("expectation (narrower sources adapt worse to the whole circle): "
       + ("holds here for " + " and ".join(worse) if worse else "does not hold here")
-      + (f"; {' and '.join(better)} adapt(s) better than uniform, beyond the seeds' spread" if better else ""))
+      + (f"; {' and '.join(better)} adapted better than uniform, beyond the seeds' spread" if better else ""))
 
 # %% [markdown]
 # ## Where the return is lost
@@ -141,7 +141,24 @@ fig.tight_layout()
 
 # %% [markdown]
 # What the panels and the table show is computed above at this build's budgets; the verdicts let
-# the seeds' spread decide whether narrower source distributions cost return here. Where they do
-# not, the trajectories are the place to look: a meta-policy from uniform sources starts with no
-# preferred direction (its sources' goals average to the origin) and must find the goal's direction
-# within the adaptation budget, while one from partial or biased sources starts out moving somewhere.
+# the seeds' spread decide whether narrower source distributions cost return here. One explanation
+# to check where they do not: uniform sources' goals average to the origin, so their meta-policy
+# may start with no preferred direction and spend its adaptation finding one, while partial or
+# biased sources give a policy that starts out moving somewhere. Before any adaptation, where does
+# each meta-policy end its episodes, on average over the targets?
+
+# %%
+def mean_endpoint(adaptation) -> float:
+    """Distance from the origin of the average last position of the pre-adaptation episodes."""
+    paths = adaptation.trajectories[0]
+    last = np.array([path[np.flatnonzero(np.isfinite(path[:, 0]))[-1]] for path in paths])
+    return float(np.linalg.norm(last.mean(axis=0)))
+
+
+drift = pd.DataFrame({d: [mean_endpoint(runs[s][d][1]) for s in SEEDS] for d in SOURCE_DISTRIBUTIONS}, index=SEEDS)
+print("distance of the average pre-adaptation endpoint from the origin (goals lie at distance 1):")
+print(drift.agg(mean_std).to_string())
+for d in ("partial", "biased"):
+    moves = clearly_above(drift[d], drift["uniform"])
+    print(f"{d}: {'starts out moving further in one direction than uniform' if moves else 'no clearer drift than uniform'}"
+          " (beyond the seeds' spread)")
