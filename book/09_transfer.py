@@ -107,6 +107,15 @@ for spec in FAMILIES:
         groups = [[labels[t] for t in np.flatnonzero(res.groups[grouping] == g)] for g in np.unique(res.groups[grouping])]
         table[(spec, grouping)] = {"groups": " | ".join(", ".join(g) for g in groups),
                                    "representatives": ", ".join(labels[t] for t in reps)}
+# Groupings with the same representatives train the same MAML run (same tasks, same seed): their
+# curves below coincide.
+for spec in FAMILIES:
+    for seed in SEEDS:
+        reps = results[spec, seed].representatives
+        names = list(reps)
+        same = [f"{a} = {b}" for i, a in enumerate(names) for b in names[i + 1:] if reps[a] == reps[b]]
+        if same:
+            print(f"{spec}, seed {seed}: same representatives, same MAML run: {'; '.join(same)}")
 pd.DataFrame(table).T
 
 # %% [markdown]
