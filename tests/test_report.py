@@ -84,3 +84,26 @@ def test_replicates_needed_refuses_bad_arguments(kwargs):
     name = "measured_with" if "measured_with" in kwargs else "target"
     with pytest.raises(ValueError, match=name):
         replicates_needed(0.5, **kwargs)
+
+
+def test_table3_improvements_and_verdicts_let_the_seeds_decide():
+    import pandas as pd
+
+    from pgx.report import improvement_verdicts, relative_improvements
+
+    rows = pd.DataFrame(
+        [{"family": f, "seed": s, "method": m, "after": v}
+         for f, table in {"lunar": {"ours": (-50, -52, -48), "random": (-100, -98, -102), "ppo": (-49, -51, -50)},
+                          "cart": {"ours": (150, 160, 140), "random": (100, 101, 99), "ppo": (0, 0, 0)}}.items()
+         for m, values in table.items() for s, v in enumerate(values)]
+    ).set_index(["family", "seed", "method"])
+    improvements = relative_improvements(rows, "ours")["improvement"]
+    # Negative returns: −50 against −100 is a 50% improvement, not −50%.
+    assert improvements.loc[("lunar", 0, "random")] == pytest.approx(0.5)
+    assert improvements.loc[("cart", 0, "random")] == pytest.approx(0.5)
+    assert np.isnan(improvements.loc[("cart", 0, "ppo")])  # a baseline of exactly 0: NaN, not inf
+    verdicts = improvement_verdicts(rows, "ours")["verdict"]
+    assert verdicts[("lunar", "random")] == "better"
+    assert verdicts[("lunar", "ppo")] == "no difference beyond the seeds' spread"  # 0.5 apart, spread 1–2
+    assert verdicts[("cart", "random")] == "better"
+    assert list(verdicts.index.get_level_values("family").unique()) == ["cart", "lunar"]  # every family, once
