@@ -235,7 +235,6 @@ pd.DataFrame(claims).set_index("over")
 # %% [markdown]
 # How to read the verdicts: every number above was computed in this build, at the budgets printed
 # at the top. A claim "holds here" only when the mean improvement exceeds the seeds' spread and
-# reaches the paper's size within that spread. At small budgets MAML's policies and their
-# adaptation are far from converged, and differences between starting points are easily within
-# the noise of a few seeds: that is a finding about this budget, not a contradiction of the paper
-# at its budget — and the `paper` profile runs the same code at the paper's.
+# reaches the paper's size within that spread. A verdict is about these budgets: the meta-training
+# curves above show whether each MAML run was still improving when its budget ran out, and the
+# `paper` profile runs the same code at the paper's budgets.
