@@ -38,7 +38,7 @@ from pgx.envs import make_family
 from pgx.envs.navigation import oracle_return
 from pgx.plots import small_multiples
 from pgx.profiles import get_profile
-from pgx.report import clearly_above, mean_std, show_warnings
+from pgx.report import clearly_above, mean_std, show_warnings, versus
 from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, source_distributions, transfer_profile
 from pgx.transfer_profiles import get_transfer_profile
 
@@ -80,14 +80,13 @@ fig.tight_layout()
 after = pd.DataFrame({d: [runs[s][d][1].after.mean() for s in SEEDS] for d in SOURCE_DISTRIBUTIONS}, index=SEEDS)
 before = pd.DataFrame({d: [runs[s][d][1].before.mean() for s in SEEDS] for d in SOURCE_DISTRIBUTIONS}, index=SEEDS)
 summary = pd.DataFrame({"before adaptation": before.agg(mean_std), "after adaptation": after.agg(mean_std)})
-for d in ("partial", "biased"):
-    verdict = ("uniform better" if clearly_above(after["uniform"], after[d]) else
-               f"{d} better" if clearly_above(after[d], after["uniform"]) else "no difference beyond the seeds' spread")
-    summary.loc[d, "vs uniform (after)"] = verdict
+narrow = {d: versus(after[d], after["uniform"], above="better", below="worse") for d in ("partial", "biased")}
+for d, verdict in narrow.items():
+    summary.loc[d, "vs uniform (after)"] = {"better": f"{d} better", "worse": "uniform better"}.get(verdict, verdict)
 summary.loc["uniform", "vs uniform (after)"] = "—"
 display(summary)
-worse = [d for d in ("partial", "biased") if clearly_above(after["uniform"], after[d])]
-better = [d for d in ("partial", "biased") if clearly_above(after[d], after["uniform"])]
+worse = [d for d, verdict in narrow.items() if verdict == "worse"]
+better = [d for d, verdict in narrow.items() if verdict == "better"]
 print("expectation (narrower sources adapt worse to the whole circle): "
       + ("holds here for " + " and ".join(worse) if worse else "does not hold here")
       + (f"; {' and '.join(better)} adapted better than uniform, beyond the seeds' spread" if better else ""))

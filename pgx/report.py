@@ -17,7 +17,7 @@ from pgx.profiles import Profile
 from pgx.runtime import is_int
 
 __all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
-           "mean_std", "clearly_above", "verdict_rows", "reliability_rows", "reliability_verdict",
+           "mean_std", "clearly_above", "NO_DIFFERENCE", "versus", "verdict_rows", "reliability_rows", "reliability_verdict",
            "replicates_needed", "show_warnings", "PAPER_TABLE3_CLAIMS", "BASELINE_KIND", "transfer_rows",
            "relative_improvements", "improvement_verdicts"]
 
@@ -104,6 +104,15 @@ def clearly_above(a, b) -> bool:
         return False
     spread = max(a.std() if len(a) > 1 else 0.0, b.std() if len(b) > 1 else 0.0)
     return bool(a.mean() - b.mean() > spread)
+
+
+NO_DIFFERENCE = "no difference beyond the seeds' spread"
+
+
+def versus(a, b, above: str = "better", below: str = "worse") -> str:
+    """``above`` where ``a`` is clearly above ``b`` (:func:`clearly_above`), ``below`` where clearly
+    below, else :data:`NO_DIFFERENCE`: the three-way verdict between two methods over seeds."""
+    return above if clearly_above(a, b) else below if clearly_above(b, a) else NO_DIFFERENCE
 
 
 def verdict_rows(verdicts: dict[tuple[str, int], dict]) -> pd.DataFrame:
@@ -216,8 +225,7 @@ def improvement_verdicts(rows: pd.DataFrame, ours: str, column: str = "after") -
     for spec, frame in values.groupby(level="family", sort=False):
         for baseline in [m for m in frame.columns if m != ours]:
             a, b = frame[ours], frame[baseline]
-            verdict = ("better" if clearly_above(a, b) else "worse" if clearly_above(b, a)
-                       else "no difference beyond the seeds' spread")
+            verdict = versus(a, b)
             out.append({"family": spec, "baseline": baseline, "PolicyGradEx": mean_std(a), "baseline return": mean_std(b),
                         "relative improvement": f"{(a.mean() - b.mean()) / abs(b.mean()):+.1%}" if b.mean() else "—",
                         "verdict": verdict})
