@@ -29,12 +29,15 @@ FAMILIES: dict[str, Callable[..., TaskFamily] | str] = {
     "lunarlander": "pgx.envs.lunarlander:lunarlander_family",
     "highway": "pgx.envs.highway:highway_family",
     "navigation": "pgx.envs.navigation:navigation_family",
+    "mt10": "pgx.envs.metaworld:mt10_family",
+    "mt50": "pgx.envs.metaworld:mt50_family",
 }
 """Family name → factory, or ``"module:function"`` of one: a family's heavy dependency (Box2D,
 highway-env) is imported only when that family is used."""
 
-BUILTIN_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
-"""The paper's families, in the book's order."""
+BUILTIN_FAMILIES: tuple[str, ...] = ("cartpole", "lunarlander", "highway", "navigation")
+"""The paper's control and navigation families, in the book's order, which chapters 1–10 run;
+Meta-World (``mt10``, ``mt50``) has a chapter of its own."""
 
 
 def register_family(name: str, factory: Callable[..., TaskFamily], *, overwrite: bool = False) -> None:
