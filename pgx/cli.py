@@ -22,7 +22,9 @@ from pgx.runtime import save_json, save_npz
 
 __all__ = ["main", "run_stage", "STAGES"]
 
-STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth", "maml")
+STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth", "maml", "multitask")
+METAWORLD = ("mt10", "mt50")
+"""Families whose meta-policy is multitask SAC (:mod:`pgx.stages.metaworld`), not PPO."""
 
 
 def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str = "first_order") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -30,6 +32,11 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
     from pgx import stages
     from pgx.clustering import gradient_similarity_grouping, random_grouping, sdp_cluster
 
+    if family.partition(":")[0] in METAWORLD:
+        return _run_metaworld(stage, family, profile_name, seed, route)
+    if stage == "multitask":
+        raise ValueError(f"the multitask stage (Table 3's Meta-World column) runs {' or '.join(METAWORLD)}, "
+                         f"got family {family!r}")
     profile = get_profile(profile_name).for_family(family)
     head = {"stage": stage, "family": family, "profile": profile.name, "seed": seed, "budgets": profile.budgets()}
     if stage == "train":
@@ -113,6 +120,51 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 
+def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The Meta-World stages: a SAC meta-policy's features, affinity and groups, and ``multitask``."""
+    from pgx.stages import metaworld as mw
+
+    budgets = mw.metaworld_profile(family, profile_name)
+    head = {"stage": stage, "family": family, "profile": budgets.name, "seed": seed, "budgets": budgets.budgets()}
+    if route != "first_order":
+        raise ValueError(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
+    if stage in ("validate", "groundtruth", "maml"):
+        raise ValueError(f"stage {stage!r} is not available for {family!r}: Meta-World has no SAC fine-tuning "
+                         f"ground truth or MAML transfer yet; its stages are train, features, affinity, group, multitask")
+    if stage == "multitask":
+        if family.partition(":")[0] != "mt10":
+            raise ValueError(f"the multitask stage (Table 3's Meta-World column) runs mt10, got {family!r}")
+        table = mw.multitask_table(family, seed, budgets)
+        return ({**head, "success": {m: r["success"] for m, r in table.items()},
+                 "mean_success": {m: float(np.nanmean(r["success"])) for m, r in table.items()},
+                 "returns": {m: r["returns"] for m, r in table.items()},
+                 "groups": {m: r["groups"].tolist() for m, r in table.items() if r["groups"] is not None},
+                 "env_steps": {m: r["env_steps"] for m, r in table.items()}},
+                {"methods": np.array(list(table)), "success": np.stack([r["success"] for r in table.values()])})
+    res = mw.grouping(family, seed, budgets)
+    meta = res.meta
+    if stage == "train":
+        r = meta.result
+        return ({**head, "eval_success": meta.success, "eval_returns": meta.returns,
+                 "mean_eval_success": float(meta.success.mean()), "wall_time_s": r.wall_time},
+                {"eval_steps": r.eval_steps, "eval_success": r.eval_success, "eval_returns": r.eval_returns,
+                 "episode_steps": r.episode_steps, "episode_tasks": r.episode_tasks,
+                 "episode_success": r.episode_success})
+    if stage == "features":
+        f = res.features
+        return ({**head, "num_samples": int(f.features.shape[0]), "dim": f.dim, "theta_fingerprint": f.theta_fingerprint,
+                 "rollout_time_s": res.times["rollouts"], "gradient_time_s": res.times["gradients"]},
+                {"features": f.features, "advantages": f.advantages, "task_ids": f.task_ids})
+    if stage == "affinity":
+        return ({**head, "route": route, "subsets": [list(s) for s in res.subsets], "affinity": res.affinity,
+                 "times_s": res.times}, {"affinity": res.affinity, "scores": res.scores})
+    if stage == "group":
+        return ({**head, "route": route, "k": budgets.num_groups,
+                 "labels": {m.lower().replace(" ", "_"): l.tolist()
+                            for m, l in res.groups.items()}, "times_s": res.times}, res.groups)
+    raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     load_plugins()
     parser = argparse.ArgumentParser(prog="python -m pgx", description=__doc__.splitlines()[0])
@@ -131,7 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_family(args.family)
     except ValueError as e:
         parser.error(f"--family: {e}")
-    summary, arrays = run_stage(args.stage, args.family, args.profile, args.seed, args.route)
+    try:
+        summary, arrays = run_stage(args.stage, args.family, args.profile, args.seed, args.route)
+    except ValueError as e:
+        if "is not available" in str(e) or "runs mt10" in str(e) or "first-order route only" in str(e):
+            parser.error(str(e))
+        raise
     save_json(summary, args.out / f"{args.stage}.json")
     if arrays:
         save_npz(arrays, args.out / f"{args.stage}.npz")
