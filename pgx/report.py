@@ -230,3 +230,30 @@ def improvement_verdicts(rows: pd.DataFrame, ours: str, column: str = "after") -
                         "relative improvement": f"{(a.mean() - b.mean()) / abs(b.mean()):+.1%}" if b.mean() else "—",
                         "verdict": verdict})
     return pd.DataFrame(out).set_index(["family", "baseline"])
+
+
+def metaworld_kinds(names: Sequence[str]) -> list[str]:
+    """The kind of each Meta-World task: the object its name starts with (``"drawer-open-v3"`` →
+    ``"drawer"``; ``"pick-place-wall-v3"`` → ``"pick"``), the only task taxonomy the benchmark
+    itself ships with. Used to ask whether tasks of the same kind land in the same group."""
+    return [name.split("-")[0] for name in names]
+
+
+def agreement_beyond_chance(labels, reference, seed: int = 0, draws: int = 2000) -> dict[str, float]:
+    """NMI of ``labels`` with ``reference``, and how often random partitions *with the same group
+    sizes* score at least as high (a permutation test: 0.01 means 1% of shuffles do).
+
+    Shuffling the labels keeps the number and sizes of the groups, so a grouping is compared with
+    chance groupings of its own shape, not with an NMI threshold that depends on the shape."""
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    labels, reference = np.asarray(labels), np.asarray(reference)
+    if labels.shape != reference.shape or labels.ndim != 1:
+        raise ValueError(f"labels and reference must be 1-D of equal length, got {labels.shape} and {reference.shape}")
+    if not is_int(draws) or draws < 1:
+        raise ValueError(f"draws must be an int >= 1, got {draws!r}")
+    observed = nmi(reference, labels)
+    rng = np.random.default_rng(seed)
+    shuffled = np.array([nmi(reference, rng.permutation(labels)) for _ in range(draws)])
+    return {"nmi": float(observed), "chance nmi": float(shuffled.mean()),
+            "share of shuffles at least as high": float((shuffled >= observed - 1e-12).mean())}

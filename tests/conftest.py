@@ -54,7 +54,7 @@ def _reload_stages() -> None:
     import importlib
 
     import pgx.stages
-    from pgx.stages import cache, downstream, hessian_bound, pipeline, truth
+    from pgx.stages import cache, downstream, hessian_bound, metaworld, pipeline, truth
 
-    for module in (cache, pipeline, truth, hessian_bound, downstream, pgx.stages):
+    for module in (cache, pipeline, truth, hessian_bound, downstream, metaworld, pgx.stages):
         importlib.reload(module)

@@ -176,3 +176,21 @@ def test_show_warnings_prints_runtime_warnings_to_stdout(capsys):
     out = capsys.readouterr().out
     assert "warning (RuntimeWarning): SCS reached only an inaccurate optimum" in out
     assert out.count("env cannot be pickled") == 1 and "[verdicts] [meta_train] env cannot be pickled" in out
+
+
+def test_cli_runs_metaworld_stages_and_refuses_the_ones_it_lacks(isolated_cache, capsys):
+    out = isolated_cache / "out"
+    for stage in ("train", "features", "affinity", "group"):
+        assert main([stage, "--family", "mt10", "--profile", "smoke", "--out", str(out)]) == 0
+    train = json.loads((out / "train.json").read_text())
+    assert len(train["eval_success"]) == 10 and train["budgets"]["profile"] == "smoke"
+    group = json.loads((out / "group.json").read_text())
+    assert set(group["labels"]) == {"policygradex", "random", "gradient_similarity"}
+    assert np.load(out / "affinity.npz")["affinity"].shape == (10, 10)
+    for argv, message in ((["validate", "--family", "mt10"], "stage 'validate' is not available for 'mt10'"),
+                          (["multitask", "--family", "cartpole"], "runs mt10 or mt50, got family 'cartpole'"),
+                          (["multitask", "--family", "mt50"], "runs mt10, got 'mt50'"),
+                          (["affinity", "--family", "mt10", "--route", "plug_in"], "first-order route only")):
+        with pytest.raises(SystemExit):
+            main([*argv, "--profile", "smoke", "--out", str(out)])
+        assert message in capsys.readouterr().err

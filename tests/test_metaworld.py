@@ -1,0 +1,158 @@
+"""Meta-World MT10/MT50: the family, SAC's gradient features, the budgets, and the stages end to end."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from pgx.envs import make_family
+from pgx.envs.metaworld import EPISODE_STEPS, MT10_TASKS, MT50_TASKS, make_mt10_env, task_descriptions, task_names
+from pgx.metaworld_profiles import GROUPINGS, METAWORLD_PROFILES, MetaWorldProfile, get_metaworld_profile
+from pgx.report import agreement_beyond_chance, metaworld_kinds
+
+FOUR = "mt10:tasks=reach-v3+push-v3+drawer-close-v3+window-open-v3"
+
+
+def test_mt10_family_spaces_names_and_episode_length():
+    family = make_family("mt10")
+    assert family.n_tasks == 10 and family.obs_dim == 39 + 10 and family.num_actions == 4
+    assert family.max_episode_steps == EPISODE_STEPS == 500 and family.target_params == ()
+    assert task_names(family) == list(MT10_TASKS) and MT10_TASKS[0] == "reach-v3" and len(MT50_TASKS) == 50
+    sub = make_family(FOUR)
+    assert task_names(sub) == ["reach-v3", "push-v3", "drawer-close-v3", "window-open-v3"]
+    assert task_descriptions(["drawer-open-v3", "pick-place-wall-v3"]) == ["drawer open", "pick place wall"]
+    env = sub.source_envs(range(4), 1)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 39 + 4) and obs.dtype == np.float32
+    np.testing.assert_array_equal(obs[:, 39:], np.eye(4, dtype=np.float32))  # the one-hot, last
+    _, reward, terminated, truncated, info = env.step(np.zeros((4, 4)))
+    assert "success" in info and info["success"].shape == (4,) and not terminated.any() and not truncated.any()
+    assert np.all((reward >= 0) & (reward <= 10))  # reward v2
+    env.close()
+
+
+def test_a_scripted_reach_succeeds_and_episodes_end_by_truncation_at_500():
+    from metaworld.policies import SawyerReachV3Policy
+
+    env, policy = make_mt10_env(np.array([0.0])), SawyerReachV3Policy()
+    obs, _ = env.reset(seed=3)
+    reached, steps, truncated = False, 0, False
+    while not truncated:
+        obs, _, terminated, truncated, info = env.step(policy.get_action(obs))
+        reached |= bool(info["success"])
+        steps += 1
+        assert not terminated
+    assert reached and steps == 500
+    env.close()
+
+
+def test_reset_seed_reproduces_the_goal_and_the_start():
+    env = make_mt10_env(np.array([1.0]))
+    first, _ = env.reset(seed=11)
+    goal = env.unwrapped._last_rand_vec.copy()
+    env.reset(seed=12)
+    again, _ = env.reset(seed=11)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(goal, env.unwrapped._last_rand_vec)
+    others = set()
+    for s in range(8):
+        env.reset(seed=s)
+        others.add(env.get_wrapper_attr("goal_index"))
+    assert len(others) > 1  # seeds pick among the 50 goals
+    env.close()
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("mt10:tasks=reach+push-v3", "unknown MT10 task 'reach'"),
+    ("mt10:tasks=reach-v3+reach-v3", "at least 2 distinct names"),
+    ("mt10:tasks=reach-v3", "at least 2 distinct names"),
+    ("mt50:tasks=reach-v3+nope-v3", "unknown MT50 task 'nope-v3'"),
+])
+def test_bad_task_names_are_refused(spec, match):
+    with pytest.raises(ValueError, match=match):
+        make_family(spec)
+
+
+def test_a_task_index_out_of_range_is_refused():
+    for bad in (10.0, -1.0, 2.5):
+        with pytest.raises(ValueError, match="one task index in \\[0, 9\\]"):
+            make_mt10_env(np.array([bad]))
+
+
+def test_profiles_specialise_to_mt50_and_refuse_bad_budgets():
+    for name, profile in METAWORLD_PROFILES.items():
+        assert get_metaworld_profile(name) is profile
+        mt10, mt50 = profile.for_family("mt10"), profile.for_family("mt50")
+        assert mt10.family == "mt10" and mt50.family == "mt50" and mt10.for_family(FOUR) is mt10
+        assert mt50.subset_size > mt10.subset_size  # fifty tasks need larger subsets to cover every pair
+    with pytest.raises(ValueError, match="cannot run 'mt50'"):
+        METAWORLD_PROFILES["smoke"].for_family("mt10").for_family("mt50")
+    with pytest.raises(ValueError, match="mt10 or mt50"):
+        METAWORLD_PROFILES["smoke"].for_family("cartpole")
+    base = METAWORLD_PROFILES["smoke"]
+    with pytest.raises(ValueError, match="unknown method 'MT-PPO'"):
+        replace(base, methods=("MT-SAC", "MT-PPO"))
+    with pytest.raises(ValueError, match="steps_per_task must be an int >= 1, got 0"):
+        replace(base, steps_per_task=0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        replace(base, group_arch="transformer")
+    with pytest.raises(ValueError, match="unknown fields \\['nope'\\]"):
+        replace(base, family_budgets={"mt50": {"nope": 1}})
+    with pytest.raises(ValueError, match="no Meta-World budgets for profile 'huge'"):
+        get_metaworld_profile("huge")
+
+
+def test_soft_advantages_are_q_minus_v_and_rollouts_skip_reset_steps():
+    from pgx.algos.sac import SACAgent, SACConfig, to_env_action
+    from pgx.nets import ArchConfig
+    from pgx.sac_features import policy_rollout, soft_advantages
+
+    family = make_family("mt10:tasks=reach-v3+drawer-close-v3")
+    arch = ArchConfig(hidden=16, layers=2)
+    agent = SACAgent.build(family, SACConfig(actor_arch=arch, critic_arch=arch, batch_size=8, buffer_size=8), seed=0)
+    # 600 steps per task cross one truncation at 500: the reset step after it is not a transition.
+    samples = policy_rollout(agent.actor, family, 600, seed=1, action_of=lambda u: to_env_action(u, family.action_space))
+    assert samples.obs.shape == (1200, 39 + 2) and samples.actions.shape == (1200, 4)
+    np.testing.assert_array_equal(samples.task_ids.numpy(), np.repeat([0, 1], 600))
+    adv = soft_advantages(agent, samples, value_samples=4, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    expected = torch.cat([agent.q_values(samples.obs[i:i + 4096], samples.actions[i:i + 4096])
+                          - agent.soft_value(samples.obs[i:i + 4096], 4, generator) for i in range(0, 1200, 4096)])
+    torch.testing.assert_close(adv, expected.detach().float())
+    with pytest.raises(ValueError, match="value_samples must be an integer >= 1, got 0"):
+        soft_advantages(agent, samples, value_samples=0, seed=5)
+
+
+def test_kinds_and_agreement_beyond_chance():
+    assert metaworld_kinds(["drawer-open-v3", "pick-place-wall-v3", "reach-v3"]) == ["drawer", "pick", "reach"]
+    same = agreement_beyond_chance([0, 0, 1, 1, 2, 2, 3, 3], [5, 5, 6, 6, 7, 7, 8, 8], draws=500)
+    assert same["nmi"] == pytest.approx(1.0) and same["share of shuffles at least as high"] < 0.05
+    assert same["chance nmi"] < 0.9
+    with pytest.raises(ValueError, match="equal length"):
+        agreement_beyond_chance([0, 1], [0, 1, 2])
+
+
+def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
+    from pgx.stages import metaworld as mw
+
+    budgets = replace(METAWORLD_PROFILES["smoke"], num_subsets=6, subset_size=2, num_groups=2)
+    g = mw.grouping(FOUR, 0, budgets)
+    assert set(g.groups) == set(GROUPINGS)
+    for labels in g.groups.values():
+        assert sorted(set(labels.tolist())) == [0, 1] and len(labels) == 4  # a partition into k = 2 groups
+    assert g.affinity.shape == (4, 4) and np.isfinite(g.affinity).all()
+    assert g.features.features.shape == (4 * budgets.steps_per_task, budgets.projection_dim)
+    assert np.isfinite(g.features.advantages).all() and g.parameters > 0
+    table = mw.multitask_table(FOUR, 0, budgets)
+    assert list(table) == ["MT-SAC", "Soft Modularization"] + [f"{m} groups" for m in GROUPINGS]
+    for method, r in table.items():
+        assert r["success"].shape == (4,) and np.all((r["success"] >= 0) & (r["success"] <= 1))
+        assert r["env_steps"] == table["MT-SAC"]["env_steps"]  # the same budget for every method
+    assert table["MT-SAC"]["runs"][0] is not None and table["MT-SAC"]["success"].tolist() == g.meta.success.tolist()
+    with pytest.raises(ValueError, match="run mt10 or mt50"):
+        mw.grouping("cartpole", 0, budgets)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        mw.grouping(FOUR, -1, budgets)
