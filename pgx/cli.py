@@ -10,6 +10,7 @@ registered by the modules named in ``$PGX_PLUGINS`` (comma-separated), imported 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -120,12 +121,26 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 
+def _hardware() -> str:
+    """Where SAC trains (``pick_device``: CUDA when present), so a GPU run's figures name their card."""
+    import platform
+
+    import torch
+
+    from pgx.runtime import pick_device
+
+    device = pick_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return f"{device.type}: {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores"
+
+
 def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The Meta-World stages: a SAC meta-policy's features, affinity and groups, and ``multitask``."""
     from pgx.stages import metaworld as mw
 
     budgets = mw.metaworld_profile(family, profile_name)
-    head = {"stage": stage, "family": family, "profile": budgets.name, "seed": seed, "budgets": budgets.budgets()}
+    head = {"stage": stage, "family": family, "profile": budgets.name, "seed": seed, "budgets": budgets.budgets(),
+            "hardware": _hardware()}
     if route != "first_order":
         raise ValueError(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
     if stage in ("validate", "groundtruth", "maml"):

@@ -156,3 +156,23 @@ def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
         mw.grouping("cartpole", 0, budgets)
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         mw.grouping(FOUR, -1, budgets)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "softmod", "paco", "care"])
+def test_projected_features_of_every_sac_actor_equal_the_per_sample_loop(kind):
+    # The fast path forms per-sample gradients of nn.Linear layers from activations and errors;
+    # PaCo's composed weights (and routing/attention parameters) go through torch.func per chunk.
+    from pgx.algos.sac import SACAgent, SACConfig
+    from pgx.gradients import GaussianProjector, per_sample_grads_loop, projected_grads
+    from pgx.nets import ArchConfig
+
+    family = make_family(FOUR)
+    arch = ArchConfig(kind=kind, hidden=8, layers=3, modules=2)
+    agent = SACAgent.build(family, SACConfig(actor_arch=arch, critic_arch=arch, batch_size=8, buffer_size=8), seed=1)
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(12, family.obs_dim, generator=g)
+    obs[:, 39:] = torch.eye(4)[torch.arange(12) % 4]
+    u = agent.actor.sample(obs, g).detach()
+    projector = GaussianProjector([tuple(p.shape) for p in agent.actor.parameters()], 6, seed=3, block_rows=50)
+    fast = projected_grads(agent.actor, obs, u, projector, chunk_size=5)
+    torch.testing.assert_close(fast, projector.project(per_sample_grads_loop(agent.actor, obs, u)), rtol=1e-4, atol=1e-5)
