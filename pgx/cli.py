@@ -10,7 +10,6 @@ registered by the modules named in ``$PGX_PLUGINS`` (comma-separated), imported 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +23,10 @@ from pgx.runtime import save_json, save_npz
 __all__ = ["main", "run_stage", "STAGES"]
 
 STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth", "maml", "multitask")
+class StageUnavailable(ValueError):
+    """A stage this family does not have (the CLI reports it as a usage error)."""
+
+
 METAWORLD = ("mt10", "mt50")
 """Families whose meta-policy is multitask SAC (:mod:`pgx.stages.metaworld`), not PPO."""
 
@@ -36,7 +39,7 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
     if family.partition(":")[0] in METAWORLD:
         return _run_metaworld(stage, family, profile_name, seed, route)
     if stage == "multitask":
-        raise ValueError(f"the multitask stage (Table 3's Meta-World column) runs {' or '.join(METAWORLD)}, "
+        raise StageUnavailable(f"the multitask stage (Table 3's Meta-World column) runs {' or '.join(METAWORLD)}, "
                          f"got family {family!r}")
     profile = get_profile(profile_name).for_family(family)
     head = {"stage": stage, "family": family, "profile": profile.name, "seed": seed, "budgets": profile.budgets()}
@@ -121,36 +124,23 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 
-def _hardware() -> str:
-    """Where SAC trains (``pick_device``: CUDA when present), so a GPU run's figures name their card."""
-    import platform
-
-    import torch
-
-    from pgx.runtime import pick_device
-
-    device = pick_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    return f"{device.type}: {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores"
-
-
 def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The Meta-World stages: a SAC meta-policy's features, affinity and groups, and ``multitask``."""
     from pgx.stages import metaworld as mw
 
     budgets = mw.metaworld_profile(family, profile_name)
-    head = {"stage": stage, "family": family, "profile": budgets.name, "seed": seed, "budgets": budgets.budgets(),
-            "hardware": _hardware()}
+    head = {"stage": stage, "family": family, "profile": budgets.name, "seed": seed, "budgets": budgets.budgets()}
     if route != "first_order":
-        raise ValueError(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
+        raise StageUnavailable(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
     if stage in ("validate", "groundtruth", "maml"):
-        raise ValueError(f"stage {stage!r} is not available for {family!r}: Meta-World has no SAC fine-tuning "
+        raise StageUnavailable(f"stage {stage!r} is not available for {family!r}: Meta-World has no SAC fine-tuning "
                          f"ground truth or MAML transfer yet; its stages are train, features, affinity, group, multitask")
     if stage == "multitask":
         if family.partition(":")[0] != "mt10":
-            raise ValueError(f"the multitask stage (Table 3's Meta-World column) runs mt10, got {family!r}")
+            raise StageUnavailable(f"the multitask stage (Table 3's Meta-World column) runs mt10, got {family!r}")
         table = mw.multitask_table(family, seed, budgets)
-        return ({**head, "success": {m: r["success"] for m, r in table.items()},
+        return ({**head, "hardware": sorted({run.hardware for r in table.values() for run in r["runs"]}),
+                 "success": {m: r["success"] for m, r in table.items()},
                  "mean_success": {m: float(np.nanmean(r["success"])) for m, r in table.items()},
                  "returns": {m: r["returns"] for m, r in table.items()},
                  "groups": {m: r["groups"].tolist() for m, r in table.items() if r["groups"] is not None},
@@ -158,6 +148,7 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
                 {"methods": np.array(list(table)), "success": np.stack([r["success"] for r in table.values()])})
     res = mw.grouping(family, seed, budgets)
     meta = res.meta
+    head["hardware"] = meta.hardware  # where θ* trained, which may not be this machine (the cache)
     if stage == "train":
         r = meta.result
         return ({**head, "eval_success": meta.success, "eval_returns": meta.returns,
@@ -200,10 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--family: {e}")
     try:
         summary, arrays = run_stage(args.stage, args.family, args.profile, args.seed, args.route)
-    except ValueError as e:
-        if "is not available" in str(e) or "runs mt10" in str(e) or "first-order route only" in str(e):
-            parser.error(str(e))
-        raise
+    except StageUnavailable as e:
+        parser.error(str(e))
     save_json(summary, args.out / f"{args.stage}.json")
     if arrays:
         save_npz(arrays, args.out / f"{args.stage}.npz")

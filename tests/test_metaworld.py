@@ -105,25 +105,102 @@ def test_profiles_specialise_to_mt50_and_refuse_bad_budgets():
         get_metaworld_profile("huge")
 
 
-def test_soft_advantages_are_q_minus_v_and_rollouts_skip_reset_steps():
-    from pgx.algos.sac import SACAgent, SACConfig, to_env_action
+def _tiny_agent(family, seed=0, hidden=16):
+    from pgx.algos.sac import SACAgent, SACConfig
     from pgx.nets import ArchConfig
-    from pgx.sac_features import policy_rollout, soft_advantages
+
+    arch = ArchConfig(hidden=hidden, layers=2)
+    return SACAgent.build(family, SACConfig(actor_arch=arch, critic_arch=arch, batch_size=8, buffer_size=8), seed=seed)
+
+
+def test_rollouts_skip_reset_steps_and_label_tasks():
+    from pgx.algos.sac import to_env_action
+    from pgx.sac_features import policy_rollout
 
     family = make_family("mt10:tasks=reach-v3+drawer-close-v3")
-    arch = ArchConfig(hidden=16, layers=2)
-    agent = SACAgent.build(family, SACConfig(actor_arch=arch, critic_arch=arch, batch_size=8, buffer_size=8), seed=0)
-    # 600 steps per task cross one truncation at 500: the reset step after it is not a transition.
-    samples = policy_rollout(agent.actor, family, 600, seed=1, action_of=lambda u: to_env_action(u, family.action_space))
+    agent = _tiny_agent(family)
+    # 600 steps from one sub-env per task cross the truncation at 500. Every episode starts with the
+    # hand at the task's initial position; the step after the truncation (the autoreset step, which
+    # is no transition) would add the previous episode's last observation instead.
+    samples = policy_rollout(agent.actor, family, 600, seed=1, envs_per_task=1,
+                             action_of=lambda u: to_env_action(u, family.action_space))
     assert samples.obs.shape == (1200, 39 + 2) and samples.actions.shape == (1200, 4)
     np.testing.assert_array_equal(samples.task_ids.numpy(), np.repeat([0, 1], 600))
+    for task in (0, 1):
+        hand = samples.obs[task * 600:(task + 1) * 600, :3].numpy()
+        np.testing.assert_allclose(hand[500], hand[0], atol=0.02)  # a fresh episode, not the old one's end
+        assert np.abs(hand[499] - hand[0]).max() > 0.02
+        np.testing.assert_array_equal(samples.obs[task * 600:(task + 1) * 600, 39:].numpy(),
+                                      np.tile(np.eye(2)[task], (600, 1)))
+    two = policy_rollout(agent.actor, family, 7, seed=1, envs_per_task=2,
+                         action_of=lambda u: to_env_action(u, family.action_space))
+    np.testing.assert_array_equal(two.task_ids.numpy(), np.repeat([0, 1], 7))
+
+
+def test_soft_advantage_includes_the_entropy_term_and_favours_what_the_critic_favours():
+    from pgx.rollouts import Samples
+    from pgx.sac_features import soft_advantages
+
+    family = make_family("mt10:tasks=reach-v3+drawer-close-v3")
+    agent = _tiny_agent(family)
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(400, family.obs_dim, generator=g)
+    obs[:, 39:] = torch.eye(2)[torch.arange(400) % 2]
+    u = agent.actor.sample(obs, g).detach()
+    samples = Samples(obs=obs, actions=u, advantages=torch.zeros(400), task_ids=torch.arange(400) % 2)
     adv = soft_advantages(agent, samples, value_samples=4, seed=5)
     generator = torch.Generator().manual_seed(5)
-    expected = torch.cat([agent.q_values(samples.obs[i:i + 4096], samples.actions[i:i + 4096])
-                          - agent.soft_value(samples.obs[i:i + 4096], 4, generator) for i in range(0, 1200, 4096)])
+    expected = (agent.q_values(obs, u) - agent.alpha(agent.task_index(obs)) * agent.actor.log_prob(obs, u)
+                - agent.soft_value(obs, 4, generator))
     torch.testing.assert_close(adv, expected.detach().float())
+    # Over the policy's own actions the soft advantage averages to zero (Q − V alone would sit at −α·H).
+    assert abs(float(adv.mean())) < 0.25 * float(adv.std())
+    assert 0.2 < float((adv > 0).float().mean()) < 0.8
+    # A critic that pays for the first action coordinate: actions with a larger one get larger Â.
+    with torch.no_grad():
+        for q in (agent.critic.q1, agent.critic.q2):
+            for p in q.parameters():
+                p.zero_()
+    agent.critic.q1.forward = agent.critic.q2.forward = lambda x, task: 5.0 * x[:, 39 + 2:39 + 3]
+    adv = soft_advantages(agent, samples, value_samples=16, seed=5)
+    order = torch.tanh(u[:, 0])
+    assert float(torch.corrcoef(torch.stack([adv, order]))[0, 1]) > 0.5
     with pytest.raises(ValueError, match="value_samples must be an integer >= 1, got 0"):
         soft_advantages(agent, samples, value_samples=0, seed=5)
+
+
+def test_evaluation_counts_success_at_any_step_and_pairs_episodes_by_task():
+    from pgx.algos.sac import evaluate
+    from pgx.envs import gym_family
+
+    family = gym_family("flash", _flash_env, [0.0, 1.0, 2.0], [], "task", max_episode_steps=10)
+    agent = _tiny_agent(family)
+    success, returns = evaluate(family, agent.actor, [0, 1, 2], episodes=2, seed=0)
+    np.testing.assert_array_equal(success, [1.0, 1.0, 1.0])  # success reported at step 3 only
+    # Episode e of task t is seeded by (t, e), not by its slot: task 2 alone meets the same episodes.
+    _, alone = evaluate(family, agent.actor, [2], episodes=2, seed=0)
+    np.testing.assert_allclose(alone, returns[2:])
+
+
+def _flash_env(param):
+    """A 10-step episode that reports success at step 3 only; its reward is its reset seed."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    class Flash(gym.Env):
+        observation_space = spaces.Box(-1, 1, (2,), np.float32)
+        action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            self.t, self.seed_value = 0, 0 if seed is None else seed % 97
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return (np.zeros(2, np.float32), float(self.seed_value), False, self.t >= 10,
+                    {"success": self.t == 3})
+
+    return gym.wrappers.TimeLimit(Flash(), 10)
 
 
 def test_kinds_and_agreement_beyond_chance():

@@ -76,7 +76,8 @@ from pgx.runtime import is_int, pick_device, save_torch
 
 __all__ = ["SACConfig", "SACResult", "TanhGaussianActor", "TwinQ", "SACAgent", "Batch", "SACOptimisers",
            "make_optimisers", "tanh_log_abs_det", "to_env_action", "soft_q_target", "critic_loss", "actor_loss",
-           "alpha_loss", "soft_update", "update", "updates_due", "ReplayBuffer", "evaluate", "task_texts", "train"]
+           "alpha_loss", "soft_update", "update", "updates_due", "ReplayBuffer", "evaluate", "EVAL_STRIDE", "task_texts",
+           "train"]
 
 
 # --- config ---------------------------------------------------------------------------------------
@@ -554,13 +555,20 @@ def _to_batch(arrays: Mapping[str, np.ndarray], slot_task: torch.Tensor, device:
 
 # --- evaluation -----------------------------------------------------------------------------------
 
+EVAL_STRIDE = 1_000
+"""Seed distance between two tasks' evaluation episodes (at most this many episodes per task)."""
+
+
 @torch.no_grad()
 def evaluate(family: TaskFamily, actor: TanhGaussianActor, task_ids: Sequence[int], episodes: int, seed: int,
              env: gym.vector.VectorEnv | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Success rate and mean return of the deterministic policy ``tanh(μ(s))`` on each task.
 
-    One vectorised env over the tasks, one sub-env per episode, reset with ``seed``; each sub-env
-    plays one episode (at most ``family.max_episode_steps`` steps). An episode succeeds if
+    One vectorised env over the tasks, one sub-env per episode; each sub-env plays one episode (at
+    most ``family.max_episode_steps`` steps). Episode ``e`` of task ``t`` is reset with seed
+    ``seed + EVAL_STRIDE·t + e``: keyed by the task, not by its slot, so every method evaluated
+    with the same ``seed`` meets the same starts and goals on a task (common random numbers), and
+    seeds ``EVAL_STRIDE·n_tasks`` apart share none. An episode succeeds if
     ``info["success"]`` is true at any of its steps; a family whose envs never report
     ``"success"`` gets NaN success rates.
 
@@ -569,8 +577,8 @@ def evaluate(family: TaskFamily, actor: TanhGaussianActor, task_ids: Sequence[in
     :return: ``(success, returns)``, each ``(len(task_ids),)`` in the order of ``task_ids``.
     """
     ids = family.check_tasks(task_ids)
-    if not is_int(episodes) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    if not is_int(episodes) or not 1 <= episodes <= EVAL_STRIDE:
+        raise ValueError(f"episodes must be an int in [1, {EVAL_STRIDE}], got {episodes!r}")
     own_env = env is None
     if own_env:
         env = family.source_envs(ids, episodes)
@@ -579,7 +587,7 @@ def evaluate(family: TaskFamily, actor: TanhGaussianActor, task_ids: Sequence[in
                          f"{len(ids) * episodes}")
     try:
         device = next(actor.parameters()).device
-        obs, _ = env.reset(seed=seed)
+        obs, _ = env.reset(seed=[int(seed) + EVAL_STRIDE * int(t) + e for t in ids for e in range(episodes)])
         returns = np.zeros(env.num_envs)
         success = np.zeros(env.num_envs, dtype=bool)
         reports_success = False

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pgx.affinity import affinity_matrix, sample_subsets
-from pgx.algos.sac import SACAgent, SACConfig, SACResult, evaluate, to_env_action, train
+from pgx.algos.sac import EVAL_STRIDE, SACAgent, SACConfig, SACResult, evaluate, to_env_action, train
 from pgx.clustering import gradient_similarity_grouping, groups_from_labels, random_grouping, sdp_cluster
 from pgx.envs import make_family
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
@@ -38,6 +38,8 @@ __all__ = ["SACRun", "sac_run", "MetaWorldGrouping", "grouping", "multitask_tabl
 
 GROUP_SEED = 70_000
 """Seed offset of the grouped and baseline runs, so they do not share θ*'s random numbers."""
+EVAL_SEED = 10_000_000
+"""Base of the evaluation seeds (:func:`eval_seed`), far from every training seed."""
 
 
 def metaworld_profile(family_spec: str, profile_name: str | None = None) -> MetaWorldProfile:
@@ -72,11 +74,23 @@ class SACRun:
     returns: np.ndarray
     """``(len(task_ids),)`` mean return per task."""
     eval_time: float
+    hardware: str
+    """Where it trained: device, its name, torch version (a GPU run's figures name their card)."""
+
+
+def _hardware() -> str:
+    import platform
+
+    from pgx.runtime import pick_device
+
+    device = pick_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return f"{device.type}: {name}, torch {torch.__version__}"
 
 
 @cached
 def _sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids: tuple[int, ...], eval_episodes: int,
-             code_version: str) -> SACRun:
+             evaluation_seed: int, code_version: str) -> SACRun:
     family = make_family(family_spec)
     key = joblib.hash((family_spec, cfg, seed, task_ids, code_version))[:16]
     ckpt = cache_dir() / "checkpoints" / "sac" / f"{key}.pt"
@@ -87,15 +101,22 @@ def _sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids: tuple[int, .
         result = train(family, cfg, seed, task_ids=list(task_ids), checkpoint=ckpt, progress=True)
     agent = SACAgent.from_result(family, result)
     start = time.perf_counter()
-    success, returns = evaluate(family, agent.actor, list(task_ids), eval_episodes, seed + 90_000)
+    success, returns = evaluate(family, agent.actor, list(task_ids), eval_episodes, evaluation_seed)
     return SACRun(result=result, task_ids=task_ids, success=np.asarray(success), returns=np.asarray(returns),
-                  eval_time=time.perf_counter() - start)
+                  eval_time=time.perf_counter() - start, hardware=_hardware())
 
 
-def sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes: int) -> SACRun:
-    """Multitask SAC on ``task_ids`` of the family, then ``eval_episodes`` evaluation episodes per task."""
+def eval_seed(seed: int) -> int:
+    """The evaluation seed of every method compared at ``seed``: the same episodes per task for
+    all of them (``pgx.algos.sac.evaluate`` keys them by task), none shared between seeds."""
+    return EVAL_SEED + EVAL_STRIDE * 100 * int(seed)
+
+
+def sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes: int, evaluation_seed: int) -> SACRun:
+    """Multitask SAC on ``task_ids`` of the family, then ``eval_episodes`` evaluation episodes per
+    task from ``evaluation_seed``."""
     ids = tuple(int(t) for t in make_family(family_spec).check_tasks(task_ids))
-    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), CODE_VERSION)
+    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed), CODE_VERSION)
 
 
 def meta_config(budgets: MetaWorldProfile, family_spec: str) -> SACConfig:
@@ -129,7 +150,7 @@ def _features(agent: SACAgent, family, budgets: MetaWorldProfile, seed: int, rol
               projector: GaussianProjector) -> tuple[GradientFeatures, float, float, int]:
     start = time.perf_counter()
     samples = sac_samples(agent, family, budgets.steps_per_task, rollout_seed, budgets.value_samples,
-                          lambda u: to_env_action(u, family.action_space))
+                          lambda u: to_env_action(u, family.action_space), budgets.envs_per_task)
     rollout_time = time.perf_counter() - start
     start = time.perf_counter()
     feats = projected_grads(agent.actor, samples.obs, samples.actions, projector)
@@ -147,7 +168,7 @@ def _features(agent: SACAgent, family, budgets: MetaWorldProfile, seed: int, rol
 def _grouping(family_spec: str, budgets: MetaWorldProfile, seed: int, code_version: str) -> MetaWorldGrouping:
     family = make_family(family_spec)
     n, k = family.n_tasks, budgets.num_groups
-    meta = sac_run(family_spec, meta_config(budgets, family_spec), seed, range(n), budgets.eval_episodes)
+    meta = sac_run(family_spec, meta_config(budgets, family_spec), seed, range(n), budgets.eval_episodes, eval_seed(seed))
     agent = SACAgent.from_result(family, meta.result)
     seed_everything(seed)
     projector = GaussianProjector([tuple(p.shape) for p in agent.actor.parameters()], budgets.projection_dim, seed=seed)
@@ -191,7 +212,8 @@ def _group_config(budgets: MetaWorldProfile, kind: str, size: int, n: int) -> SA
     arch = budgets.arch(kind)
     cfg = budgets.sac
     return replace(cfg, actor_arch=arch, critic_arch=arch, total_steps=max(1, cfg.total_steps * size // n),
-                   learning_starts=cfg.learning_starts * size // n)
+                   learning_starts=cfg.learning_starts * size // n,
+                   eval_every=max(1, cfg.eval_every * size // n))  # as many curve points as on all tasks
 
 
 def multitask_table(family_spec: str, seed: int, budgets: MetaWorldProfile | None = None) -> dict[str, dict]:
@@ -211,7 +233,7 @@ def multitask_table(family_spec: str, seed: int, budgets: MetaWorldProfile | Non
         kind = METHODS[method]
         run = (grouping(family_spec, seed, budgets).meta if kind == "mlp"
                else sac_run(family_spec, _group_config(budgets, kind, n, n), run_seed, range(n),
-                            budgets.eval_episodes))
+                            budgets.eval_episodes, eval_seed(seed)))
         out[method] = {"success": run.success, "returns": run.returns, "groups": None,
                        "env_steps": run.result.env_steps, "runs": [run]}
     grouped = grouping(family_spec, seed, budgets)
@@ -220,7 +242,7 @@ def multitask_table(family_spec: str, seed: int, budgets: MetaWorldProfile | Non
         runs = []
         for members in groups_from_labels(labels):
             cfg = _group_config(budgets, budgets.group_arch, len(members), n)
-            run = sac_run(family_spec, cfg, run_seed, members, budgets.eval_episodes)
+            run = sac_run(family_spec, cfg, run_seed, members, budgets.eval_episodes, eval_seed(seed))
             success[list(members)], returns[list(members)] = run.success, run.returns
             runs.append(run)
         out[f"{name} groups"] = {"success": success, "returns": returns, "groups": labels,
