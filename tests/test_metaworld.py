@@ -10,7 +10,7 @@ import torch
 
 from pgx.envs import make_family
 from pgx.envs.metaworld import EPISODE_STEPS, MT10_TASKS, MT50_TASKS, make_mt10_env, task_descriptions, task_names
-from pgx.metaworld_profiles import GROUPINGS, METAWORLD_PROFILES, MetaWorldProfile, get_metaworld_profile
+from pgx.metaworld_profiles import GROUPINGS, METAWORLD_PROFILES, get_metaworld_profile
 from pgx.report import agreement_beyond_chance, metaworld_kinds
 
 FOUR = "mt10:tasks=reach-v3+push-v3+drawer-close-v3+window-open-v3"
