@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from _timing import best_time
 
-from pgx.algos.sac import Batch, SACAgent, SACConfig, make_optimisers, update
+from pgx.algos.sac import SACAgent, SACConfig, make_optimisers, update
 from pgx.envs import make_family
 from pgx.nets import KINDS, ArchConfig
+from pgx.report import synthetic_sac_batch
 
 STEPS, WIDTH, BATCH = 300, 128, 64
 
@@ -31,16 +32,6 @@ def env_rate(env: gym.vector.VectorEnv, actions: np.ndarray) -> float:
     for a in actions:
         env.step(a)
     return actions.shape[0] * env.num_envs / (time.perf_counter() - start)
-
-
-def fake_batch(family, per_task: int, tasks: list[int], seed: int) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    n = per_task * len(tasks)
-    task = torch.as_tensor(np.repeat(tasks, per_task))
-    obs = torch.randn(n, family.obs_dim, generator=g)
-    obs[:, -family.n_tasks:] = torch.nn.functional.one_hot(task, family.n_tasks).float()
-    return Batch(obs=obs, u=torch.randn(n, family.num_actions, generator=g), reward=torch.rand(n, generator=g),
-                 next_obs=obs.clone(), terminated=torch.zeros(n), task=task)
 
 
 def main() -> None:
@@ -65,10 +56,10 @@ def main() -> None:
         cfg = SACConfig(actor_arch=arch, critic_arch=arch, batch_size=BATCH)
         agent = SACAgent.build(family, cfg, seed=0)
         opt = make_optimisers(agent, cfg)
-        batch = fake_batch(family, BATCH, list(range(family.n_tasks)), 1)
+        batch = synthetic_sac_batch(family, BATCH, range(family.n_tasks), 1)
         rates[kind] = 1 / best_time(lambda: update(agent, opt, batch, cfg, rng), repeats=10)
         if kind == "mlp":
-            singles = [fake_batch(family, BATCH, [t], 2 + t) for t in range(family.n_tasks)]
+            singles = [synthetic_sac_batch(family, BATCH, [t], 2 + t) for t in range(family.n_tasks)]
             loop = best_time(lambda: [update(agent, opt, s, cfg, rng) for s in singles], repeats=5)
             print(f"SAC update, mlp {WIDTH} wide: one multitask update of 10 × {BATCH} {1e3 / rates[kind]:.1f} ms, "
                   f"ten single-task updates of {BATCH} {loop * 1e3:.1f} ms, ratio {loop * rates[kind]:.2f}×")

@@ -48,22 +48,22 @@
 
 # %%
 import time
+from itertools import combinations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
-from sklearn.metrics import normalized_mutual_info_score as nmi
 
-from pgx.clustering import groups_from_labels, random_grouping
+from pgx.clustering import groups_from_labels
 from pgx.envs import make_family
 from pgx.envs.metaworld import EPISODE_STEPS, GOAL_SEED, REWARD_VERSION, task_names
-from pgx.metaworld_profiles import GROUPINGS, METHODS
+from pgx.metaworld_profiles import GROUPINGS
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import mean_std, show_warnings, versus
-from pgx.stages.metaworld import grouping, metaworld_profile, multitask_table
+from pgx.report import agreement_beyond_chance, mean_std, metaworld_kinds, sac_update_seconds, show_warnings, versus
+from pgx.stages.metaworld import grouping, meta_config, metaworld_profile, multitask_table
 
 show_warnings()
 sns.set_theme()
@@ -105,26 +105,8 @@ print(f"measured: {env_rate:,.0f} env steps/s over the ten tasks, one process")
 # profile's budget is next to the published one:
 
 # %%
-import torch
-
-from pgx.algos.sac import Batch, SACAgent, make_optimisers, update
-from pgx.stages.metaworld import meta_config
-
 cfg = meta_config(MT10, "mt10")
-agent = SACAgent.build(family, cfg, seed=0)
-optimisers = make_optimisers(agent, cfg)
-g = torch.Generator().manual_seed(0)
-n_batch = cfg.batch_size * family.n_tasks
-task = torch.arange(n_batch) % family.n_tasks
-obs = torch.randn(n_batch, family.obs_dim, generator=g)
-obs[:, -family.n_tasks:] = torch.nn.functional.one_hot(task, family.n_tasks).float()
-batch = Batch(obs=obs, u=torch.randn(n_batch, family.num_actions, generator=g), reward=torch.rand(n_batch, generator=g),
-              next_obs=obs, terminated=torch.zeros(n_batch), task=task)
-update(agent, optimisers, batch, cfg, g)
-start = time.perf_counter()
-for _ in range(10):
-    update(agent, optimisers, batch, cfg, g)
-update_ms = (time.perf_counter() - start) / 10 * 1e3
+update_ms = sac_update_seconds(family, cfg) * 1e3
 per_task = MT10.sac.total_steps // family.n_tasks
 print(f"one update ({family.n_tasks} tasks × {cfg.batch_size} transitions, width {MT10.hidden}): {update_ms:.1f} ms on this machine")
 print(f"budget: {per_task:,} env steps per task ({per_task // EPISODE_STEPS} episodes), "
@@ -200,10 +182,6 @@ display(pd.DataFrame(group_rows).set_index(["seed", "grouping"]))
 # would give.
 
 # %%
-from itertools import combinations
-
-from pgx.report import agreement_beyond_chance, metaworld_kinds
-
 stability = []
 for a, b in combinations(SEEDS, 2):
     for method in GROUPINGS:

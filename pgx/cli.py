@@ -23,6 +23,8 @@ from pgx.runtime import save_json, save_npz
 __all__ = ["main", "run_stage", "STAGES"]
 
 STAGES = ("train", "features", "affinity", "group", "validate", "groundtruth", "maml", "multitask")
+
+
 class StageUnavailable(ValueError):
     """A stage this family does not have (the CLI reports it as a usage error)."""
 
@@ -40,7 +42,7 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
         return _run_metaworld(stage, family, profile_name, seed, route)
     if stage == "multitask":
         raise StageUnavailable(f"the multitask stage (Table 3's Meta-World column) runs {' or '.join(METAWORLD)}, "
-                         f"got family {family!r}")
+                               f"got family {family!r}")
     profile = get_profile(profile_name).for_family(family)
     head = {"stage": stage, "family": family, "profile": profile.name, "seed": seed, "budgets": profile.budgets()}
     if stage == "train":
@@ -134,7 +136,7 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
         raise StageUnavailable(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
     if stage in ("validate", "groundtruth", "maml"):
         raise StageUnavailable(f"stage {stage!r} is not available for {family!r}: Meta-World has no SAC fine-tuning "
-                         f"ground truth or MAML transfer yet; its stages are train, features, affinity, group, multitask")
+                               f"ground truth or MAML transfer yet; its stages are train, features, affinity, group, multitask")
     if stage == "multitask":
         if family.partition(":")[0] != "mt10":
             raise StageUnavailable(f"the multitask stage (Table 3's Meta-World column) runs mt10, got {family!r}")
@@ -146,16 +148,18 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
                  "groups": {m: r["groups"].tolist() for m, r in table.items() if r["groups"] is not None},
                  "env_steps": {m: r["env_steps"] for m, r in table.items()}},
                 {"methods": np.array(list(table)), "success": np.stack([r["success"] for r in table.values()])})
-    res = mw.grouping(family, seed, budgets)
-    meta = res.meta
-    head["hardware"] = meta.hardware  # where θ* trained, which may not be this machine (the cache)
-    if stage == "train":
+    if stage == "train":  # θ* alone: the same cached run the grouping starts from
+        meta = mw.sac_run(family, mw.meta_config(budgets, family), seed, range(make_family(family).n_tasks),
+                          budgets.eval_episodes, mw.eval_seed(seed))
+        head["hardware"] = meta.hardware  # where θ* trained, which may not be this machine (the cache)
         r = meta.result
         return ({**head, "eval_success": meta.success, "eval_returns": meta.returns,
                  "mean_eval_success": float(meta.success.mean()), "wall_time_s": r.wall_time},
                 {"eval_steps": r.eval_steps, "eval_success": r.eval_success, "eval_returns": r.eval_returns,
                  "episode_steps": r.episode_steps, "episode_tasks": r.episode_tasks,
                  "episode_success": r.episode_success})
+    res = mw.grouping(family, seed, budgets)
+    head["hardware"] = res.meta.hardware
     if stage == "features":
         f = res.features
         return ({**head, "num_samples": int(f.features.shape[0]), "dim": f.dim, "theta_fingerprint": f.theta_fingerprint,
