@@ -74,24 +74,24 @@ def collect(
     # Discrete actions are stored as floats (exact for small ints); Box actions keep their dimension.
     action_shape = () if agent.discrete else tuple(env.single_action_space.shape)
     actions_buf = torch.zeros((num_steps, n, *action_shape), device=device)
-    buf = {k: torch.zeros((num_steps, n), device=device) for k in ("log_probs", "values", "rewards")}
-    flags = {k: torch.zeros((num_steps, n), dtype=torch.bool, device=device) for k in ("terminated", "truncated", "valid")}
+    log_probs, values = (torch.zeros((num_steps, n), device=device) for _ in range(2))
+    # What the env returns stays in numpy until the rollout ends: one copy to the device instead
+    # of one small tensor per step and field (half of the loop's time on a CPU, measured).
+    rewards = np.zeros((num_steps, n), np.float32)
+    flags = {k: np.zeros((num_steps, n), bool) for k in ("terminated", "truncated", "valid")}
     finished: list[tuple[int, float]] = []
     for t in range(num_steps):
         obs_t = torch.as_tensor(state.obs, dtype=torch.float32, device=device)
-        action, log_prob, _, value = agent.get_action_and_value(obs_t, generator=generator)
-        obs_buf[t] = obs_t
-        actions_buf[t], buf["log_probs"][t], buf["values"][t] = action.float(), log_prob, value
-        flags["valid"][t] = torch.as_tensor(~state.reset_next, device=device)
+        action, log_probs[t], values[t] = agent.act(obs_t, generator)
+        obs_buf[t], actions_buf[t] = obs_t, action
+        flags["valid"][t] = ~state.reset_next
 
         next_obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
         reward = np.asarray(reward, dtype=np.float64)
         if not np.all(np.isfinite(reward)):
             bad = np.flatnonzero(~np.isfinite(reward))
             raise ValueError(f"non-finite reward {reward[bad[0]]} from sub-env {int(bad[0])} at step {t}")
-        buf["rewards"][t] = torch.as_tensor(reward, dtype=torch.float32, device=device)
-        flags["terminated"][t] = torch.as_tensor(terminated, device=device)
-        flags["truncated"][t] = torch.as_tensor(truncated, device=device)
+        rewards[t], flags["terminated"][t], flags["truncated"][t] = reward, terminated, truncated
 
         state.episode_return += reward
         done = np.logical_or(terminated, truncated)
@@ -100,7 +100,9 @@ def collect(
         state.episode_return[done] = 0.0
         state.obs, state.reset_next = next_obs, done
     next_value = agent.get_value(torch.as_tensor(state.obs, dtype=torch.float32, device=device))
-    return Rollout(obs=obs_buf, actions=actions_buf, **buf, **flags, next_value=next_value, finished_returns=finished)
+    on_device = {k: torch.from_numpy(v).to(device) for k, v in (("rewards", rewards), *flags.items())}
+    return Rollout(obs=obs_buf, actions=actions_buf, log_probs=log_probs, values=values, **on_device,
+                   next_value=next_value, finished_returns=finished)
 
 
 def gae(

@@ -1,0 +1,208 @@
+"""Multitask PPO throughput: pgx against Stable-Baselines3's PPO on the same family and budget.
+
+Both sides train the CartPole family (10 pole lengths, 4 sub-envs per task, 128 steps per
+rollout, 4 epochs × 4 minibatches, learning rate 2.5e-4 decayed linearly to 0, the same clipping,
+entropy and value coefficients, gradient-norm cap and Adam ε) with the same network: separate
+actor and critic MLPs of four linear layers, 64 wide, tanh, orthogonal init. SB3 builds the family
+as its users would: one ``gymnasium.make("CartPole-v1")`` per sub-env with its pole length set and
+the task one-hot appended by an observation wrapper, in a ``DummyVecEnv``. One torch thread, same
+process, sides alternating by seed. What differs, and stays: SB3 does not clip the value loss
+(pgx does, as CleanRL), and SB3 bootstraps truncated episodes from their final observation inside
+the rollout (pgx from the stored final observation, the same value).
+
+Returns: after training, each policy's actor (SB3's copied into a pgx actor, layer by layer) plays
+the same seeded greedy episodes on every task (``pgx.evaluation.evaluate``), so returns compare
+like with like.
+
+Run by hand: ``python benchmarks/bench_ppo.py`` (400k steps × 3 seeds per side, about 2 minutes on
+one free core); ``--steps`` and ``--seeds`` change the budget. ``python benchmarks/bench_ppo.py
+--profile`` adds where pgx's time goes (cProfile of one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+
+from pgx.algos.ppo import PPOConfig, train
+from pgx.envs import make_family
+from pgx.envs.cartpole import SOURCE_LENGTHS
+from pgx.evaluation import evaluate
+from pgx.policies import CategoricalActor, PolicyConfig
+
+FAMILY = "cartpole"
+ENVS_PER_TASK, NUM_STEPS, EPOCHS, MINIBATCHES, LR = 4, 128, 4, 4, 2.5e-4
+POLICY = PolicyConfig(hidden=64, layers=4)
+EVAL_EPISODES, EVAL_SEED = 10, 12_345
+
+
+@dataclass(frozen=True)
+class Run:
+    library: str
+    seed: int
+    steps: int
+    wall_s: float
+    mean_return: float
+    """Mean over tasks of the greedy return, ``EVAL_EPISODES`` seeded episodes per task."""
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_s
+
+
+def pgx_config(steps: int) -> PPOConfig:
+    return PPOConfig(total_timesteps=steps, envs_per_task=ENVS_PER_TASK, num_steps=NUM_STEPS,
+                     learning_rate=LR, anneal_lr=True, num_minibatches=MINIBATCHES, update_epochs=EPOCHS,
+                     policy=POLICY)
+
+
+def run_pgx(steps: int, seed: int) -> Run:
+    family = make_family(FAMILY)
+    tasks = list(range(family.n_tasks))
+    start = time.perf_counter()
+    result = train(family, tasks, pgx_config(steps), seed=seed, progress=False)
+    wall = time.perf_counter() - start
+    actor = result.agent(family, POLICY).actor
+    returns = evaluate(actor, family, tasks, EVAL_EPISODES, seed=EVAL_SEED)
+    return Run("pgx", seed, int(result.steps[-1]), wall, float(returns.mean()))
+
+
+class _TaskOneHot(gym.ObservationWrapper):
+    """Appends task ``task``'s one-hot, as pgx's family does (so both see the same observations)."""
+
+    def __init__(self, env: gym.Env, task: int, n_tasks: int):
+        super().__init__(env)
+        self.one_hot = np.eye(n_tasks, dtype=np.float32)[task]
+        low = np.concatenate([env.observation_space.low, np.zeros(n_tasks, np.float32)])
+        high = np.concatenate([env.observation_space.high, np.ones(n_tasks, np.float32)])
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def observation(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([obs, self.one_hot]).astype(np.float32)
+
+
+def _cartpole_task(task: int):
+    def make() -> gym.Env:
+        env = gym.make("CartPole-v1")
+        env.unwrapped.length = SOURCE_LENGTHS[task]
+        env.unwrapped.polemass_length = env.unwrapped.masspole * SOURCE_LENGTHS[task]
+        return _TaskOneHot(env, task, len(SOURCE_LENGTHS))
+    return make
+
+
+def run_sb3(steps: int, seed: int) -> Run:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    n_tasks = len(SOURCE_LENGTHS)
+    venv = DummyVecEnv([_cartpole_task(t) for t in range(n_tasks) for _ in range(ENVS_PER_TASK)])
+    hidden = [POLICY.hidden] * (POLICY.layers - 1)
+    model = PPO(
+        "MlpPolicy", venv, n_steps=NUM_STEPS, batch_size=ENVS_PER_TASK * n_tasks * NUM_STEPS // MINIBATCHES,
+        n_epochs=EPOCHS, learning_rate=lambda remaining: LR * remaining, gamma=0.99, gae_lambda=0.95,
+        clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, seed=seed, device="cpu", verbose=0,
+        policy_kwargs=dict(net_arch=dict(pi=hidden, vf=hidden), activation_fn=torch.nn.Tanh),
+    )
+    start = time.perf_counter()
+    model.learn(steps)
+    wall = time.perf_counter() - start
+    family = make_family(FAMILY)
+    returns = evaluate(sb3_actor(model, family), family, range(n_tasks), EVAL_EPISODES, seed=EVAL_SEED)
+    return Run("sb3", seed, int(model.num_timesteps), wall, float(returns.mean()))
+
+
+def sb3_actor(model, family) -> CategoricalActor:
+    """SB3's trained policy as a pgx actor: the same layers, copied weight by weight."""
+    actor = CategoricalActor(family.obs_dim, family.num_actions, POLICY)
+    sb3_layers = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    sb3_layers.append(model.policy.action_net)
+    ours = [m for m in actor.net if isinstance(m, torch.nn.Linear)]
+    if len(ours) != len(sb3_layers):
+        raise ValueError(f"SB3's policy has {len(sb3_layers)} linear layers, pgx's actor {len(ours)}")
+    with torch.no_grad():
+        for mine, theirs in zip(ours, sb3_layers):
+            mine.weight.copy_(theirs.weight)
+            mine.bias.copy_(theirs.bias)
+    return actor
+
+
+def compare(steps: int = 400_000, seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
+    """One row per (library, seed): env steps, wall seconds, steps/s and greedy return. Seeds
+    alternate the two sides, so load from other jobs falls on both."""
+    torch.set_num_threads(1)
+    for runner in (run_pgx, run_sb3):  # warm-up: first-call imports (torch's optimiser pulls in dynamo) untimed
+        runner(NUM_STEPS * ENVS_PER_TASK * len(SOURCE_LENGTHS), 0)
+    rows = []
+    for seed in seeds:
+        for runner in (run_pgx, run_sb3):
+            run = runner(steps, seed)
+            rows.append({"library": run.library, "seed": run.seed, "steps": run.steps, "wall_s": run.wall_s,
+                         "steps_per_s": run.steps_per_s, "mean_return": run.mean_return})
+    return pd.DataFrame(rows)
+
+
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per library, and pgx's speed ratio (paired by seed)."""
+    by = runs.groupby("library")[["steps_per_s", "mean_return"]].agg(["mean", "std"])
+    pgx_rate = runs[runs.library == "pgx"].set_index("seed").steps_per_s
+    sb3_rate = runs[runs.library == "sb3"].set_index("seed").steps_per_s
+    ratio = pgx_rate / sb3_rate
+    by.attrs["ratio_mean"], by.attrs["ratio_min"] = float(ratio.mean()), float(ratio.min())
+    return by
+
+
+def profile_pgx(steps: int = 100_000, seed: int = 0, top: int = 12) -> pd.DataFrame:
+    """Where pgx's training time goes: cProfile's cumulative seconds of the functions that matter
+    (rollout, env step, policy passes, update's backward and Adam step), as a share of the run.
+    cProfile adds per-call overhead to Python-heavy parts, so shares are indicative."""
+    family = make_family(FAMILY)
+    train(family, [0], pgx_config(5_000), seed=seed, progress=False)  # imports and first-call costs out
+    profiler = cProfile.Profile()
+    profiler.enable()
+    train(family, list(range(family.n_tasks)), pgx_config(steps), seed=seed, progress=False)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = max(v[3] for k, v in stats.items() if k[2] == "train")
+    wanted = {
+        "rollout (collect)": ("rollouts.py", "collect"),
+        "  env.step": ("family.py", "step"),
+        "  policy: act": ("policies.py", "act"),
+        "GAE": ("rollouts.py", "gae"),
+        "update: forward (get_action_and_value)": ("policies.py", "get_action_and_value"),
+        "update: backward": ("_tensor.py", "backward"),
+        "update: Adam step": ("adam.py", "step"),
+        "update: clip_grad_norm_": ("clip_grad.py", "clip_grad_norm_"),
+    }
+    rows = []
+    for label, (file, name) in wanted.items():
+        cum = sum(v[3] for k, v in stats.items() if k[0].endswith(file) and k[2] == name)
+        rows.append({"part": label, "seconds": cum, "share": cum / total})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400_000)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, 1 thread, {args.steps} env steps per run, seeds 0..{args.seeds - 1}")
+    runs = compare(args.steps, tuple(range(args.seeds)))
+    print(runs.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    table = summary(runs)
+    print(table.to_string(float_format=lambda x: f"{x:.1f}"))
+    print(f"pgx / SB3 env steps per second: {table.attrs['ratio_mean']:.2f}x (worst seed {table.attrs['ratio_min']:.2f}x)")
+    if args.profile:
+        print(profile_pgx().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+
+
+if __name__ == "__main__":
+    main()
