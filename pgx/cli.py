@@ -10,6 +10,7 @@ registered by the modules named in ``$PGX_PLUGINS`` (comma-separated), imported 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 
 from pgx.envs import FAMILIES, load_plugins, make_family
 from pgx.profiles import PROFILES, get_profile
-from pgx.runtime import save_json, save_npz
+from pgx.runtime import UnreadableCheckpoint, pick_device, save_json, save_npz
 
 __all__ = ["main", "run_stage", "STAGES"]
 
@@ -175,30 +176,73 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 
+MAX_SEED = 2**32 - 1
+"""Largest seed the CLI takes: seeds derived from it (resets, fine-tuning runs) stay within what
+numpy and torch accept."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    load_plugins()
+    """Parse, check every input before any work (arguments and ``$PGX_*`` variables: a bad one is a
+    one-line error and exit status 2, no traceback), run the stage, write its files."""
+    try:
+        load_plugins()
+    except ValueError as e:
+        return _fail(str(e))
     parser = argparse.ArgumentParser(prog="python -m pgx", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=STAGES)
     parser.add_argument("--family", default="cartpole",
                         help=f"a family spec NAME[:key=value,...]; registered: {', '.join(sorted(FAMILIES))}")
     parser.add_argument("--profile", default=None, choices=sorted(PROFILES), help="default: $PGX_PROFILE or 'default'")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default: $PGX_SEED or 0")
     parser.add_argument("--route", default="first_order", choices=("first_order", "plug_in"),
                         help="how subset performance is estimated (affinity, group)")
     parser.add_argument("--out", type=Path, default=Path("pgx-out"))
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     try:
         make_family(args.family)
     except ValueError as e:
         parser.error(f"--family: {e}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out must be a directory, got the file {args.out}")
     try:
-        summary, arrays = run_stage(args.stage, args.family, args.profile, args.seed, args.route)
+        seed = _env_seed() if args.seed is None else args.seed
+        get_profile(args.profile)  # an unknown $PGX_PROFILE fails here, not after the imports of a stage
+        pick_device()  # an unknown $PGX_DEVICE, or a GPU this machine lacks
+        _check_cache_dir()
+    except ValueError as e:
+        return _fail(str(e))
+    try:
+        summary, arrays = run_stage(args.stage, args.family, args.profile, seed, args.route)
     except StageUnavailable as e:
         parser.error(str(e))
+    except UnreadableCheckpoint as e:  # names the file and the fix; a traceback would add nothing
+        return _fail(str(e), status=1)
     save_json(summary, args.out / f"{args.stage}.json")
     if arrays:
         save_npz(arrays, args.out / f"{args.stage}.npz")
     print(f"wrote {args.out / (args.stage + '.json')}", file=sys.stderr)
     return 0
+
+
+def _env_seed() -> int:
+    """``$PGX_SEED`` (the book's seed; unset or empty: 0), checked as ``--seed`` is."""
+    raw = os.environ.get("PGX_SEED", "").strip()
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_SEED:
+        raise ValueError(f"PGX_SEED must be an integer in [0, {MAX_SEED}], got {raw!r}")
+    return int(raw)
+
+
+def _check_cache_dir() -> None:
+    raw = os.environ.get("PGX_CACHE")
+    if raw and Path(raw).exists() and not Path(raw).is_dir():
+        raise ValueError(f"PGX_CACHE must name a directory, got the file {raw!r}")
+
+
+def _fail(message: str, status: int = 2) -> int:
+    """One line on stderr, in argparse's format, and the exit status."""
+    print(f"python -m pgx: error: {' '.join(message.split())}", file=sys.stderr)
+    return status

@@ -12,7 +12,8 @@ comfortably in memory, so:
 - ``projected_grads`` (the fast path) never forms per-sample gradients of a whole layer: for an
   ``nn.Linear`` the per-sample weight gradient is the outer product ``δ_n a_nᵀ`` of the layer's
   back-propagated error and its input, both available from one batched backward pass, and it is
-  projected one block of P at a time.
+  projected one block of P at a time. Per-sample gradients of other parameters come from
+  ``torch.func`` one chunk of samples at a time and are projected before more are computed.
 - ``per_sample_grads`` (``torch.func``) and ``per_sample_grads_loop`` (one backward per sample)
   are the reference and the test oracle.
 
@@ -103,6 +104,12 @@ class GaussianProjector:
             f"block_rows={self.block_rows}, tensors={len(self.sizes)})"
         )
 
+    @property
+    def largest_block_shape(self) -> tuple[int, int]:
+        """``(rows, d)`` of the largest block ``block_ranges()`` yields: all of P that the projection
+        paths (``project``, ``lift``, ``projected_grads``) hold at once."""
+        return min(self.block_rows, max(self.sizes)), self.dim
+
     def fingerprint(self) -> str:
         """sha256 of everything that defines P; saved features compare it before reuse."""
         spec = {
@@ -127,7 +134,7 @@ class GaussianProjector:
         rows = min(self.block_rows, self.sizes[t] - b * self.block_rows)
         # dtype and device are explicit so that global torch defaults cannot change P.
         gaussian = torch.randn(rows, self.dim, generator=generator, dtype=torch.float32, device="cpu")
-        return gaussian / math.sqrt(self.dim)
+        return gaussian.div_(math.sqrt(self.dim))  # in place: P is drawn p·d numbers at a time
 
     def block(self, t: int, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of P restricted to parameter tensor ``t``: ``(stop - start, d)``.
@@ -145,7 +152,8 @@ class GaussianProjector:
         if start == stop:
             return torch.zeros(0, self.dim, dtype=torch.float32, device="cpu")
         first, last = start // self.block_rows, (stop - 1) // self.block_rows
-        rows = torch.cat([self._generated_block(t, b) for b in range(first, last + 1)])
+        blocks = [self._generated_block(t, b) for b in range(first, last + 1)]
+        rows = blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # aligned ranges need no copy
         offset = first * self.block_rows
         return rows[start - offset : stop - offset]
 
@@ -361,27 +369,41 @@ def projected_grads(
     actions: torch.Tensor,
     projector: GaussianProjector,
     chunk_size: int = 1024,
+    held_bytes: int = 1 << 30,
 ) -> torch.Tensor:
     """``Pᵀ ∇_θ log π(a_n|s_n)`` for every sample: ``(N, d)``, never holding ``(N, p)`` (fast path).
 
     For an ``nn.Linear`` ``z = W a + b`` the per-sample gradients are ``δ_n a_nᵀ`` (weight) and
-    ``δ_n`` (bias). Batched forward+backward passes over chunks of ``chunk_size`` samples give all
+    ``δ_n`` (bias). Batched forward+backward passes over chunks of ``chunk_size`` samples give
     ``a`` and ``δ``; then each generation block of P is drawn once and applied to every chunk, by
     forming the per-sample gradient of only the weight rows the block covers
-    (``chunk_size × ~block_rows`` floats). Parameters not owned by an ``nn.Linear`` (e.g. a
-    Gaussian policy's ``log_std``) are small; their per-sample gradients come from ``torch.func``.
+    (``chunk_size × ~block_rows`` floats). Parameters not owned by an ``nn.Linear`` (a Gaussian
+    policy's ``log_std``, all of PaCo's Φ) get their per-sample gradients from ``torch.func``, one
+    chunk at a time.
 
-    Memory: ``N × (Σ layer widths + d)`` floats for the activations and the result, plus one block.
-    Equals ``projector.project(per_sample_grads(...))`` up to float rounding. Parameters of an
+    Chunks are gathered into passes: a pass closes once what its chunks hold (activations, errors,
+    non-Linear per-sample gradients) reaches ``held_bytes``, and is projected before the next pass
+    starts; each pass draws every block of P once (p·d Gaussian draws, ~10 ns each on a CPU core).
+    Each sample's features are summed in the same order whatever the passes, so ``held_bytes``
+    changes memory and time, never the result.
+
+    Memory: the ``(N, d)`` result, one pass (at most ``held_bytes`` plus one chunk; a chunk holds
+    ``chunk_size × (Σ layer widths + non-Linear parameter count)`` floats, so lower ``chunk_size``
+    for a network such as PaCo) plus ``torch.func``'s temporaries for one chunk, one
+    ``block_rows × d`` block of P. Equals
+    ``projector.project(per_sample_grads(...))`` up to float rounding. Parameters of an
     ``nn.Linear`` must be used only through that layer's forward.
 
     :param obs: ``(N, obs_dim)``; :param actions: ``(N,)`` or ``(N, action_dim)``.
     :param projector: built for this actor's parameter shapes.
     :param chunk_size: samples per forward/backward pass and per projection product.
+    :param held_bytes: bytes of per-chunk intermediates a pass may gather before it is projected.
     """
     n = _check_batch(actor, obs, actions)
     if not is_int(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if not is_int(held_bytes) or held_bytes < 0:
+        raise ValueError(f"held_bytes must be a non-negative integer, got {held_bytes!r}")
     named = list(actor.named_parameters())
     shapes = tuple(tuple(p.shape) for _, p in named)
     if shapes != projector.param_shapes:
@@ -398,28 +420,69 @@ def projected_grads(
     }
     other_names = [named[t][0] for t in range(len(named)) if t not in linear_owned]
 
-    # Pass 1: activations and errors of every chunk (N × layer widths, not N × p).
-    chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
-    calls = [_linear_calls(actor, obs[c], actions[c], index) for c in chunks]
-    others = [_vmap_grads(actor, obs[c], actions[c], other_names) if other_names else {} for c in chunks]
-
-    # Pass 2: each block of P is generated once and applied to every chunk.
     theta = named[0][1]
     out = torch.zeros(n, projector.dim, dtype=theta.dtype, device=theta.device)
+    chunks = [slice(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+    held: list[_Chunk] = []
+    for i, c in enumerate(chunks):
+        # Activations and errors (chunk × layer widths, not chunk × p) and non-Linear gradients;
+        # built inline so that no local name keeps a projected chunk alive into the next pass.
+        held.append(_Chunk(
+            c,
+            _linear_calls(actor, obs[c], actions[c], index),
+            _flat_grads(_vmap_grads(actor, obs[c], actions[c], other_names)) if other_names else {},
+        ))
+        if sum(chunk.nbytes for chunk in held) >= held_bytes or i == len(chunks) - 1:
+            _project_pass(out, held, projector, [name for name, _ in named], linear_owned)
+            held = []
+    _check_finite(out)
+    return out
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What one chunk of samples needs for its projection, held until its pass is projected."""
+
+    rows: slice
+    """The chunk's samples: rows of the result."""
+    calls: list[_LinearCall]
+    """Every ``nn.Linear`` call's inputs and errors."""
+    others: dict[str, torch.Tensor]
+    """Per-sample gradients of the parameters no ``nn.Linear`` owns, flattened: ``name → (n, size)``."""
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [x for call in self.calls for x in (call.inputs, call.errors)] + list(self.others.values())
+        return sum(x.numel() * x.element_size() for x in tensors)
+
+
+def _flat_grads(grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``name → (n, *shape)`` as ``name → (n, size)``, once per chunk: ``vmap`` often returns
+    non-contiguous gradients, whose reshape copies the whole tensor, which a reshape per block of P
+    would repeat (hundreds of times for PaCo's Φ)."""
+    return {name: g.reshape(g.shape[0], -1) for name, g in grads.items()}
+
+
+def _project_pass(
+    out: torch.Tensor, held: list[_Chunk], projector: GaussianProjector, names: list[str], linear_owned: set[int]
+) -> None:
+    """Add every block of P's contribution to the rows of ``held``'s chunks, in block order.
+
+    Block-major, so each block is drawn once per pass; a sample's row sees the same sequence of
+    ``addmm_`` whichever pass its chunk falls in, which keeps the result independent of the passes.
+    """
     for t, start, stop in projector.block_ranges():
         block = projector.block(t, start, stop).to(out)
-        for c, chunk_calls, chunk_others in zip(chunks, calls, others):
+        for chunk in held:
+            c = chunk.rows
             if t not in linear_owned:
-                entries = chunk_others[named[t][0]].reshape(c.stop - c.start, -1)[:, start:stop]
-                out[c].addmm_(entries, block)
+                out[c].addmm_(chunk.others[names[t]][:, start:stop], block)
                 continue
-            for call in chunk_calls:
+            for call in chunk.calls:
                 if call.weight == t:
                     out[c].addmm_(_weight_grad_entries(call, start, stop), block)
                 if call.bias == t:
                     out[c].addmm_(call.errors.sum(1)[:, start:stop], block)
-    _check_finite(out)
-    return out
 
 
 def _weight_grad_entries(call: _LinearCall, start: int, stop: int) -> torch.Tensor:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from pgx.algos.sac import SACConfig
+from pgx.algos.sac import EVAL_STRIDE, SACConfig
+from pgx.checks import check_budgets, check_instance, check_int, check_ints, check_name
 from pgx.nets import ArchConfig
 from pgx.surrogate import SurrogateConfig
 
@@ -70,13 +71,20 @@ class MetaWorldProfile:
     """``"mt50"`` → fields that differ for MT50 (only its grouping runs, no Table 3)."""
 
     def __post_init__(self) -> None:
+        check_name("MetaWorldProfile", "name", self.name)
+        owner = f"MetaWorldProfile({self.name!r})"
+        check_instance(owner, "sac", self.sac, SACConfig)
+        check_instance(owner, "surrogate", self.surrogate, SurrogateConfig)
         for name in ("hidden", "modules", "steps_per_task", "envs_per_task", "value_samples", "projection_dim", "num_subsets",
                      "subset_size", "num_groups", "eval_episodes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Meta-World profile {self.name!r}: {name} must be an int >= 1, got {value!r}")
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"Meta-World profile {self.name!r}: seeds must be non-negative ints, got {self.seeds!r}")
+            check_int(owner, name, getattr(self, name))
+        if self.eval_episodes > EVAL_STRIDE:  # else refused by the evaluation, after the training
+            raise ValueError(f"{owner}.eval_episodes must be <= {EVAL_STRIDE}, got {self.eval_episodes}")
+        check_ints(owner, "seeds", self.seeds, 0)
+        check_name(owner, "family", self.family, optional=True)
+        check_budgets(owner, self.family_budgets)
+        if not isinstance(self.methods, tuple) or not all(isinstance(m, str) for m in self.methods):
+            raise ValueError(f"{owner}.methods must be a tuple of method names, got {self.methods!r}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"Meta-World profile {self.name!r}: unknown method {unknown[0]!r}; known: {list(METHODS)}")

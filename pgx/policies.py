@@ -22,6 +22,8 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from pgx.checks import check_int, check_number
+
 __all__ = ["PolicyConfig", "layer_init", "mlp", "Actor", "CategoricalActor", "GaussianActor", "make_actor",
            "ActorCritic", "flat_params"]
 
@@ -36,6 +38,11 @@ class PolicyConfig:
     """Number of linear layers in each MLP (the paper's policy is a four-layer MLP)."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian actor (Box actions); unused for Discrete."""
+
+    def __post_init__(self) -> None:
+        check_int("PolicyConfig", "hidden", self.hidden)
+        check_int("PolicyConfig", "layers", self.layers)
+        check_number("PolicyConfig", "init_log_std", self.init_log_std)
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -85,6 +92,14 @@ class CategoricalActor(nn.Module):
         """``(N,)`` actions drawn from ``generator`` (not the global RNG, so runs reproduce)."""
         return torch.multinomial(torch.softmax(self.net(obs), -1), 1, generator=generator).squeeze(-1)
 
+    def sample_and_log_prob(self, obs: torch.Tensor,
+                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sample`` and ``log_prob`` of the sampled actions from one pass of the network: what a
+        rollout needs at every step, for half the work. Bit-identical to calling both."""
+        logits = self.net(obs)
+        action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+        return action, torch.log_softmax(logits, dim=-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action (greedy evaluation)."""
         return self.net(obs).argmax(-1)
@@ -121,6 +136,16 @@ class GaussianActor(nn.Module):
         mean = self.net(obs)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + noise * self.log_std.exp()
+
+    def sample_and_log_prob(self, obs: torch.Tensor,
+                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sample`` and ``log_prob`` of the sampled actions from one pass of the network (see
+        ``CategoricalActor.sample_and_log_prob``); bit-identical to calling both."""
+        mean = self.net(obs)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        action = mean + noise * self.log_std.exp()
+        z = (action - mean) * torch.exp(-self.log_std)
+        return action, (-0.5 * z**2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action (greedy evaluation)."""
@@ -175,6 +200,13 @@ class ActorCritic(nn.Module):
         if action is None:
             action = self.actor.sample(obs, generator)
         return action, self.actor.log_prob(obs, action), self.actor.entropy(obs), self.get_value(obs)
+
+    def act(self, obs: torch.Tensor,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``action, log_prob, value`` for a rollout step: one actor pass and one critic pass, no
+        entropy (a rollout does not use it). Bit-identical to ``get_action_and_value`` minus entropy."""
+        action, log_prob = self.actor.sample_and_log_prob(obs, generator)
+        return action, log_prob, self.get_value(obs)
 
     def act_greedy(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely (Discrete) or mean (Box) action; used for evaluation returns."""

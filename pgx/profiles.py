@@ -21,7 +21,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from pgx.algos.ppo import PPOConfig
+from pgx.checks import (check_bool, check_budgets, check_instance, check_int, check_ints, check_name, check_numbers,
+                        is_real)
 from pgx.generalization import GeneralizationConfig
+from pgx.runtime import is_int
 from pgx.surrogate import SurrogateConfig
 
 __all__ = ["Profile", "PROFILES", "get_profile"]
@@ -90,20 +93,40 @@ class Profile:
     """Family name (without options) → fields that differ from the base budgets for that family."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.truth_replicates, int) or self.truth_replicates < 2:
+        check_name("Profile", "name", self.name)
+        owner = f"Profile({self.name!r})"
+        for name in ("meta_ppo", "single_task_ppo", "finetune_ppo"):
+            check_instance(owner, name, getattr(self, name), PPOConfig)
+        check_instance(owner, "surrogate", self.surrogate, SurrogateConfig)
+        check_instance(owner, "generalization", self.generalization, GeneralizationConfig)
+        for name in ("eval_episodes", "steps_per_task", "projection_dim", "num_subsets", "subset_size",
+                     "plug_in_episodes", "num_groups"):
+            check_int(owner, name, getattr(self, name))
+        check_int(owner, "taylor_subsets", self.taylor_subsets, 0)  # 0: no Taylor check (chapter 6 says so)
+        for name in ("per_task_baseline", "out_of_sample"):
+            check_bool(owner, name, getattr(self, name))
+        check_numbers(owner, "lambdas", self.lambdas, 0, low_open=False)
+        check_ints(owner, "snapshot_steps", self.snapshot_steps, allow_empty=True)
+        check_ints(owner, "validation_seeds", self.validation_seeds, 0)
+        for name in ("ablation_dims", "ablation_ks", "ablation_subset_sizes"):
+            check_ints(owner, name, getattr(self, name))
+        check_name(owner, "family", self.family, optional=True)
+        if not is_int(self.truth_replicates) or self.truth_replicates < 2:
             raise ValueError(f"profile {self.name!r}: truth_replicates must be an integer >= 2 (split halves), "
                              f"got {self.truth_replicates!r}")
-        if not isinstance(self.truth_episodes, int) or self.truth_episodes < 1:
+        if not is_int(self.truth_episodes) or self.truth_episodes < 1:
             raise ValueError(f"profile {self.name!r}: truth_episodes must be an integer >= 1, got {self.truth_episodes!r}")
-        bad_distances = [d for d in self.table1_distances if not (isinstance(d, (int, float)) and 0 < d < 1)]
-        if bad_distances or not self.table1_distances:
+        distances = self.table1_distances
+        if not isinstance(distances, tuple) or not distances or any(not (is_real(d) and 0 < d < 1) for d in distances):
             raise ValueError(f"profile {self.name!r}: table1_distances must be non-empty, each in (0, 1), got "
                              f"{self.table1_distances!r}")
+        check_budgets(owner, self.family_budgets)
         known = {f.name for f in fields(self)} - {"name", "family", "family_budgets"}
         for fam, changes in self.family_budgets.items():
             bad = sorted(set(changes) - known)
             if bad:
                 raise ValueError(f"profile {self.name!r}: budgets for {fam!r} name unknown fields {bad}")
+            replace(self, family_budgets={}, **changes)  # the family's budgets pass the same checks
 
     def for_family(self, family: str) -> "Profile":
         """The budgets ``family`` runs with (a family spec such as ``"navigation:goals=partial"``

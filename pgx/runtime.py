@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import operator
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
-__all__ = ["is_int", "seed_everything", "pick_device", "atomic_write", "save_torch", "save_json", "save_npz"]
+__all__ = ["is_int", "seed_everything", "pick_device", "atomic_write", "save_torch", "save_json", "save_npz",
+           "UnreadableCheckpoint", "load_checkpoint", "load_pickled"]
 
 
 def is_int(value: object) -> bool:
@@ -37,12 +39,26 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
+    """``device`` if given, else ``$PGX_DEVICE``, else CUDA when available, else CPU. A name torch
+    does not know, or a GPU this machine lacks, is refused here, naming where it came from."""
+    source = "device"
     if device is None:
-        device = os.environ.get("PGX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
+        if os.environ.get("PGX_DEVICE"):
+            device, source = os.environ["PGX_DEVICE"], "PGX_DEVICE"
+        else:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{source} must name a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                         f"got {device!r}") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{source} {device!r} requested but CUDA is not available")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"{source} {device!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s)")
+    return chosen
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -75,6 +91,47 @@ def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
             np.savez(fh, **arrays)
 
     return atomic_write(path, write)
+
+
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file that cannot be loaded; the message names the file and how to start over."""
+
+
+def load_checkpoint(path: str | Path, map_location: Any, keys: Iterable[str], weights_only: bool = False) -> dict:
+    """The training checkpoint at ``path`` (written by :func:`save_torch`), holding ``keys``.
+
+    ``save_torch`` writes atomically, so a checkpoint that cannot be loaded was damaged afterwards
+    (a copy cut short, a full disk, a sync tool) or is not a checkpoint of this trainer. It is
+    refused, naming the file: it may hold hours of training, so deleting it is the user's call,
+    and a run that silently started over could hide what damaged it. Bytes flipped inside a
+    tensor are not detected (torch's archive carries no checksum we can check).
+    """
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # truncated: RuntimeError (zip) or EOFError; garbage: UnpicklingError; and more
+        raise UnreadableCheckpoint(f"checkpoint {path} cannot be loaded ({_first_line(e)}); it is truncated, corrupt "
+                                   f"or not a checkpoint: delete {path} to start the run over") from e
+    missing = [k for k in keys if k not in saved] if isinstance(saved, dict) else list(keys)
+    if missing:
+        raise UnreadableCheckpoint(f"checkpoint {path} lacks {missing}: it is not a checkpoint of this trainer; "
+                                   f"delete {path} to start the run over")
+    return saved
+
+
+def load_pickled(blob: bytes, path: str | Path, what: str) -> Any:
+    """Unpickle the ``what`` part of the checkpoint at ``path`` (an env's state), refusing it as
+    :func:`load_checkpoint` does when it cannot be read (damaged, or its classes have changed)."""
+    try:
+        return pickle.loads(blob)
+    except Exception as e:
+        raise UnreadableCheckpoint(f"the {what} saved in checkpoint {path} cannot be unpickled ({_first_line(e)}); "
+                                   f"delete {path} to start the run over") from e
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return type(error).__name__ + (f": {text.splitlines()[0][:200]}" if text else "")
 
 
 def _jsonable(x: Any) -> Any:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pgx.checks import check_choice, check_number, check_optional_number
 from pgx.gradients import GaussianProjector, check_samples
 from pgx.runtime import is_int
 
@@ -62,17 +63,15 @@ class SurrogateConfig:
     differ because λ alone lands far from θ*, where the best direction is not the best one nearby."""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.l2, (int, float)) and math.isfinite(self.l2) and self.l2 > 0):
-            raise ValueError(f"l2 must be a finite number > 0, got {self.l2!r}")
+        owner = "SurrogateConfig"
+        check_number(owner, "l2", self.l2, 0)
         if not is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
-        if self.step not in STEPS:
-            raise ValueError(f"step must be one of {STEPS}, got {self.step!r}")
-        rd = self.relative_distance
-        if rd is not None and not (isinstance(rd, (int, float)) and math.isfinite(rd) and rd > 0):
-            raise ValueError(f"relative_distance must be None or a finite number > 0, got {rd!r}")
+            raise ValueError(f"SurrogateConfig.max_iter must be an integer >= 1, got {self.max_iter!r}")
+        check_number(owner, "tol", self.tol, 0, finite=False)
+        if math.isinf(self.tol):  # would stop every solve at its first iteration, silently
+            raise ValueError(f"SurrogateConfig.tol must be finite, got {self.tol!r}")
+        check_choice(owner, "step", self.step, STEPS)
+        check_optional_number(owner, "relative_distance", self.relative_distance, 0)
 
 
 # --- subsets ------------------------------------------------------------------------------------

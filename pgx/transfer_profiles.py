@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from pgx.algos.maml import MAMLConfig
+from pgx.checks import check_budgets, check_instance, check_int, check_ints, check_name
 from pgx.transfer import AdaptConfig
 
 __all__ = ["TransferProfile", "TRANSFER_PROFILES", "get_transfer_profile"]
@@ -40,10 +41,14 @@ class TransferProfile:
     """Family name → fields that differ from the base budgets."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_targets, int) or self.num_targets < 1:
-            raise ValueError(f"transfer profile {self.name!r}: num_targets must be an int >= 1, got {self.num_targets!r}")
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"transfer profile {self.name!r}: seeds must be non-negative ints, got {self.seeds!r}")
+        check_name("TransferProfile", "name", self.name)
+        owner = f"TransferProfile({self.name!r})"
+        check_instance(owner, "maml", self.maml, MAMLConfig)
+        check_instance(owner, "adapt", self.adapt, AdaptConfig)
+        check_int(owner, "num_targets", self.num_targets)
+        check_ints(owner, "seeds", self.seeds, 0)
+        check_name(owner, "family", self.family, optional=True)
+        check_budgets(owner, self.family_budgets)
         if self.adapt.lr != self.maml.inner_lr:
             raise ValueError(f"transfer profile {self.name!r}: adapt.lr ({self.adapt.lr}) must equal maml.inner_lr "
                              f"({self.maml.inner_lr}): targets adapt with MAML's own inner step")

@@ -30,7 +30,6 @@ meta-gradient → the training loop.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,11 +40,12 @@ import torch
 from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
+from pgx.checks import check_bool, check_instance, check_int, check_number, check_optional_int
 from pgx.envs import TaskFamily
 from pgx.episodes import EpisodeBatch, collect_episodes, stack_params
 from pgx.gradients import log_prob_at
 from pgx.policies import Actor, PolicyConfig, make_actor
-from pgx.runtime import is_int, pick_device, save_torch, seed_everything
+from pgx.runtime import load_checkpoint, pick_device, save_torch, seed_everything
 
 __all__ = ["MAMLConfig", "MAMLResult", "pg_loss", "adapt", "meta_loss", "meta_gradient", "meta_gradient_loop",
            "batch_seed", "train"]
@@ -81,23 +81,18 @@ class MAMLConfig:
     """Iterations between checkpoints (when a checkpoint path is given)."""
 
     def __post_init__(self) -> None:
+        owner = "MAMLConfig"
         for name in ("meta_iterations", "meta_batch_size", "episodes", "checkpoint_every"):
-            value = getattr(self, name)
-            if not is_int(value) or value < 1:
-                raise ValueError(f"MAMLConfig.{name} must be an int >= 1, got {value!r}")
-        if not is_int(self.inner_steps) or self.inner_steps < 0:
-            raise ValueError(f"MAMLConfig.inner_steps must be an int >= 0, got {self.inner_steps!r}")
-        for name in ("inner_lr", "outer_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"MAMLConfig.{name} must be a finite number > 0, got {value!r}")
-        if not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0):
-            raise ValueError(f"MAMLConfig.max_grad_norm must be > 0 (inf: no clipping), got {self.max_grad_norm!r}")
-        if not (0 < self.gamma <= 1) or not (0 <= self.gae_lambda <= 1):
-            raise ValueError(f"MAMLConfig.gamma must be in (0, 1] and gae_lambda in [0, 1], got "
-                             f"{self.gamma!r} and {self.gae_lambda!r}")
-        if self.horizon is not None and (not is_int(self.horizon) or self.horizon < 1):
-            raise ValueError(f"MAMLConfig.horizon must be None or an int >= 1, got {self.horizon!r}")
+            check_int(owner, name, getattr(self, name))
+        check_int(owner, "inner_steps", self.inner_steps, 0)
+        check_number(owner, "inner_lr", self.inner_lr, 0)
+        check_number(owner, "outer_lr", self.outer_lr, 0)
+        check_number(owner, "max_grad_norm", self.max_grad_norm, 0, finite=False)  # inf: no clipping
+        check_bool(owner, "first_order", self.first_order)
+        check_number(owner, "gamma", self.gamma, 0, 1)
+        check_number(owner, "gae_lambda", self.gae_lambda, 0, 1, low_open=False)
+        check_optional_int(owner, "horizon", self.horizon)
+        check_instance(owner, "policy", self.policy, PolicyConfig)
 
     def max_steps(self, family: TaskFamily) -> int:
         return family.max_episode_steps if self.horizon is None else min(self.horizon, family.max_episode_steps)
@@ -206,6 +201,10 @@ def batch_seed(seed: int, iteration: int, phase: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(iteration), int(phase)]).generate_state(1)[0])
 
 
+_CHECKPOINT_KEYS = ("actor", "optimizer", "curve", "iteration", "task_ids", "config", "seed", "wall_time")
+"""What a MAML checkpoint holds: tensors, numbers and lists only, so it loads with ``weights_only=True``."""
+
+
 def train(
     family: TaskFamily,
     task_ids: Sequence[int],
@@ -237,7 +236,7 @@ def train(
     start_iteration, wall_before = 0, 0.0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     if path is not None and path.exists():
-        state = torch.load(path, map_location=dev, weights_only=False)
+        state = load_checkpoint(path, dev, _CHECKPOINT_KEYS, weights_only=True)  # tensors, numbers, lists only
         if state["task_ids"] != task_ids or state["config"] != asdict(cfg) or state["seed"] != seed:
             raise ValueError(f"checkpoint {path} is of another run (tasks, config or seed differ); delete it to start over")
         actor.load_state_dict(state["actor"])

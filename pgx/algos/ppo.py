@@ -31,10 +31,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pgx.checks import check_bool, check_instance, check_int, check_number
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic, PolicyConfig
 from pgx.rollouts import RolloutState, collect, flat_actions, gae
-from pgx.runtime import pick_device, save_torch, seed_everything
+from pgx.runtime import load_checkpoint, load_pickled, pick_device, save_torch, seed_everything
 
 __all__ = ["PPOConfig", "TrainResult", "train", "resume_seed"]
 
@@ -61,6 +62,26 @@ class PPOConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     checkpoint_every: int = 20
     """Iterations between checkpoints (when a checkpoint path is given)."""
+
+    def __post_init__(self) -> None:
+        owner = "PPOConfig"
+        for name in ("total_timesteps", "envs_per_task", "num_steps", "num_minibatches", "update_epochs",
+                     "checkpoint_every"):
+            check_int(owner, name, getattr(self, name))
+        # 0 is allowed: it keeps the weights where they started (tests of init_state rely on it).
+        check_number(owner, "learning_rate", self.learning_rate, 0, low_open=False)
+        check_bool(owner, "anneal_lr", self.anneal_lr)
+        check_number(owner, "gamma", self.gamma, 0, 1)
+        check_number(owner, "gae_lambda", self.gae_lambda, 0, 1, low_open=False)
+        check_number(owner, "clip_coef", self.clip_coef, 0)
+        check_number(owner, "ent_coef", self.ent_coef, 0, low_open=False)
+        check_number(owner, "vf_coef", self.vf_coef, 0, low_open=False)
+        check_number(owner, "max_grad_norm", self.max_grad_norm, 0, finite=False)  # inf: no clipping
+        check_instance(owner, "policy", self.policy, PolicyConfig)
+        # n_tasks is not known here, but a batch holds at least one task's envs_per_task * num_steps steps.
+        if self.num_minibatches > self.envs_per_task * self.num_steps:
+            raise ValueError(f"PPOConfig.num_minibatches must be <= envs_per_task * num_steps "
+                             f"({self.envs_per_task} * {self.num_steps}, one task's batch), got {self.num_minibatches}")
 
     def batch_size(self, n_tasks: int) -> int:
         return self.envs_per_task * n_tasks * self.num_steps
@@ -117,7 +138,8 @@ def train(
     num_iterations = cfg.num_iterations(n)
     minibatch_size = cfg.batch_size(n) // cfg.num_minibatches
     if minibatch_size < 1:
-        raise ValueError(f"batch of {cfg.batch_size(n)} steps cannot be split into {cfg.num_minibatches} minibatches")
+        raise ValueError(f"PPOConfig.num_minibatches ({cfg.num_minibatches}) exceeds the batch of {cfg.batch_size(n)} "
+                         f"steps of {n} tasks")
     dev = pick_device(device)
 
     # --- env, agent, optimiser, RNG ---
@@ -127,7 +149,9 @@ def train(
     if init_state is not None:
         agent.actor.load_state_dict(init_state[0])
         agent.critic.load_state_dict(init_state[1])
-    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    # foreach: one kernel per step for all parameters instead of a Python loop over them; on a CPU
+    # it computes the same numbers bit for bit (tested), ~10% of an update faster.
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5, foreach=True)
     generator = torch.Generator(device=dev).manual_seed(seed)
     start_iter, elapsed = 0, 0.0
     steps_log: list[int] = []
@@ -136,16 +160,18 @@ def train(
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     saved = None
     if ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, map_location=dev, weights_only=False)
+        # weights_only=False: the checkpoint holds the env's pickle (exact resume), unpickled below anyway.
+        saved = load_checkpoint(ckpt, dev, _CHECKPOINT_KEYS)
         if saved["config"] != asdict(cfg) or saved["task_ids"] != task_ids or saved["seed"] != seed:
-            raise ValueError(f"checkpoint {ckpt} was written by a different run (config, tasks or seed differ)")
+            raise ValueError(f"checkpoint {ckpt} was written by a different run (config, tasks or seed differ); "
+                             f"delete it to start over")
         agent.load_state_dict(saved["agent"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"].cpu())
         start_iter, elapsed = saved["iteration"], saved["elapsed"]
         steps_log, returns_log = saved["steps"], saved["returns"]
     if saved is not None and saved["env"] is not None:
-        env, state = pickle.loads(saved["env"]), saved["rollout_state"]
+        env, state = load_pickled(saved["env"], ckpt, "env"), saved["rollout_state"]
     else:  # a fresh run, or a resumed one whose env could not be pickled: restart episodes, reproducibly
         env = family.source_envs(task_ids, cfg.envs_per_task)
         state = RolloutState.start(env, seed if saved is None else resume_seed(seed, start_iter))
@@ -202,7 +228,7 @@ def train(
                     loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
                     optimizer.zero_grad()
                     loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                    nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm, foreach=True)
                     optimizer.step()
 
             # Bookkeeping: per-task mean return of the episodes that finished in this iteration
@@ -231,6 +257,11 @@ def train(
         wall_time=elapsed,
         config=asdict(cfg),
     )
+
+
+_CHECKPOINT_KEYS = ("agent", "optimizer", "generator", "env", "rollout_state", "iteration", "elapsed", "steps",
+                    "returns", "config", "task_ids", "seed")
+"""What ``train`` saves; a file without them is refused, not half-read."""
 
 
 def resume_seed(seed: int, iteration: int) -> int:

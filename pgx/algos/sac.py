@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
-import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -70,9 +68,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pgx.algos.ppo import _pickled
+from pgx.checks import check_instance, check_int, check_number, check_optional_number
 from pgx.envs import TaskFamily
 from pgx.nets import ArchConfig, make_network
-from pgx.runtime import is_int, pick_device, save_torch
+from pgx.runtime import is_int, load_checkpoint, load_pickled, pick_device, save_torch
 
 __all__ = ["SACConfig", "SACResult", "TanhGaussianActor", "TwinQ", "SACAgent", "Batch", "SACOptimisers",
            "make_optimisers", "tanh_log_abs_det", "to_env_action", "soft_q_target", "critic_loss", "actor_loss",
@@ -133,48 +132,33 @@ class SACConfig:
     (0: never). MT10 with the defaults needs about 420 MB."""
 
     def __post_init__(self) -> None:
+        owner = "SACConfig"
         for name in ("total_steps", "envs_per_task", "buffer_size", "batch_size", "eval_every", "eval_episodes",
                      "checkpoint_every"):
-            value = getattr(self, name)
-            if not is_int(value) or value < 1:
-                raise ValueError(f"SACConfig.{name} must be an int >= 1, got {value!r}")
-        if not is_int(self.learning_starts) or self.learning_starts < 0:
-            raise ValueError(f"SACConfig.learning_starts must be an int >= 0, got {self.learning_starts!r}")
+            check_int(owner, name, getattr(self, name))
+        check_int(owner, "learning_starts", self.learning_starts, 0)
+        if self.eval_episodes > EVAL_STRIDE:  # else refused by the first evaluation, after hours of training
+            raise ValueError(f"SACConfig.eval_episodes must be <= {EVAL_STRIDE} (evaluation seeds are {EVAL_STRIDE} "
+                             f"apart per task), got {self.eval_episodes}")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"SACConfig.batch_size ({self.batch_size}) must be <= buffer_size ({self.buffer_size}): "
                              f"both count transitions per task")
         for name in ("updates_per_step", "actor_lr", "critic_lr", "alpha_lr", "init_temperature"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"SACConfig.{name} must be a finite number > 0, got {value!r}")
+            check_number(owner, name, getattr(self, name), 0)
         for name in ("gamma", "tau"):
-            value = getattr(self, name)
-            if not _is_real(value) or not 0 < value <= 1:  # NaN fails the comparison too
-                raise ValueError(f"SACConfig.{name} must be in (0, 1], got {value!r}")
-        if self.target_entropy is not None and (not _is_real(self.target_entropy)
-                                                or not math.isfinite(self.target_entropy)):
-            raise ValueError(f"SACConfig.target_entropy must be None or a finite number, got {self.target_entropy!r}")
+            check_number(owner, name, getattr(self, name), 0, 1)
+        check_optional_number(owner, "target_entropy", self.target_entropy)
         for name in ("log_std_min", "log_std_max"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value):
-                raise ValueError(f"SACConfig.{name} must be a finite number, got {value!r}")
+            check_number(owner, name, getattr(self, name))
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"SACConfig.log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
-        if not _is_real(self.checkpoint_buffer_mb) or not 0 <= self.checkpoint_buffer_mb < math.inf:
-            raise ValueError(f"SACConfig.checkpoint_buffer_mb must be a finite number >= 0, got "
-                             f"{self.checkpoint_buffer_mb!r}")
+        check_number(owner, "checkpoint_buffer_mb", self.checkpoint_buffer_mb, 0, low_open=False)
         for name in ("actor_arch", "critic_arch"):
-            value = getattr(self, name)
-            if not isinstance(value, ArchConfig):
-                raise ValueError(f"SACConfig.{name} must be a pgx.nets.ArchConfig, got {value!r}")
+            check_instance(owner, name, getattr(self, name), ArchConfig)
 
     def entropy_target(self, action_dim: int) -> float:
         """H̄: ``target_entropy``, or −action_dim (the SAC paper's heuristic) when it is None."""
         return float(-action_dim if self.target_entropy is None else self.target_entropy)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 # --- actor and critics ----------------------------------------------------------------------------
@@ -735,7 +719,9 @@ def train(
     path = Path(checkpoint) if checkpoint is not None else None
     saved = None
     if path is not None and path.exists():
-        saved = torch.load(path, map_location=dev, weights_only=False)
+        # weights_only=False: the checkpoint holds numpy arrays (buffer, RNG) and the env's pickle,
+        # which resume unpickles anyway.
+        saved = load_checkpoint(path, dev, _CHECKPOINT_KEYS)
         if saved["config"] != asdict(cfg) or saved["task_ids"] != task_ids or saved["seed"] != seed:
             raise ValueError(f"checkpoint {path} was written by a different run (config, tasks or seed differ); "
                              f"delete it to start over")
@@ -750,7 +736,7 @@ def train(
         else:  # refill the empty buffer with the policy's own actions before updating again
             first_update = max(saved["first_update"], start + max(random_steps, 1) - 1)
     if saved is not None and saved["env"] is not None:
-        env, state = pickle.loads(saved["env"]), saved["env_state"]
+        env, state = load_pickled(saved["env"], path, "env"), saved["env_state"]
     else:  # a fresh run, or a resumed one whose env could not be pickled: restart episodes, reproducibly
         env = family.source_envs(task_ids, cfg.envs_per_task)
         state = _EnvState.start(env, seed if saved is None else _derived_seed(seed, start, 1))
@@ -860,6 +846,11 @@ def train(
         episode_returns=np.asarray(log["episode_returns"], dtype=np.float64),
         episode_success=np.asarray(log["episode_success"], dtype=np.float64),
     )
+
+
+_CHECKPOINT_KEYS = ("agent", "optimisers", "generator", "rng", "buffer", "env", "env_state", "step", "first_update",
+                    "log", "wall_time", "config", "task_ids", "seed")
+"""What ``train`` saves; a file without them is refused, not half-read."""
 
 
 def _crossed(env_steps: int, step_size: int, every: int) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
+from pgx.checks import check_int, check_number
 from pgx.runtime import is_int
 
 __all__ = ["KINDS", "ArchConfig"]
@@ -38,17 +38,13 @@ class ArchConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+            raise ValueError(f"ArchConfig.kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         for name in ("hidden", "modules"):
-            value = getattr(self, name)
-            if not is_int(value) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_int("ArchConfig", name, getattr(self, name))
         least = _MIN_LAYERS[self.kind]
         if not is_int(self.layers) or self.layers < least:
-            raise ValueError(f"layers must be an int >= {least} for kind {self.kind!r}, got {self.layers!r}")
-        if isinstance(self.output_std, bool) or not isinstance(self.output_std, (int, float)) \
-                or not math.isfinite(self.output_std) or self.output_std <= 0:
-            raise ValueError(f"output_std must be a finite number > 0, got {self.output_std!r}")
+            raise ValueError(f"ArchConfig.layers must be an int >= {least} for kind {self.kind!r}, got {self.layers!r}")
+        check_number("ArchConfig", "output_std", self.output_std, 0)
         if self.modules == 1 and self.kind in ("softmod", "care"):
             warnings.warn(f"modules=1 with kind {self.kind!r}: the softmax over one module is constant, "
                           "so the routing/attention layers never receive a gradient", stacklevel=3)

@@ -161,7 +161,7 @@ def cached(fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        result, kept = store(*args, **kwargs)
+        result, kept = _load_or_compute(store, args, kwargs)
         for category, message in kept:
             warnings.warn(f"[{fn.__name__.lstrip('_')}] {message}", category, stacklevel=2)
         return result
@@ -169,6 +169,27 @@ def cached(fn):
     call.store = store  # the joblib MemorizedFunc, for tests and cache tools
 
     return call
+
+
+def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
+    """``store(*args, **kwargs)``, except where the stored result cannot be read (a file cut short
+    by a full disk or a killed copy, garbage): joblib would log a traceback and recompute; here
+    the warning names the file, and the result is recomputed and written over it (atomically, by
+    joblib). A stage result is a pure function of its key, so recomputing it is always right."""
+    if not store.check_call_in_cache(*args, **kwargs):
+        return store(*args, **kwargs)
+    shelved = store.call_and_shelve(*args, **kwargs)
+    try:
+        result, kept = shelved.get()
+        if not isinstance(kept, list):
+            raise TypeError(f"expected (result, warnings), got warnings of type {type(kept).__name__}")
+    except Exception as e:  # joblib.load raises many kinds: EOFError, UnpicklingError, ValueError, ...
+        path = Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        warnings.warn(f"stage cache file {path} cannot be read ({type(e).__name__}{': ' if reason else ''}{reason}); "
+                      f"recomputing {store.func.__name__} and overwriting it", RuntimeWarning, stacklevel=3)
+        result, kept = store.call(*args, **kwargs)[0]
+    return result, kept
 
 
 def stage_args(family_name: str, profile: Profile, seed: int) -> Profile:

@@ -1,0 +1,150 @@
+"""Damaged files on disk are detected, never trusted: a truncated or garbage PPO, SAC or MAML
+checkpoint is refused naming the file and the fix (it may hold hours of training, so deleting it
+is the user's call); a damaged stage-cache result is a miss that warns naming the file, is
+recomputed and written over; an interrupted write leaves the previous file whole."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from pgx.algos import maml, ppo, sac
+from pgx.envs import gym_family, make_family
+from pgx.nets import ArchConfig
+from pgx.policies import PolicyConfig
+from pgx.runtime import UnreadableCheckpoint, save_torch
+from pgx.stages import cache
+
+PPO_TINY = ppo.PPOConfig(total_timesteps=2 * 2 * 32, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
+                         policy=PolicyConfig(hidden=8), checkpoint_every=1)
+MAML_TINY = maml.MAMLConfig(meta_iterations=2, meta_batch_size=2, episodes=1, horizon=10,
+                            policy=PolicyConfig(hidden=4, layers=2))
+SMALL = ArchConfig(hidden=8, layers=2)
+SAC_TINY = sac.SACConfig(total_steps=40, buffer_size=32, batch_size=4, learning_starts=8, actor_arch=SMALL,
+                         critic_arch=SMALL, eval_every=10**6, eval_episodes=1, checkpoint_every=10)
+
+
+def make_pendulum(g):
+    return gym.make("Pendulum-v1", g=float(g[0]))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _not_a_checkpoint(path: Path) -> None:  # a valid torch file of something else
+    torch.save({"weights": torch.zeros(3)}, path)
+
+
+DAMAGE = {"truncated": _truncate, "garbage": _garbage, "empty": _empty, "not a checkpoint": _not_a_checkpoint}
+
+
+def _run(trainer: str, path: Path):
+    if trainer == "ppo":
+        return ppo.train(make_family("cartpole"), [0], PPO_TINY, seed=0, checkpoint_path=path, progress=False)
+    if trainer == "maml":
+        return maml.train(make_family("navigation"), [0, 1], MAML_TINY, seed=0, checkpoint_path=path, progress=False)
+    family = gym_family("pendulum-gravity", make_pendulum, [5.0, 10.0], [], "gravity (m/s²)")
+    return sac.train(family, SAC_TINY, seed=0, checkpoint=path, progress=False)
+
+
+def _weights(trainer: str, result) -> dict[str, torch.Tensor]:
+    return result.actor_state if trainer != "sac" else result.init_state()["actor"]
+
+
+@pytest.mark.parametrize("trainer", ["ppo", "sac", "maml"])
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_refused_naming_the_file_and_the_fix(tmp_path, trainer, damage):
+    path = tmp_path / f"{trainer}.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CartPole's env may not pickle: PPO says so, and it is not the point
+        first = _run(trainer, path)
+        DAMAGE[damage](path)
+        damaged = path.read_bytes()
+        named = re.escape(str(path))
+        with pytest.raises(UnreadableCheckpoint, match=rf"checkpoint {named} .*delete {named} to start the run over"):
+            _run(trainer, path)
+        assert path.read_bytes() == damaged  # refused, not deleted or written over
+        path.unlink()  # the fix the message gives
+        again = _run(trainer, path)
+    for name, tensor in _weights(trainer, first).items():
+        assert torch.equal(tensor, _weights(trainer, again)[name]), name
+
+
+def test_maml_checkpoint_holds_only_what_weights_only_loads(tmp_path):
+    path = tmp_path / "maml.pt"
+    _run("maml", path)
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == set(maml._CHECKPOINT_KEYS) and saved["iteration"] == MAML_TINY.meta_iterations
+
+
+def test_a_checkpoint_whose_env_cannot_be_unpickled_is_refused(tmp_path):
+    path = tmp_path / "nav.pt"
+    ppo.train(make_family("navigation"), [0], PPO_TINY, seed=0, checkpoint_path=path, progress=False)
+    saved = torch.load(path, weights_only=False)
+    assert saved["env"] is not None  # navigation's env pickles: resume is exact
+    save_torch({**saved, "env": saved["env"][: len(saved["env"]) // 2]}, path)
+    named = re.escape(str(path))
+    with pytest.raises(UnreadableCheckpoint, match=rf"the env saved in checkpoint {named} cannot be unpickled"):
+        ppo.train(make_family("navigation"), [0], PPO_TINY, seed=0, checkpoint_path=path, progress=False)
+
+
+def test_an_interrupted_save_leaves_the_previous_file_whole(tmp_path):
+    path = tmp_path / "state.pt"
+    save_torch({"iteration": 1, "weights": torch.arange(4.0)}, path)
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # the lambda fails after torch began writing
+        save_torch({"iteration": 2, "weights": torch.arange(1000.0), "bad": lambda: None}, path)
+    assert torch.load(path, weights_only=True)["iteration"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]  # no temporary file left behind
+
+
+# --- the stage cache --------------------------------------------------------------------------
+
+CALLS: list[int] = []
+
+
+def squares(n: int) -> np.ndarray:
+    """A stage stand-in: counts its calls and warns, as a solver that did not converge would."""
+    CALLS.append(n)
+    warnings.warn("solver stopped at max_iter", RuntimeWarning)
+    return np.arange(n) ** 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_stage_result_is_recomputed_and_written_over(tmp_path, monkeypatch, damage):
+    monkeypatch.setattr(cache, "memory", joblib.Memory(tmp_path / "stages", verbose=0))
+    stage = cache.cached(squares)
+    CALLS.clear()
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        np.testing.assert_array_equal(stage(50), np.arange(50) ** 2)
+    (output,) = (tmp_path / "stages").rglob("output.pkl")
+    good = output.read_bytes()
+    DAMAGE[damage](output)
+
+    with pytest.warns(RuntimeWarning) as caught:
+        np.testing.assert_array_equal(stage(50), np.arange(50) ** 2)
+    messages = [str(w.message) for w in caught]
+    assert any(f"stage cache file {output} cannot be read" in m and "recomputing squares" in m for m in messages)
+    assert any("max_iter" in m for m in messages)  # the stage's own warning is still raised
+    assert CALLS == [50, 50] and output.read_bytes() == good  # recomputed once, written over
+
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        stage(50)
+    assert CALLS == [50, 50]  # a hit again: no recomputation
