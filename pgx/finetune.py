@@ -5,21 +5,34 @@ Each subset's fine-tuning is an independent PPO run from θ*, so they run throug
 a cluster — through ``joblib.parallel_config(backend=...)``, with no change here. Every run pins
 torch to one thread and draws from its own seed, so the result is the same whichever backend or
 process runs it.
+
+Given a ``store`` directory, each finished run is saved there the moment it ends (atomically), keyed
+by everything that determines it, and loaded instead of recomputed by a later call: a ground truth
+killed halfway loses only the runs in progress.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
+import joblib
 import torch
 from joblib import Parallel, delayed
 from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
 
 from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
+from pgx.runtime import atomic_write, pick_device
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FinetuneResult", "finetune_subset", "finetune_subsets", "single_thread"]
 
@@ -56,6 +69,7 @@ def finetune_subset(
     seed: int,
     snapshot_steps: Sequence[int] = (),
     count_flops: bool = False,
+    store: str | Path | None = None,
 ) -> FinetuneResult:
     """PPO on the tasks of ``subset``, starting from ``init_state`` (θ* and its critic), or from a
     fresh seeded initialisation when it is None (single-task policies of the transfer matrix).
@@ -64,7 +78,17 @@ def finetune_subset(
         each is taken at the end of the first iteration reaching it.
     :param count_flops: count the torch FLOPs of the run (``flops`` is 0 otherwise). Counting slows
         every op down, so timed runs leave it off and a separate run counts.
+    :param store: a directory of finished runs (see :func:`finetune_subsets`): the run is loaded
+        from it when there, else computed and saved there.
     """
+    if store is not None:
+        stored = _StoredRun.at(store, family_name, _weights_fingerprint(init_state), subset, cfg, seed,
+                               snapshot_steps, count_flops, _versions())
+        run = stored.load()
+        if run is None:
+            run = finetune_subset(family_name, init_state, subset, cfg, seed, snapshot_steps, count_flops)
+            stored.save(run)
+        return run
     family = make_family(family_name)
     subset = tuple(int(t) for t in family.check_tasks(subset))
     if len(set(subset)) != len(subset):
@@ -96,6 +120,7 @@ def finetune_subsets(
     snapshot_steps: Sequence[int] = (),
     n_jobs: int = -1,
     replicates: int = 1,
+    store: str | Path | None = None,
 ) -> list[list[FinetuneResult]]:
     """:func:`finetune_subset` for every subset, ``replicates`` times, in parallel:
     ``result[j][s]`` is replicate j of subset s.
@@ -107,12 +132,122 @@ def finetune_subsets(
     The backend is whatever ``joblib.parallel_config`` says (loky processes by default); on a
     cluster, ``with parallel_config(backend="dask"): finetune_subsets(...)`` runs the same jobs on
     the Dask workers. ``n_jobs=-1`` uses every core (or worker) the backend has.
+
+    :param store: a directory where each run (one subset, one replicate) is saved the moment it
+        ends, keyed by all that determines it: family spec, the bytes of ``init_state``, subset,
+        config, the run's seed, snapshot steps, FLOP counting, device, torch version and the code
+        version of this module. Runs found there are loaded (the very object that was computed), so
+        a call killed halfway and made again computes only the runs that had not finished; a file
+        that is truncated, corrupt or of another run is reported and recomputed. None (the default)
+        reads and writes nothing: a caller that times fine-tuning must not be handed old runs. The
+        ground-truth stages pass ``cache_dir() / "finetune"``.
     """
     if len(subsets) == 0:
         raise ValueError("subsets is empty")
     if not isinstance(replicates, int) or replicates < 1:
         raise ValueError(f"replicates must be an integer >= 1, got {replicates!r}")
-    jobs = (delayed(finetune_subset)(family_name, init_state, subset, cfg, seed + j, snapshot_steps)
-            for j in range(replicates) for subset in subsets)
-    flat = list(Parallel(n_jobs=n_jobs)(jobs))
+    runs = [(subset, seed + j) for j in range(replicates) for subset in subsets]
+    if store is None:
+        stored: list[_StoredRun | None] = [None] * len(runs)
+        flat: list[FinetuneResult | None] = [None] * len(runs)
+    else:
+        fingerprint, versions = _weights_fingerprint(init_state), _versions()
+        stored = [_StoredRun.at(store, family_name, fingerprint, subset, cfg, run_seed, snapshot_steps, False, versions)
+                  for subset, run_seed in runs]
+        flat = [entry.load() for entry in stored]
+    todo = [i for i, run in enumerate(flat) if run is None]
+    desc = f"fine-tuning {family_name}"
+    if store is not None:
+        desc += f" ({len(runs) - len(todo)} of {len(runs)} runs loaded from {store})"
+        logger.info("%s: %d runs to compute", desc, len(todo))
+    jobs = (delayed(_numbered_run)(i, family_name, init_state, runs[i][0], cfg, runs[i][1], snapshot_steps)
+            for i in todo)
+    # Runs arrive in the order they end, one per batch, and are saved here as each arrives: only
+    # this process writes the store, so remote workers (Dask, Ray) need no access to it.
+    with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc) as bar:
+        for i, run in Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(jobs):
+            if stored[i] is not None:
+                stored[i].save(run)
+            flat[i] = run
+            bar.update(1)
     return [flat[j * len(subsets):(j + 1) * len(subsets)] for j in range(replicates)]
+
+
+# --- the store of finished runs ---------------------------------------------------------------
+
+def _numbered_run(i: int, *args) -> tuple[int, FinetuneResult]:
+    """One job: :func:`finetune_subset` on ``args``, returned with its place ``i`` in the call."""
+    return i, finetune_subset(*args)
+
+
+def _weights_fingerprint(init_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None) -> str:
+    """sha256 of the names, shapes, dtypes and bytes of the actor and critic weights a run starts from."""
+    if init_state is None:
+        return "fresh"
+    digest = hashlib.sha256()
+    for part, state in zip(("actor", "critic"), init_state):
+        for name in sorted(state):
+            t = state[name].detach().cpu().contiguous()
+            digest.update(f"{part}.{name}:{tuple(t.shape)}:{t.dtype};".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    """What else a run's numbers depend on: the device it runs on (the GPU's model: kernels differ),
+    torch, and this module's code with all it imports (``code_version`` is imported here, where it
+    is needed, so that workers importing this module do not import every stage)."""
+    from pgx.stages.cache import code_version
+
+    device = pick_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"device": name, "torch": torch.__version__, "code": code_version(__name__)}
+
+
+@dataclass(frozen=True)
+class _StoredRun:
+    """Where one run is saved in a store, and the key the file must hold to be reused.
+
+    The file is a sha256 line of the payload, then the payload (``torch.save`` of the key and the
+    :class:`FinetuneResult`): a truncated or altered file fails the checksum instead of being read.
+    """
+
+    path: Path
+    key: dict
+
+    @classmethod
+    def at(cls, store: str | Path, family_name: str, fingerprint: str, subset: Sequence[int], cfg: PPOConfig,
+           seed: int, snapshot_steps: Sequence[int], count_flops: bool, versions: dict[str, str]) -> _StoredRun:
+        # Keyed by the run's own seed, not (base seed, replicate): both name the same computation.
+        key = {"family": family_name, "init": fingerprint, "subset": tuple(int(t) for t in subset), "config": cfg,
+               "seed": int(seed), "snapshot_steps": tuple(int(s) for s in snapshot_steps),
+               "count_flops": bool(count_flops), **versions}
+        return cls(Path(store) / f"{joblib.hash(key)}.pt", key)
+
+    def save(self, run: FinetuneResult) -> None:
+        buffer = io.BytesIO()
+        torch.save({"key": self.key, "run": run}, buffer)
+        payload = buffer.getvalue()
+        checksum = hashlib.sha256(payload).hexdigest().encode()
+        atomic_write(self.path, lambda tmp: tmp.write_bytes(checksum + b"\n" + payload))
+
+    def load(self) -> FinetuneResult | None:
+        """The saved run, or None when there is none or the file cannot be trusted (then a warning
+        names it, and the run is recomputed and the file replaced)."""
+        if not self.path.exists():
+            return None
+        checksum, _, payload = self.path.read_bytes().partition(b"\n")
+        if hashlib.sha256(payload).hexdigest().encode() != checksum:
+            logger.warning("fine-tuning run %s is truncated or corrupt (checksum mismatch); recomputing it", self.path)
+            return None
+        try:
+            saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+        except Exception as e:  # a checksummed file that still does not load: written by another torch or pgx
+            logger.warning("fine-tuning run %s cannot be loaded (%s: %s); recomputing it", self.path,
+                           type(e).__name__, e)
+            return None
+        if not (isinstance(saved, dict) and saved.get("key") == self.key
+                and isinstance(saved.get("run"), FinetuneResult)):
+            logger.warning("fine-tuning run %s holds another run than its name says; recomputing it", self.path)
+            return None
+        return saved["run"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, code_version, stage_args
+from pgx.stages.cache import cache_dir, cached, code_version, stage_args
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
     SCORE_ROLLOUT,
@@ -104,9 +105,12 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
 
     start = time.perf_counter()
     # Replicate j of every subset: seed 60_000 + 1_000·seed + j, so validation seeds never share RL streams.
-    runs = finetune_subsets(family_name, init, subsets, cfg, _finetune_seed(seed), profile.snapshot_steps, replicates=r)
+    # Each finished run is kept in the store: a stage killed halfway resumes (then `elapsed` covers this call only).
+    runs = finetune_subsets(family_name, init, subsets, cfg, _finetune_seed(seed), profile.snapshot_steps, replicates=r,
+                            store=_finetune_store())
     elapsed = time.perf_counter() - start
-    flops = finetune_subset(family_name, init, subsets[0], cfg, _finetune_seed(seed), count_flops=True).flops
+    flops = finetune_subset(family_name, init, subsets[0], cfg, _finetune_seed(seed), count_flops=True,
+                            store=_finetune_store()).flops
 
     held_out = held_out_features(family_name, profile, seed)
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
@@ -147,6 +151,11 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
 
 def _finetune_seed(seed: int) -> int:
     return 60_000 + 1_000 * seed
+
+
+def _finetune_store() -> Path:
+    """Where the truth stages keep each finished fine-tuning run (``finetune_subsets``'s ``store``)."""
+    return cache_dir() / "finetune"
 
 
 def _objective_scorer(agent: ActorCritic, held_out: FeatureResult, n_tasks: int):
@@ -307,7 +316,7 @@ def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: 
             subsets, V, family.n_tasks).cpu().numpy(), family.n_tasks)
         # Two replicates (common random numbers): the least that measures this truth's reliability.
         runs = finetune_subsets(family_name, (meta.train.actor_state, meta.train.critic_state), subsets,
-                                profile.finetune_ppo, _finetune_seed(seed), replicates=2)
+                                profile.finetune_ppo, _finetune_seed(seed), replicates=2, store=_finetune_store())
         replicates = np.stack([_objective_scores(agent, replicate, held_out, family.n_tasks) for replicate in runs])
         truth = affinity_matrix(subsets, replicates.mean(0), family.n_tasks)
         reliability = split_half_reliability(subsets, replicates, family.n_tasks, k, seed=seed, bootstrap=0)

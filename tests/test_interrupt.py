@@ -1,0 +1,258 @@
+"""Nothing finished is lost when a run is killed (SIGKILL, no cleanup): the ground truth's fine-tuning
+runs are each saved the moment they end, and a killed call, made again, computes only the runs that
+had not finished, to the same bits; a killed MAML run resumes from its last checkpoint."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgx.algos.maml import MAMLConfig, train as maml_train
+from pgx.algos.ppo import PPOConfig
+from pgx.envs import make_family
+from pgx.finetune import finetune_subset, finetune_subsets
+from pgx.policies import ActorCritic, PolicyConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBSETS = [(0, 3), (1, 2), (4, 7), (5, 9)]
+REPLICATES = 2
+SEED = 11
+SNAPSHOTS = (128, 1_024)
+# ~0.2 s per run on one idle core: long enough to kill the call between two runs (it polls every 20 ms).
+CFG = PPOConfig(total_timesteps=16 * 128, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
+                policy=PolicyConfig(hidden=16), anneal_lr=False)
+TINY = PPOConfig(total_timesteps=2 * 128, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
+                 policy=PolicyConfig(hidden=16), anneal_lr=False)
+
+# A ground-truth-like call in a process of its own. Every computed run is logged to a counter file
+# as it starts (the hook wraps the function each job calls), so the test sees exactly what ran.
+SCRIPT = textwrap.dedent("""
+    import logging, sys
+    import torch
+    import pgx.finetune as finetune
+    from tests.test_interrupt import CFG, REPLICATES, SEED, SNAPSHOTS, SUBSETS
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    store, out, counter, init = sys.argv[1:]
+    compute = finetune.finetune_subset
+
+    def counted(family_name, init_state, subset, cfg, seed, *rest):
+        with open(counter, "a") as f:
+            f.write(f"{tuple(subset)} {seed}\\n")
+        return compute(family_name, init_state, subset, cfg, seed, *rest)
+
+    finetune.finetune_subset = counted
+    runs = finetune.finetune_subsets("cartpole", torch.load(init), SUBSETS, CFG, SEED, SNAPSHOTS, n_jobs=1,
+                                     replicates=REPLICATES, store=store)
+    torch.save(runs, out)
+""")
+
+
+def _init_state() -> tuple[dict, dict]:
+    """A seeded θ* stand-in (how good it plays does not matter here)."""
+    family = make_family("cartpole")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        agent = ActorCritic(family.obs_dim, family.action_space, CFG.policy)
+    return agent.actor.state_dict(), agent.critic.state_dict()
+
+
+def _same_run(a, b) -> bool:
+    def same(x, y):
+        return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) and x[k].dtype == y[k].dtype for k in x)
+
+    return (a.subset == b.subset and a.flops == b.flops and same(a.actor_state, b.actor_state)
+            and same(a.critic_state, b.critic_state) and a.snapshots.keys() == b.snapshots.keys()
+            and all(same(a.snapshots[s], b.snapshots[s]) for s in a.snapshots))
+
+
+def _counted(counter: Path) -> list[str]:
+    return counter.read_text().splitlines() if counter.exists() else []
+
+
+def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path):
+    store, init = tmp_path / "store", tmp_path / "init.pt"
+    torch.save(_init_state(), init)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PGX_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+    def command(name: str) -> list[str]:
+        return [sys.executable, "-c", SCRIPT, str(store), str(tmp_path / f"{name}.pt"), str(tmp_path / f"{name}.log"),
+                str(init)]
+
+    # 1. Kill the call (SIGKILL: no handler, no cleanup) once two runs are on disk.
+    first = subprocess.Popen(command("first"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while len(list(store.glob("*.pt"))) < 2:
+        assert first.poll() is None, f"the first call ended before it was killed:\n{first.stdout.read().decode()}"
+        assert time.monotonic() < deadline, "no two runs were saved within 60 s"
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    first.stdout.close()
+    assert first.returncode == -signal.SIGKILL
+    saved = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in store.glob("*.pt")}
+    total = len(SUBSETS) * REPLICATES
+    assert 2 <= len(saved) < total and not (tmp_path / "first.pt").exists()
+    jobs = [f"{subset} {SEED + j}" for j in range(REPLICATES) for subset in SUBSETS]  # n_jobs=1: in this order
+    assert _counted(tmp_path / "first.log")[:len(saved)] == jobs[:len(saved)]
+
+    # 2. The same call again: it loads the finished runs and computes the others, once each.
+    second = subprocess.run(command("second"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert _counted(tmp_path / "second.log") == jobs[len(saved):]
+    assert f"({len(saved)} of {total} runs loaded from {store}): {total - len(saved)} runs to compute" in second.stderr
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in saved} == saved  # finished files left untouched
+    assert len(list(store.glob("*.pt"))) == total
+
+    # 3. Bit for bit the runs of an uninterrupted call (here, in this process, without a store).
+    resumed = torch.load(tmp_path / "second.pt", weights_only=False)
+    uninterrupted = finetune_subsets("cartpole", _init_state(), SUBSETS, CFG, SEED, SNAPSHOTS, n_jobs=1,
+                                     replicates=REPLICATES)
+    assert [len(r) for r in resumed] == [len(SUBSETS)] * REPLICATES
+    for a, b in zip(sum(resumed, []), sum(uninterrupted, [])):
+        assert _same_run(a, b)
+    assert not _same_run(resumed[0][0], resumed[1][0])  # the replicates differ (the check can fail)
+
+
+def test_a_truncated_or_corrupt_run_file_is_named_and_recomputed(tmp_path, caplog):
+    store = tmp_path / "store"
+    runs = finetune_subsets("cartpole", _init_state(), SUBSETS[:3], TINY, SEED, n_jobs=1, store=store)[0]
+    truncated, flipped, intact = sorted(store.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)  # saved in order
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the tensors' bytes: torch.load alone would not notice
+    flipped.write_bytes(bytes(data))
+
+    with caplog.at_level(logging.INFO, logger="pgx.finetune"):
+        again = finetune_subsets("cartpole", _init_state(), SUBSETS[:3], TINY, SEED, n_jobs=1, store=store)[0]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"fine-tuning run {truncated} is truncated or corrupt (checksum mismatch); recomputing it",
+        f"fine-tuning run {flipped} is truncated or corrupt (checksum mismatch); recomputing it",
+        f"fine-tuning cartpole (1 of 3 runs loaded from {store}): 2 runs to compute",
+    ]
+    assert all(_same_run(a, b) for a, b in zip(runs, again))
+
+    # Each file was rewritten whole: a third call loads all three without a word.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pgx.finetune"):
+        third = finetune_subsets("cartpole", _init_state(), SUBSETS[:3], TINY, SEED, n_jobs=1, store=store)[0]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"fine-tuning cartpole (3 of 3 runs loaded from {store}): 0 runs to compute"]
+    assert all(_same_run(a, b) for a, b in zip(runs, third))
+
+
+def test_a_run_file_under_another_runs_name_is_not_trusted(tmp_path, caplog):
+    store = tmp_path / "store"
+    runs = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=1, store=store)[0]
+    first, second = sorted(store.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)
+    second.write_bytes(first.read_bytes())  # a valid file of subset 0 where subset 1's belongs
+    with caplog.at_level(logging.WARNING, logger="pgx.finetune"):
+        again = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=1, store=store)[0]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"fine-tuning run {second} holds another run than its name says; recomputing it"]
+    assert again[1].subset == SUBSETS[1] and _same_run(runs[1], again[1])
+
+
+def test_runs_that_differ_in_anything_are_kept_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "store"
+    finetune_subsets("cartpole", _init_state(), SUBSETS[:1], TINY, SEED, n_jobs=1)
+    assert not (tmp_path / "cache").exists() and not store.exists()  # without a store: nothing written
+    finetune_subsets("cartpole", _init_state(), SUBSETS[:1], TINY, SEED, n_jobs=1, store=store)
+    actor, critic = _init_state()
+    nudged = ({**actor, "net.0.bias": actor["net.0.bias"] + 1e-6}, critic)
+    variants = [
+        dict(seed=SEED + 1), dict(init_state=nudged), dict(init_state=None), dict(subsets=[SUBSETS[0][::-1]]),
+        dict(cfg=replace(TINY, learning_rate=1e-3)), dict(snapshot_steps=(128,)),
+        dict(family_name="cartpole:observe_task=false", init_state=None),  # vs init_state=None alone: the family
+    ]
+    base = dict(family_name="cartpole", init_state=_init_state(), subsets=SUBSETS[:1], cfg=TINY, seed=SEED,
+                snapshot_steps=(), n_jobs=1, store=store)
+    for i, change in enumerate(variants, start=2):
+        finetune_subsets(**{**base, **change})
+        assert len(list(store.glob("*.pt"))) == i, change
+    # the same call again adds nothing; replicate 1 of SEED is replicate 0 of SEED + 1, the same run
+    finetune_subsets(**{**base, "seed": SEED, "replicates": 2})
+    assert len(list(store.glob("*.pt"))) == len(variants) + 1
+    # a FLOP-counting run is kept apart from the timed one, and loads with its count
+    counted = finetune_subset("cartpole", _init_state(), SUBSETS[0], TINY, SEED, count_flops=True, store=store)
+    assert counted.flops > 0 and len(list(store.glob("*.pt"))) == len(variants) + 2
+    assert finetune_subset("cartpole", _init_state(), SUBSETS[0], TINY, SEED, count_flops=True,
+                           store=store).flops == counted.flops
+
+
+def test_a_run_of_many_with_loky_workers_saves_and_places_each_run(tmp_path):
+    """Runs arrive in the order they end; each is saved under its own key and put in its own place."""
+    sequential = finetune_subsets("cartpole", _init_state(), SUBSETS, TINY, SEED, n_jobs=1)[0]
+    parallel = finetune_subsets("cartpole", _init_state(), SUBSETS, TINY, SEED, n_jobs=2, store=tmp_path)[0]
+    loaded = finetune_subsets("cartpole", _init_state(), SUBSETS, TINY, SEED, n_jobs=2, store=tmp_path)[0]
+    assert len(list(tmp_path.glob("*.pt"))) == len(SUBSETS)
+    assert all(_same_run(a, b) and _same_run(a, c) for a, b, c in zip(sequential, parallel, loaded))
+
+
+# --- MAML: its checkpoint, after a SIGKILL between two of them --------------------------------------
+
+MAML_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import torch
+    from pgx.algos.maml import train
+    from pgx.envs import make_family
+    from tests.test_interrupt import MAML
+
+    checkpoint, out, counter = sys.argv[1:]
+
+    def paced(iteration):  # after each iteration and its checkpoint; slow enough to be killed between two
+        with open(counter, "a") as f:
+            f.write(f"{iteration}\\n")
+        time.sleep(0.15)
+
+    result = train(make_family("cartpole:observe_task=false"), [0, 1], MAML, seed=5, checkpoint_path=checkpoint,
+                   progress=False, on_iteration=paced)
+    torch.save(result, out)
+""")
+
+
+MAML = MAMLConfig(meta_iterations=8, meta_batch_size=3, episodes=2, horizon=30,
+                  policy=PolicyConfig(hidden=5, layers=2), checkpoint_every=4)
+
+
+def test_a_killed_maml_run_resumes_from_its_last_checkpoint(tmp_path):
+    checkpoint = tmp_path / "maml.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PGX_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+    def command(name: str) -> list[str]:
+        return [sys.executable, "-c", MAML_SCRIPT, str(checkpoint), str(tmp_path / f"{name}.pt"),
+                str(tmp_path / f"{name}.log")]
+
+    first = subprocess.Popen(command("first"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while len(_counted(tmp_path / "first.log")) < 5:  # past the checkpoint at 4 iterations, ≥ 0.45 s before 8
+        assert first.poll() is None, f"the MAML run ended before it was killed:\n{first.stdout.read().decode()}"
+        assert time.monotonic() < deadline, "the MAML run did not reach iteration 5 within 60 s"
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    first.stdout.close()
+    done = [int(i) for i in _counted(tmp_path / "first.log")]
+    assert done == list(range(len(done))) and len(done) < MAML.meta_iterations
+    last_checkpoint = len(done) // MAML.checkpoint_every * MAML.checkpoint_every
+    assert len(done) > last_checkpoint == 4  # killed between two checkpoints: some work is lost, not all
+
+    second = subprocess.run(command("second"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert [int(i) for i in _counted(tmp_path / "second.log")] == list(range(last_checkpoint, MAML.meta_iterations))
+    resumed = torch.load(tmp_path / "second.pt", weights_only=False)
+    full = maml_train(make_family("cartpole:observe_task=false"), [0, 1], MAML, seed=5, progress=False)
+    assert all(torch.equal(resumed.actor_state[k], full.actor_state[k]) for k in full.actor_state)
+    assert np.array_equal(resumed.returns_after, full.returns_after)
+    assert np.array_equal(resumed.env_steps, full.env_steps)
