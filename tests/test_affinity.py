@@ -138,7 +138,21 @@ def test_affinity_normalisation_removes_task_scale():
     assert not np.allclose(raw_rescaled, affinity_matrix(subsets, scores, 6, normalize=False))
 
 
-def test_affinity_is_symmetric_and_ignores_absent_scores():
+def _eq5_by_definition(subsets, scores: np.ndarray, n: int, normalize: bool) -> np.ndarray:
+    """Eq. (5) written out with loops: each task's scores over its subsets (z-scored with the
+    population std when ``normalize``), averaged over the subsets shared with each partner, then
+    symmetrised."""
+    own = {i: [s for s, subset in enumerate(subsets) if i in subset] for i in range(n)}
+    value = {}
+    for i, mine in own.items():
+        x = np.array([scores[s, i] for s in mine])
+        z = (x - x.mean()) / x.std() if normalize else x
+        value.update({(s, i): float(v) for s, v in zip(mine, z)})
+    raw = np.array([[np.mean([value[s, i] for s in own[i] if j in subsets[s]]) for j in range(n)] for i in range(n)])
+    return (raw + raw.T) / 2
+
+
+def test_affinity_follows_its_definition_and_ignores_absent_scores():
     rng = np.random.default_rng(2)
     subsets = sample_subsets(8, 4, 40, seed=2)
     scores = rng.normal(size=(40, 8))
@@ -147,8 +161,7 @@ def test_affinity_is_symmetric_and_ignores_absent_scores():
         absent[s, list(subset)] = False
     for normalize in (True, False):
         affinity = affinity_matrix(subsets, scores, 8, normalize=normalize)
-        assert affinity.shape == (8, 8)
-        np.testing.assert_array_equal(affinity, affinity.T)
+        np.testing.assert_allclose(affinity, _eq5_by_definition(subsets, scores, 8, normalize), rtol=1e-12, atol=1e-12)
         garbage = np.where(absent, rng.normal(size=(40, 8)) * 1e6, scores)
         np.testing.assert_array_equal(affinity_matrix(subsets, garbage, 8, normalize=normalize), affinity)
 

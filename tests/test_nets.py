@@ -35,16 +35,33 @@ def _net(kind: str, **changes):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_output_shape(kind):
+def test_each_row_is_computed_on_its_own(kind):
+    """The batch gives what the rows give one at a time: no architecture mixes rows (a wrong einsum index would)."""
+    net = _net(kind, output_std=1.0)
     x, task = _batch()
-    assert _net(kind)(x, task).shape == (x.shape[0], OUT_DIM)
+    out = net(x, task)
+    assert out.shape == (x.shape[0], OUT_DIM)
+    torch.testing.assert_close(out, torch.cat([net(x[i : i + 1], task[i : i + 1]) for i in range(len(x))]))
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_unknown_task_gives_an_output(kind):
+def test_unknown_task_gives_the_documented_output(kind):
+    net = _net(kind, output_std=1.0)
     x, task = _batch()
-    out = _net(kind)(x, torch.zeros_like(task))
-    assert out.shape == (x.shape[0], OUT_DIM) and torch.isfinite(out).all()
+    unknown = torch.zeros_like(task)
+    out = net(x, unknown)
+    assert torch.isfinite(out).all()
+    if kind == "mlp":  # the task reaches it only through the one-hot inside x
+        torch.testing.assert_close(out, net(x, task))
+    elif kind in ("multihead", "paco"):  # no head, or all-zero composed parameters: zeros
+        torch.testing.assert_close(out, torch.zeros_like(out), rtol=0, atol=0)
+    elif kind == "softmod":  # no task embedding, and routing biases start at 0: uniform routes
+        for route in net.routing(x, unknown):
+            torch.testing.assert_close(route, torch.full_like(route, 1 / route.shape[-1]))
+    else:  # care: a zero context, and attention biases start at 0: uniform attention over encoders
+        torch.testing.assert_close(net.context(unknown), torch.zeros(len(x), net.attention.in_features))
+        attention = torch.softmax(net.attention(net.context(unknown)), -1)
+        torch.testing.assert_close(attention, torch.full_like(attention, 1 / net.attention.out_features))
 
 
 @pytest.mark.parametrize("kind,layers", [(k, 3) for k in KINDS] + [("softmod", 2), ("softmod", 4), ("care", 2),

@@ -5,13 +5,16 @@ import json
 import numpy as np
 import pytest
 
+from pgx.affinity import affinity_matrix
 from pgx.cli import main
+from pgx.clustering import sdp_cluster
 from pgx.envs import make_family
 from pgx.envs.cartpole import PoleLengthCartPole
 from pgx.policies import ActorCritic
 from pgx.profiles import get_profile
 from pgx.rollouts import RolloutState, collect
 from pgx.stages.downstream import METHODS
+from pgx.validation import grouping_nmi
 
 
 def test_unknown_profile_is_named(monkeypatch):
@@ -29,8 +32,11 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     assert len(train["eval_returns"]) == 10 and train["profile"] == "smoke"
     features = np.load(out / "features.npz")
     assert features["features"].shape[1] == get_profile("smoke").projection_dim
-    affinity = np.load(out / "affinity.npz")["affinity"]
-    np.testing.assert_allclose(affinity, affinity.T)
+    saved = np.load(out / "affinity.npz")
+    subsets = [tuple(s) for s in json.loads((out / "affinity.json").read_text())["subsets"]]
+    # eq. 5 of the saved scores, z-normalised: each task's scores average to 0, so does the diagonal
+    np.testing.assert_array_equal(saved["affinity"], affinity_matrix(subsets, saved["scores"], 10))
+    np.testing.assert_allclose(np.diag(saved["affinity"]), 0.0, atol=1e-12)
     group = json.loads((out / "group.json").read_text())
     for labels in group["labels"].values():
         assert sorted(set(labels)) == [0, 1, 2] and len(labels) == 10
@@ -47,11 +53,22 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     rows = truth["verdicts"]["rows"]
     assert set(rows) == {"first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth",
                          "gradient similarity", "random groups", "first-order, λ step rescaled"}
-    assert all(0 <= row["NMI vs truth"] <= 1 and 0 <= row["NMI vs return truth"] <= 1 for row in rows.values())
+    arrays = np.load(out / "groundtruth.npz")
+    np.testing.assert_array_equal(arrays["estimated_affinity"], saved["affinity"])
+
+    def groups(affinity):
+        return sdp_cluster(affinity, k=3, seed=0)
+
+    ours = groups(saved["affinity"])
+    assert rows["first-order (PolicyGradEx)"]["NMI vs truth"] == grouping_nmi(ours, groups(arrays["true_affinity"]))
+    assert rows["first-order (PolicyGradEx)"]["NMI vs return truth"] == grouping_nmi(
+        ours, groups(arrays["true_return_affinity"]))
     assert rows["offline exact truth"]["NMI vs exact truth"] == 1
     # returns and objectives are in different units: no relative error between them
     assert all(np.isnan(row["relative error vs return truth"]) for name, row in rows.items() if name != "random groups")
-    assert 0 <= truth["verdicts"]["truth reliability"]["split-half NMI"] <= 1
+    # r = 2: the one split puts replicate 0 against replicate 1
+    halves = [groups(affinity_matrix(subsets, replicate, 10)) for replicate in arrays["replicate_objective"]]
+    assert truth["verdicts"]["truth reliability"]["split-half NMI"] == grouping_nmi(*halves)
     assert truth["speedup"] > 1 and truth["flops_ratio"] > 1
     replicates = np.load(out / "groundtruth.npz")["replicate_objective"]
     assert replicates.shape == (smoke.truth_replicates, smoke.num_subsets, 10)
@@ -118,8 +135,10 @@ def test_affinity_runs_end_to_end_on_every_family(family, isolated_cache, tmp_pa
     result = json.loads((out / "affinity.json").read_text())
     affinity = np.asarray(result["affinity"])
     assert result["family"] == family and affinity.shape == (10, 10)
-    assert np.isfinite(affinity).all()
-    np.testing.assert_allclose(affinity, affinity.T)
+    subsets = [tuple(s) for s in result["subsets"]]
+    np.testing.assert_allclose(affinity, affinity_matrix(subsets, np.load(out / "affinity.npz")["scores"], 10),
+                               rtol=1e-12, atol=1e-12)  # eq. 5 of the stage's scores (JSON keeps ~17 digits)
+    np.testing.assert_allclose(np.diag(affinity), 0.0, atol=1e-12)  # z-normalised
 
 
 @pytest.mark.parametrize("family, message", [

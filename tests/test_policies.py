@@ -43,8 +43,17 @@ def test_sampling_draws_from_the_generator_only():
 
 
 def test_make_actor_picks_by_action_space_and_rejects_others():
-    assert isinstance(make_actor(4, spaces.Discrete(3)), CategoricalActor)
-    assert isinstance(make_actor(4, 3), CategoricalActor)
-    assert isinstance(make_actor(4, spaces.Box(-1, 1, (2,))), GaussianActor)
+    obs = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    for space in (spaces.Discrete(3), 3):
+        actor = make_actor(4, space)
+        assert isinstance(actor, CategoricalActor)
+        # A distribution over exactly three actions: their probabilities sum to one.
+        probs = torch.stack([actor.log_prob(obs, torch.full((5,), a)) for a in range(3)]).exp()
+        torch.testing.assert_close(probs.sum(0), torch.ones(5))
+    gaussian = make_actor(4, spaces.Box(-1, 1, (2,)))
+    assert isinstance(gaussian, GaussianActor)
+    actions = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
+    reference = Independent(Normal(gaussian.mode(obs), gaussian.log_std.exp()), 1)  # one Gaussian over 2 dims
+    torch.testing.assert_close(gaussian.log_prob(obs, actions), reference.log_prob(actions))
     with pytest.raises(ValueError, match="must be Discrete or a 1-D Box"):
         make_actor(4, spaces.Box(-1, 1, (2, 2)))

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from pgx.affinity import affinity_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = '''
@@ -40,6 +43,12 @@ def test_plugin_family_runs_affinity_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "affinity.json").read_text())
     assert result["family"] == "pendulum-gravity" and len(result["affinity"]) == 10
+    # eq. 5 of the stage's scores for the plugin's ten tasks, z-normalised (zero diagonal)
+    affinity = np.asarray(result["affinity"])
+    subsets = [tuple(s) for s in result["subsets"]]
+    np.testing.assert_allclose(affinity, affinity_matrix(subsets, np.load(out / "affinity.npz")["scores"], 10),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.diag(affinity), 0.0, atol=1e-12)
 
 
 def test_unknown_plugin_module_is_named(monkeypatch):

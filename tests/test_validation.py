@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -24,11 +26,26 @@ def test_per_task_spearman_ranks_within_each_task():
     assert np.isnan(flat).all()
 
 
+def _partitions(n: int, k: int) -> list[np.ndarray]:
+    """Every partition of n tasks into exactly k non-empty groups, as canonical labels."""
+    out = []
+    for labels in itertools.product(range(k), repeat=n):
+        firsts = [labels.index(g) for g in range(k) if g in labels]
+        if len(firsts) == k and firsts == sorted(firsts):
+            out.append(np.array(labels))
+    return out
+
+
 def test_nmi_identical_relabelled_and_random():
     a = np.array([0, 0, 1, 1, 2, 2])
     assert grouping_nmi(np.array([2, 2, 0, 0, 1, 1]), a) == pytest.approx(1.0)
-    chance = random_nmi(a, 3, range(50))
-    assert chance.shape == (50,) and 0 <= chance.mean() < 0.6
+    assert grouping_nmi(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])) == pytest.approx(0.0)  # independent halves
+    # Chance level by enumeration: random groupings are uniform over the S(6, 3) = 90 partitions.
+    every = np.array([grouping_nmi(labels, a) for labels in _partitions(6, 3)])
+    assert len(every) == 90
+    chance = random_nmi(a, 3, range(500))
+    assert chance.shape == (500,)
+    assert abs(chance.mean() - every.mean()) < 4 * every.std() / np.sqrt(500)  # 0.477 exact; 0.7 SE off
     with pytest.raises(ValueError, match="equal length"):
         grouping_nmi(a, a[:3])
 
@@ -57,6 +74,10 @@ def test_error_vs_num_subsets_reports_uncovered_pairs():
     truth = np.ones((3, 3))
     rows = error_vs_num_subsets(subsets, scores, truth, [1, 4])
     assert not rows[0]["all pairs covered"] and np.isnan(rows[0]["relative error"])
-    assert rows[1]["all pairs covered"] and np.isfinite(rows[1]["relative error"])
+    # All four: z-scores ±c with c = sqrt(3/2) give T = c/4 on pairs (0, 1) and (1, 2), 0 elsewhere
+    # (the diagonal too), so ‖T − 1‖_F² = 5 + 4 (1 − c/4)² against ‖1‖_F = 3.
+    c = np.sqrt(1.5)
+    assert rows[1]["all pairs covered"]
+    assert rows[1]["relative error"] == pytest.approx(np.sqrt(5 + 4 * (1 - c / 4) ** 2) / 3, rel=1e-12)
     with pytest.raises(ValueError, match=r"number of subsets must be in \[1, 4\], got 5"):
         error_vs_num_subsets(subsets, scores, truth, [5])
