@@ -18,19 +18,30 @@ Each (network, p) is measured in a fresh subprocess with one torch thread:
   activations and non-Linear per-sample gradients, ``N × (Σ layer widths + non-Linear p)`` floats);
 - ``block_mb``: P's largest block (``projector.largest_block_shape``); P whole would be
   ``p × d × 4`` bytes (1.5 GiB at 1M); ``passes``: how many times P was drawn;
-- ``x_vs_loop_each``: against one backward per sample, each gradient projected with the same
-  projector as it comes (memory as bounded as the fast path's, but P is redrawn per sample).
-  Timed on ``loop_samples`` samples and scaled per sample to N;
-- ``x_vs_loop_all``: against one backward per sample for all N, then one projection of the
-  ``(N, p)`` gradients block by block as ``projector.project`` does (P drawn once; needs ``N × p``
-  floats). Timed on ``batch_samples`` samples: ``N/s × (backward loop + products) + drawing P``,
-  the draws and the products timed apart. The fast path does the same N·p·d multiply-adds and
-  draws P as often, so this ratio stays near 1 at d = 400: what the fast path saves here is the
-  ``(N, p)`` memory, not time.
+- ``loop_s`` and ``x_vs_loop = loop_s / seconds``: the per-sample loop, P drawn once: one backward
+  per sample (``per_sample_grads_loop``), then each sample's gradient multiplied by P, one
+  matrix-vector product per sample and block of P, every block drawn once and reused for every
+  sample. Timed on the first ``loop_samples`` samples (64 by default) and scaled per sample to N;
+  the one-off ``draw_s`` is added once. Only the timed samples' gradients are kept
+  (``loop_samples × p`` floats). A loop holding P whole (``p × d`` floats) does the same products
+  but streams all of P per sample (slower at 136k here), so this baseline errs on the fast side;
+- ``loop_all_s`` and ``x_vs_loop_all``: the same backward loop and draws, but each block of P
+  multiplied with all samples' gradients at once (one matrix product per block, as
+  ``projector.project`` does; at N that needs ``N × p`` floats). Timed on ``batch_samples``
+  samples (64 by default), scaled the same way. The fast path does the same N·p·d multiply-adds
+  and draws P as often (``passes``), so this ratio is small: what the fast path saves over this
+  loop is mostly the ``(N, p)`` memory;
+- ``draw_s``: drawing every block of P once (counted once in ``loop_s`` and ``loop_all_s``).
 
-Run by hand: ``python benchmarks/bench_features_scale.py`` (about 1 minute on one core: 48 s to
-1.5 min on a shared 2-core machine; ``--params 136000`` for the small size only, ~25 s). Timings
-are single runs, so expect run-to-run spread on a busy machine.
+Both baselines share one backward loop over the first max(``loop_samples``, ``batch_samples``)
+samples, timed as the best of ``BACKWARD_REPEATS`` runs after a warm-up (it is short, so a single
+run is easily disturbed; this favours the baselines), and the products are timed apart from the
+draws. Each baseline's features must match ``projected_grads``' for those samples (relative error
+below 1e-4) or the row fails.
+
+Run by hand: ``python benchmarks/bench_features_scale.py`` (about 1 minute on a shared 2-core
+machine; ``--params 136000`` for the small size only, ~15 s). ``seconds`` is a single run, so
+expect run-to-run spread on a busy machine.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
+from _timing import best_time
 from torch import nn
 
 from pgx.algos.sac import TanhGaussianActor
@@ -59,6 +71,8 @@ SAMPLES = {"mlp": (2048, 512), "paco": (512, 256)}
 """N for each network at the default sizes (136k, 1M)."""
 CHUNK_SIZE = {"mlp": 1024, "paco": 32}
 HELD_BYTES = {"mlp": 1 << 30, "paco": 256 << 20}
+BACKWARD_REPEATS = 3
+"""Runs of the baselines' backward loop, after a warm-up; the best is kept (the loop is short)."""
 
 
 def _mlp(hidden: int) -> CategoricalActor:
@@ -124,33 +138,38 @@ def measure(network: str, params: int, n_samples: int, d: int, seed: int, loop_s
     projector._generated_block = lambda t, b: (draws.append((t, b)), generated_block(t, b))[1]
     before_mb = _peak_mb()
     start = time.perf_counter()
-    projected_grads(actor, obs, actions, projector, chunk_size, held_bytes=held_bytes)
+    features = projected_grads(actor, obs, actions, projector, chunk_size, held_bytes=held_bytes)
     seconds = time.perf_counter() - start
     peak_mb = _peak_mb()
     del projector._generated_block
 
-    # Baseline 1: one backward per sample, each gradient projected as it comes.
-    per_sample_grads_loop(actor, obs[:1], actions[:1])
-    start = time.perf_counter()
-    for i in range(loop_samples):
-        projector.project(per_sample_grads_loop(actor, obs[i : i + 1], actions[i : i + 1]))
-    loop_each_s = (time.perf_counter() - start) / loop_samples * n_samples
-
-    # Baseline 2: one backward per sample for all, then one projection (P drawn once). The
-    # projection's draws and products are timed apart, so each scales as it would at N.
-    s = min(batch_samples, n_samples)
-    start = time.perf_counter()
+    # Both baselines: one backward per sample on the first s samples (best of a few runs, scaled
+    # per sample to N), then P drawn once, block by block, each block applied to those samples'
+    # gradients one sample at a time (the per-sample loop) or all at once; draws timed apart.
+    n_each, n_all = min(loop_samples, n_samples), min(batch_samples, n_samples)
+    s = max(n_each, n_all)
     flat = per_sample_grads_loop(actor, obs[:s], actions[:s])
-    grads_s = time.perf_counter() - start
-    draw_s = products_s = 0.0
+    backward_s = best_time(lambda: per_sample_grads_loop(actor, obs[:s], actions[:s]), BACKWARD_REPEATS) / s
+    each, together = flat.new_zeros(n_each, d), flat.new_zeros(n_all, d)
+    draw_s = each_s = together_s = 0.0
     for t, a, b in projector.block_ranges():
         start = time.perf_counter()
         block = projector.block(t, a, b)
-        middle = time.perf_counter()
-        flat[:, projector.offsets[t] + a : projector.offsets[t] + b] @ block
-        draw_s, products_s = draw_s + middle - start, products_s + time.perf_counter() - middle
-    loop_all_s = n_samples / s * (grads_s + products_s) + draw_s
+        drawn = time.perf_counter()
+        span = slice(projector.offsets[t] + a, projector.offsets[t] + b)
+        for i in range(n_each):
+            each[i].addmv_(block.T, flat[i, span])
+        looped = time.perf_counter()
+        together.addmm_(flat[:n_all, span], block)
+        draw_s, each_s = draw_s + drawn - start, each_s + looped - drawn
+        together_s += time.perf_counter() - looped
     del flat
+    for name, baseline in (("loop", each), ("loop_all", together)):  # the baselines do the same work
+        error = float((baseline - features[: len(baseline)]).norm() / features[: len(baseline)].norm())
+        if not error < 1e-4:
+            raise RuntimeError(f"the {name} baseline's features differ from projected_grads' by {error:.2e}")
+    loop_s = n_samples * (backward_s + each_s / n_each) + draw_s
+    loop_all_s = n_samples * (backward_s + together_s / n_all) + draw_s
 
     linears = [m for m in actor.modules() if isinstance(m, nn.Linear)]
     non_linear = count(actor) - sum(count(m) for m in linears)
@@ -162,19 +181,22 @@ def measure(network: str, params: int, n_samples: int, d: int, seed: int, loop_s
         "samples_per_s": n_samples / seconds, "peak_rss_mb": peak_mb, "call_mb": peak_mb - before_mb,
         "gathered_before_mb": n_samples * (widths + non_linear) * 4 / 2**20,
         "block_mb": rows * cols * 4 / 2**20, "p_whole_mb": count(actor) * d * 4 / 2**20,
-        "passes": draws.count((0, 0)), "x_vs_loop_each": loop_each_s / seconds,
-        "x_vs_loop_all": loop_all_s / seconds, "loop_samples": loop_samples, "batch_samples": s,
+        "passes": draws.count((0, 0)), "loop_s": loop_s, "x_vs_loop": loop_s / seconds,
+        "loop_all_s": loop_all_s, "x_vs_loop_all": loop_all_s / seconds, "draw_s": draw_s,
+        "loop_samples": n_each, "batch_samples": n_all,
     }
 
 
 def scale_rows(params: Sequence[int] = (136_000, 1_000_000), n_samples: Sequence[int] | None = None,
                d: int = 400, seed: int = 0, networks: Sequence[str] = ("mlp", "paco"),
-               loop_samples: int = 2, batch_samples: int = 64) -> pd.DataFrame:
+               loop_samples: int = 64, batch_samples: int = 64) -> pd.DataFrame:
     """One row per (network, p), each measured in a fresh one-thread subprocess (module docstring).
 
     :param n_samples: N for each entry of ``params``, the same for every network; default
         ``SAMPLES`` (which has entries for the two default sizes only).
     """
+    if min(loop_samples, batch_samples) < 1:
+        raise ValueError(f"loop_samples and batch_samples must be >= 1, got {loop_samples} and {batch_samples}")
     rows = []
     for network in networks:
         counts = n_samples if n_samples is not None else SAMPLES[network]
@@ -209,8 +231,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread per measurement, d = 400; peak memory from ru_maxrss")
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.precision", 1):
         print(table.drop(columns=["d", "loop_samples", "batch_samples"]).to_string(index=False))
-    print(f"loop baselines timed on {table.loop_samples.iloc[0]} (each) and {table.batch_samples.iloc[0]} "
-          "(all) samples and scaled to N; ratios above 1 mean projected_grads is faster")
+    print(f"baselines (P drawn once) timed on {table.loop_samples.iloc[0]} (loop: one product per sample) and "
+          f"{table.batch_samples.iloc[0]} (loop_all: one product for all) samples and scaled to N; "
+          "ratios above 1 mean projected_grads is faster")
 
 
 if __name__ == "__main__":

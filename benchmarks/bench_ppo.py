@@ -1,22 +1,28 @@
 """Multitask PPO throughput: pgx against Stable-Baselines3's PPO on the same family and budget.
 
 Both sides train the CartPole family (10 pole lengths, 4 sub-envs per task, 128 steps per
-rollout, 4 epochs × 4 minibatches, learning rate 2.5e-4 decayed linearly to 0, the same clipping,
-entropy and value coefficients, gradient-norm cap and Adam ε) with the same network: separate
-actor and critic MLPs of four linear layers, 64 wide, tanh, orthogonal init. SB3 builds the family
-as its users would: one ``gymnasium.make("CartPole-v1")`` per sub-env with its pole length set and
-the task one-hot appended by an observation wrapper, in a ``DummyVecEnv``. One torch thread, same
-process, sides alternating by seed. What differs, and stays: SB3 does not clip the value loss
-(pgx does, as CleanRL), and SB3 bootstraps truncated episodes from their final observation inside
-the rollout (pgx from the stored final observation, the same value).
+rollout, so 5,120 env steps per iteration; 4 epochs × 4 minibatches; learning rate 2.5e-4 decayed
+linearly to 0 over the same iterations; the same clipping, entropy coefficient, gradient-norm cap
+and Adam ε) with the same network: separate actor and critic MLPs of four linear layers, 64 wide,
+tanh, orthogonal init. SB3 builds the family as its users would: one
+``gymnasium.make("CartPole-v1")`` per sub-env with its pole length set and the task one-hot
+appended by an observation wrapper, in a ``DummyVecEnv``. One torch thread, same process, sides
+alternating by seed, a warm-up run of each first; each side's time includes building its envs
+and networks.
+
+Matched by hand: SB3's value loss is a plain mean squared error where pgx's (CleanRL's) carries a
+factor ½, so SB3 gets ``vf_coef`` 0.25 for pgx's 0.5; SB3 updates its learning rate from the
+progress *after* a rollout, one iteration later than pgx, so its schedule is shifted by one
+iteration to match. What still differs: pgx clips the value loss (CleanRL's max of clipped and
+unclipped), SB3 does not; the step budget is a multiple of 5,120 so both run the same iterations.
 
 Returns: after training, each policy's actor (SB3's copied into a pgx actor, layer by layer) plays
 the same seeded greedy episodes on every task (``pgx.evaluation.evaluate``), so returns compare
 like with like.
 
-Run by hand: ``python benchmarks/bench_ppo.py`` (400k steps × 3 seeds per side, about 2 minutes on
-one free core); ``--steps`` and ``--seeds`` change the budget. ``python benchmarks/bench_ppo.py
---profile`` adds where pgx's time goes (cProfile of one run).
+Run by hand: ``python benchmarks/bench_ppo.py`` (409,600 steps × 3 seeds per side, about 3 minutes
+on one free core); ``--steps`` and ``--seeds`` change the budget; ``--profile`` adds where each
+library's time goes (cProfile) and what one actor pass costs in pgx's update.
 """
 
 from __future__ import annotations
@@ -98,20 +104,30 @@ def _cartpole_task(task: int):
     return make
 
 
-def run_sb3(steps: int, seed: int) -> Run:
+def sb3_model(steps: int, seed: int):
+    """SB3's PPO on the family, configured as pgx's (module docstring: what is matched by hand)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     n_tasks = len(SOURCE_LENGTHS)
+    batch = ENVS_PER_TASK * n_tasks * NUM_STEPS
     venv = DummyVecEnv([_cartpole_task(t) for t in range(n_tasks) for _ in range(ENVS_PER_TASK)])
     hidden = [POLICY.hidden] * (POLICY.layers - 1)
-    model = PPO(
-        "MlpPolicy", venv, n_steps=NUM_STEPS, batch_size=ENVS_PER_TASK * n_tasks * NUM_STEPS // MINIBATCHES,
-        n_epochs=EPOCHS, learning_rate=lambda remaining: LR * remaining, gamma=0.99, gae_lambda=0.95,
-        clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, seed=seed, device="cpu", verbose=0,
+    # SB3 reads `remaining` after the rollout (1 - (i+1)·batch/steps at iteration i); pgx anneals
+    # from 1 - i·batch/steps. Adding one batch back gives both the same rate at every iteration.
+    shift = batch / steps
+    return PPO(
+        "MlpPolicy", venv, n_steps=NUM_STEPS, batch_size=batch // MINIBATCHES, n_epochs=EPOCHS,
+        learning_rate=lambda remaining: LR * min(1.0, remaining + shift), gamma=0.99, gae_lambda=0.95,
+        clip_range=0.2, ent_coef=0.01, vf_coef=0.25, max_grad_norm=0.5, seed=seed, device="cpu", verbose=0,
         policy_kwargs=dict(net_arch=dict(pi=hidden, vf=hidden), activation_fn=torch.nn.Tanh),
     )
+
+
+def run_sb3(steps: int, seed: int) -> Run:
+    n_tasks = len(SOURCE_LENGTHS)
     start = time.perf_counter()
+    model = sb3_model(steps, seed)
     model.learn(steps)
     wall = time.perf_counter() - start
     family = make_family(FAMILY)
@@ -134,9 +150,12 @@ def sb3_actor(model, family) -> CategoricalActor:
     return actor
 
 
-def compare(steps: int = 400_000, seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
+def compare(steps: int = 409_600, seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
     """One row per (library, seed): env steps, wall seconds, steps/s and greedy return. Seeds
     alternate the two sides, so load from other jobs falls on both."""
+    batch = ENVS_PER_TASK * len(SOURCE_LENGTHS) * NUM_STEPS
+    if steps % batch:
+        raise ValueError(f"steps must be a multiple of {batch} (one iteration of both libraries), got {steps}")
     torch.set_num_threads(1)
     for runner in (run_pgx, run_sb3):  # warm-up: first-call imports (torch's optimiser pulls in dynamo) untimed
         runner(NUM_STEPS * ENVS_PER_TASK * len(SOURCE_LENGTHS), 0)
@@ -159,7 +178,7 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return by
 
 
-def profile_pgx(steps: int = 100_000, seed: int = 0, top: int = 12) -> pd.DataFrame:
+def profile_pgx(steps: int = 102_400, seed: int = 0, top: int = 12) -> pd.DataFrame:
     """Where pgx's training time goes: cProfile's cumulative seconds of the functions that matter
     (rollout, env step, policy passes, update's backward and Adam step), as a share of the run.
     cProfile adds per-call overhead to Python-heavy parts, so shares are indicative."""
@@ -188,9 +207,69 @@ def profile_pgx(steps: int = 100_000, seed: int = 0, top: int = 12) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def profile_sb3(steps: int = 102_400, seed: int = 0) -> pd.DataFrame:
+    """Where SB3's time goes on the same run (cProfile, cumulative shares as in ``profile_pgx``)."""
+    run_sb3(5_120 * 2, seed)  # first-call costs out
+    model = sb3_model(steps, seed)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    model.learn(steps)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = max(v[3] for k, v in stats.items() if k[2] == "learn")
+    wanted = {
+        "rollout (collect_rollouts)": ("on_policy_algorithm.py", "collect_rollouts"),
+        "  env.step (DummyVecEnv, 40 envs)": ("dummy_vec_env.py", "step_wait"),
+        "  policy: forward": ("policies.py", "forward"),
+        "update (train)": ("ppo.py", "train"),
+    }
+    rows = []
+    for label, (file, name) in wanted.items():
+        cum = sum(v[3] for k, v in stats.items() if k[0].endswith(file) and k[2] == name)
+        rows.append({"part": label, "seconds": cum, "share": cum / total})
+    return pd.DataFrame(rows)
+
+
+def one_pass_saving(repeats: int = 50, seed: int = 0) -> dict[str, float]:
+    """Milliseconds of one PPO minibatch step (forward, backward, clipping, Adam) on a synthetic
+    minibatch of this benchmark's size, as pgx computes it (the actor evaluated twice: once for
+    log-probabilities, once for the entropy) and with both from one actor pass. The one-pass
+    variant is not what pgx trains with: it changes the gradient's floating-point order."""
+    from _timing import best_time
+    from pgx.policies import ActorCritic
+
+    torch.set_num_threads(1)
+    family = make_family(FAMILY)
+    generator = torch.Generator().manual_seed(seed)
+    n = ENVS_PER_TASK * family.n_tasks * NUM_STEPS // MINIBATCHES
+    obs = torch.randn(n, family.obs_dim, generator=generator)
+    actions = torch.randint(0, family.num_actions, (n,), generator=generator)
+    agent = ActorCritic(family.obs_dim, family.action_space, POLICY)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=LR, eps=1e-5, foreach=True)
+
+    def step(loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5, foreach=True)
+        optimizer.step()
+
+    def two_passes() -> None:
+        _, log_prob, entropy, value = agent.get_action_and_value(obs, actions)
+        step(-log_prob.mean() - 0.01 * entropy.mean() + value.pow(2).mean())
+
+    def one_pass() -> None:
+        log_p = torch.log_softmax(agent.actor(obs), -1)
+        log_prob = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        step(-log_prob.mean() - 0.01 * entropy.mean() + agent.get_value(obs).pow(2).mean())
+
+    two, one = best_time(two_passes, repeats), best_time(one_pass, repeats)
+    return {"minibatch": n, "two_passes_ms": two * 1e3, "one_pass_ms": one * 1e3, "saving": 1 - one / two}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400_000)
+    parser.add_argument("--steps", type=int, default=409_600)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
@@ -202,6 +281,8 @@ def main() -> None:
     print(f"pgx / SB3 env steps per second: {table.attrs['ratio_mean']:.2f}x (worst seed {table.attrs['ratio_min']:.2f}x)")
     if args.profile:
         print(profile_pgx().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        print(profile_sb3().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        print("one minibatch step, two actor passes vs one:", one_pass_saving())
 
 
 if __name__ == "__main__":

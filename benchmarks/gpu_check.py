@@ -6,7 +6,8 @@ On a machine with CUDA: runs the CUDA-marked tests, then times the ``paper`` pro
 meta-training config cut to 200k env steps) on the CPU and on the GPU, checking that each GPU
 result matches the CPU's where it must (features and surrogate to float tolerance; PPO's learning
 curves are not compared: sampling on another device draws other actions). Prints one table and
-writes it as JSON beside the script's output (``--out``).
+writes it as JSON (``--out``; ``benchmarks/gpu_check.json`` by default, kept in git as the record of
+the last GPU run that the README quotes). Each device gets one untimed warm-up call first.
 
 Run: ``bash benchmarks/gpu_check.sh`` (or ``python benchmarks/gpu_check.py --out gpu_check.json``).
 Without CUDA it says so and exits 1, so nothing is reported as measured where it was not.
@@ -15,6 +16,7 @@ Without CUDA it says so and exits 1, so nothing is reported as measured where it
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import subprocess
@@ -73,7 +75,10 @@ def features_and_surrogate(profile_name: str = "paper", seed: int = 0) -> list[d
                for _ in range(profile.num_subsets)]
     rows, results = [], {}
     for device in ("cpu", "cuda"):
-        actor_d = actor.to(device)
+        actor_d = copy.deepcopy(actor).to(device)
+        # Warm-up on a slice: CUDA's context, cuBLAS/cuSOLVER handles and lazy kernels load on first use.
+        few = projected_grads(actor_d, obs[:64].to(device), actions[:64].to(device), projector)
+        fit_subsets(few, advantages[:64].to(device), task_ids[:64].to(device), [[int(task_ids[0])]], profile.surrogate)
         feats, feat_s = _timed(lambda: projected_grads(actor_d, obs.to(device), actions.to(device), projector), device)
         fit, fit_s = _timed(lambda: fit_subsets(feats, advantages.to(device), task_ids.to(device), subsets,
                                                 profile.surrogate), device)
@@ -88,14 +93,15 @@ def features_and_surrogate(profile_name: str = "paper", seed: int = 0) -> list[d
     return rows
 
 
-def meta_training(profile_name: str = "paper", seed: int = 0) -> dict:
-    cfg = replace(PROFILES[profile_name].for_family("cartpole").meta_ppo, total_timesteps=PPO_STEPS)
+def meta_training(profile_name: str = "paper", seed: int = 0, steps: int = PPO_STEPS) -> dict:
+    cfg = replace(PROFILES[profile_name].for_family("cartpole").meta_ppo, total_timesteps=steps)
     family = make_family("cartpole")
     times = {}
     for device in ("cpu", "cuda"):
+        train(family, [0], replace(cfg, total_timesteps=1), seed=seed, device=device, progress=False)  # warm-up
         _, times[device] = _timed(lambda: train(family, range(family.n_tasks), cfg, seed=seed, device=device,
                                                 progress=False), device)
-    return {"part": f"PPO meta-training: CartPole, {PPO_STEPS} steps, {cfg.envs_per_task} sub-envs per task",
+    return {"part": f"PPO meta-training: CartPole, {steps} steps, {cfg.envs_per_task} sub-envs per task",
             "cpu_s": times["cpu"], "cuda_s": times["cuda"], "speedup": times["cpu"] / times["cuda"]}
 
 

@@ -19,7 +19,14 @@ import numpy as np
 
 from pgx.envs import FAMILIES, load_plugins, make_family
 from pgx.profiles import PROFILES, get_profile
-from pgx.runtime import UnreadableCheckpoint, pick_device, save_json, save_npz
+from pgx.runtime import (
+    MAX_SEED,
+    UnreadableCheckpoint,
+    env_seed,
+    pick_device,
+    save_json,
+    save_npz,
+)
 
 __all__ = ["main", "run_stage", "STAGES"]
 
@@ -176,11 +183,6 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 
-MAX_SEED = 2**32 - 1
-"""Largest seed the CLI takes: seeds derived from it (resets, fine-tuning runs) stay within what
-numpy and torch accept."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check every input before any work (arguments and ``$PGX_*`` variables: a bad one is a
     one-line error and exit status 2, no traceback), run the stage, write its files."""
@@ -207,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out must be a directory, got the file {args.out}")
     try:
-        seed = _env_seed() if args.seed is None else args.seed
+        seed = env_seed() if args.seed is None else args.seed
         get_profile(args.profile)  # an unknown $PGX_PROFILE fails here, not after the imports of a stage
         pick_device()  # an unknown $PGX_DEVICE, or a GPU this machine lacks
         _check_cache_dir()
@@ -224,16 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_npz(arrays, args.out / f"{args.stage}.npz")
     print(f"wrote {args.out / (args.stage + '.json')}", file=sys.stderr)
     return 0
-
-
-def _env_seed() -> int:
-    """``$PGX_SEED`` (the book's seed; unset or empty: 0), checked as ``--seed`` is."""
-    raw = os.environ.get("PGX_SEED", "").strip()
-    if not raw:
-        return 0
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_SEED:
-        raise ValueError(f"PGX_SEED must be an integer in [0, {MAX_SEED}], got {raw!r}")
-    return int(raw)
 
 
 def _check_cache_dir() -> None:

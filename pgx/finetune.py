@@ -8,17 +8,20 @@ process runs it.
 
 Given a ``store`` directory, each finished run is saved there the moment it ends (atomically), keyed
 by everything that determines it, and loaded instead of recomputed by a later call: a ground truth
-killed halfway loses only the runs in progress.
+killed halfway loses only the runs in progress. The stages' store, :func:`default_store`, lies
+inside the stage cache, so deleting the stage cache deletes the finished runs with it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -30,11 +33,11 @@ from tqdm.auto import tqdm
 
 from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
-from pgx.runtime import atomic_write, pick_device
+from pgx.runtime import atomic_write, is_damage, pick_device
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FinetuneResult", "finetune_subset", "finetune_subsets", "single_thread"]
+__all__ = ["FinetuneResult", "default_store", "finetune_subset", "finetune_subsets", "single_thread"]
 
 
 @dataclass
@@ -47,6 +50,9 @@ class FinetuneResult:
     wall_time: float
     flops: int
     """Floating-point operations of the torch work (rollout forwards and updates; not the env)."""
+    from_store: bool = False
+    """True when loaded from a store instead of computed by this call: its ``wall_time`` is that of
+    the call that computed it, and no part of this call's wall clock."""
 
 
 @contextmanager
@@ -83,11 +89,11 @@ def finetune_subset(
     """
     if store is not None:
         stored = _StoredRun.at(store, family_name, _weights_fingerprint(init_state), subset, cfg, seed,
-                               snapshot_steps, count_flops, _versions())
-        run = stored.load()
+                               snapshot_steps, count_flops, _key_versions())
+        run = stored.load(_environment())  # computed here if not loaded: this process's environment is the one
         if run is None:
             run = finetune_subset(family_name, init_state, subset, cfg, seed, snapshot_steps, count_flops)
-            stored.save(run)
+            stored.save(run, _environment())
         return run
     family = make_family(family_name)
     subset = tuple(int(t) for t in family.check_tasks(subset))
@@ -135,12 +141,16 @@ def finetune_subsets(
 
     :param store: a directory where each run (one subset, one replicate) is saved the moment it
         ends, keyed by all that determines it: family spec, the bytes of ``init_state``, subset,
-        config, the run's seed, snapshot steps, FLOP counting, device, torch version and the code
-        version of this module. Runs found there are loaded (the very object that was computed), so
-        a call killed halfway and made again computes only the runs that had not finished; a file
-        that is truncated, corrupt or of another run is reported and recomputed. None (the default)
-        reads and writes nothing: a caller that times fine-tuning must not be handed old runs. The
-        ground-truth stages pass ``cache_dir() / "finetune"``.
+        config, the run's seed, snapshot steps, FLOP counting, the versions of torch, numpy,
+        gymnasium and the env packages, and the code version of this module. Each file also holds
+        the device and library versions of the process that computed the run (a Dask or Ray
+        worker, not this process); a run is reused only where a run computed now would get the same
+        ones, which a job of the backend reports (on a heterogeneous cluster, one worker's answer).
+        Runs found there are loaded (the very object that was computed, with ``from_store`` set),
+        so a call killed halfway and made again computes only the runs that had not finished; a
+        file that is truncated, corrupt, of another run or of another device or library is reported
+        and recomputed. None (the default) reads and writes nothing: a caller that times
+        fine-tuning must not be handed old runs. The stages pass :func:`default_store`.
     """
     if len(subsets) == 0:
         raise ValueError("subsets is empty")
@@ -151,10 +161,12 @@ def finetune_subsets(
         stored: list[_StoredRun | None] = [None] * len(runs)
         flat: list[FinetuneResult | None] = [None] * len(runs)
     else:
-        fingerprint, versions = _weights_fingerprint(init_state), _versions()
+        fingerprint, versions = _weights_fingerprint(init_state), _key_versions()
         stored = [_StoredRun.at(store, family_name, fingerprint, subset, cfg, run_seed, snapshot_steps, False, versions)
                   for subset, run_seed in runs]
-        flat = [entry.load() for entry in stored]
+        # Where a run computed now would run (asked only when there is a file to check it against).
+        expected = _backend_environment(n_jobs) if any(entry.path.exists() for entry in stored) else {}
+        flat = [entry.load(expected) for entry in stored]
     todo = [i for i, run in enumerate(flat) if run is None]
     desc = f"fine-tuning {family_name}"
     if store is not None:
@@ -165,9 +177,9 @@ def finetune_subsets(
     # Runs arrive in the order they end, one per batch, and are saved here as each arrives: only
     # this process writes the store, so remote workers (Dask, Ray) need no access to it.
     with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc) as bar:
-        for i, run in Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(jobs):
+        for i, run, environment in Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(jobs):
             if stored[i] is not None:
-                stored[i].save(run)
+                stored[i].save(run, environment)
             flat[i] = run
             bar.update(1)
     return [flat[j * len(subsets):(j + 1) * len(subsets)] for j in range(replicates)]
@@ -175,9 +187,19 @@ def finetune_subsets(
 
 # --- the store of finished runs ---------------------------------------------------------------
 
-def _numbered_run(i: int, *args) -> tuple[int, FinetuneResult]:
-    """One job: :func:`finetune_subset` on ``args``, returned with its place ``i`` in the call."""
-    return i, finetune_subset(*args)
+def default_store() -> Path:
+    """The store the stages keep finished runs in: inside the stage cache directory, so that deleting
+    it, or ``memory.clear()``, to force a recompute deletes the runs too. joblib, whose results lie
+    beside it (``stages/pgx/...``), counts only its own result folders when it trims the cache."""
+    from pgx.stages.cache import cache_dir
+
+    return cache_dir() / "stages" / "finetune_runs"
+
+
+def _numbered_run(i: int, *args) -> tuple[int, FinetuneResult, dict[str, str]]:
+    """One job: :func:`finetune_subset` on ``args``, returned with its place ``i`` in the call and the
+    environment of the process that ran it (a remote worker's, not the caller's)."""
+    return i, finetune_subset(*args), _environment()
 
 
 def _weights_fingerprint(init_state: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None) -> str:
@@ -193,23 +215,58 @@ def _weights_fingerprint(init_state: tuple[dict[str, torch.Tensor], dict[str, to
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str]:
-    """What else a run's numbers depend on: the device it runs on (the GPU's model: kernels differ),
-    torch, and this module's code with all it imports (``code_version`` is imported here, where it
-    is needed, so that workers importing this module do not import every stage)."""
+LIBRARIES = ("numpy", "gymnasium", "highway-env", "box2d", "metaworld", "mujoco")
+"""Distributions whose versions can change a run's numbers besides torch: the env packages of every
+built-in family (all of them: which one a family, or a plugin's, uses is not known here)."""
+
+
+def _key_versions() -> dict[str, str]:
+    """What else a run's numbers depend on, in the key: this module's code with all it imports
+    (``code_version`` is imported here, where it is needed, so that workers importing this module
+    do not import every stage) and the library versions."""
     from pgx.stages.cache import code_version
 
+    return {"code": code_version(__name__), **_library_versions()}
+
+
+def _library_versions() -> dict[str, str]:
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    """torch's and each installed distribution of :data:`LIBRARIES`' version (a process's do not change)."""
+    found = [("torch", torch.__version__)]
+    for name in LIBRARIES:
+        try:
+            found.append((name, version(name)))
+        except PackageNotFoundError:
+            pass
+    return tuple(found)
+
+
+def _environment() -> dict[str, str]:
+    """Where a run is computed, measured in the process computing it: the device (the GPU's model:
+    kernels differ) and the library versions."""
     device = pick_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {"device": name, "torch": torch.__version__, "code": code_version(__name__)}
+    return {"device": name, **_library_versions()}
+
+
+def _backend_environment(n_jobs: int) -> dict[str, str]:
+    """:func:`_environment` as a job of the current joblib backend sees it: where a run computed now
+    would run (a worker of a Dask or Ray cluster; this process itself when ``n_jobs=1``)."""
+    (environment,) = Parallel(n_jobs=n_jobs)([delayed(_environment)()])
+    return environment
 
 
 @dataclass(frozen=True)
 class _StoredRun:
     """Where one run is saved in a store, and the key the file must hold to be reused.
 
-    The file is a sha256 line of the payload, then the payload (``torch.save`` of the key and the
-    :class:`FinetuneResult`): a truncated or altered file fails the checksum instead of being read.
+    The file is a sha256 line of the payload, then the payload (``torch.save`` of the key, the
+    environment that computed the run and the :class:`FinetuneResult`): a truncated or altered file
+    fails the checksum instead of being read.
     """
 
     path: Path
@@ -224,16 +281,17 @@ class _StoredRun:
                "count_flops": bool(count_flops), **versions}
         return cls(Path(store) / f"{joblib.hash(key)}.pt", key)
 
-    def save(self, run: FinetuneResult) -> None:
+    def save(self, run: FinetuneResult, environment: dict[str, str]) -> None:
         buffer = io.BytesIO()
-        torch.save({"key": self.key, "run": run}, buffer)
+        torch.save({"key": self.key, "environment": environment, "run": run}, buffer)
         payload = buffer.getvalue()
         checksum = hashlib.sha256(payload).hexdigest().encode()
         atomic_write(self.path, lambda tmp: tmp.write_bytes(checksum + b"\n" + payload))
 
-    def load(self) -> FinetuneResult | None:
-        """The saved run, or None when there is none or the file cannot be trusted (then a warning
-        names it, and the run is recomputed and the file replaced)."""
+    def load(self, expected: dict[str, str]) -> FinetuneResult | None:
+        """The saved run, or None when there is none, the file cannot be trusted or the run was
+        computed in another environment than ``expected`` (then a warning names it, and the run is
+        recomputed and the file replaced)."""
         if not self.path.exists():
             return None
         checksum, _, payload = self.path.read_bytes().partition(b"\n")
@@ -242,7 +300,9 @@ class _StoredRun:
             return None
         try:
             saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-        except Exception as e:  # a checksummed file that still does not load: written by another torch or pgx
+        except Exception as e:  # checksummed yet unreadable: written by another torch or pgx (a class moved)
+            if not (is_damage(e) or isinstance(e, ImportError)):
+                raise
             logger.warning("fine-tuning run %s cannot be loaded (%s: %s); recomputing it", self.path,
                            type(e).__name__, e)
             return None
@@ -250,4 +310,12 @@ class _StoredRun:
                 and isinstance(saved.get("run"), FinetuneResult)):
             logger.warning("fine-tuning run %s holds another run than its name says; recomputing it", self.path)
             return None
-        return saved["run"]
+        computed_on = saved.get("environment")
+        if computed_on != expected:
+            changes = {name: f"{(computed_on or {}).get(name)} -> {expected.get(name)}"
+                       for name in sorted({*(computed_on or {}), *expected})
+                       if (computed_on or {}).get(name) != expected.get(name)}
+            logger.warning("fine-tuning run %s was computed elsewhere than a run now would be (%s); recomputing it",
+                           self.path, ", ".join(f"{k}: {v}" for k, v in changes.items()))
+            return None
+        return replace(saved["run"], from_store=True)

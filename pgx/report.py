@@ -14,7 +14,7 @@ import pandas as pd
 
 from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family
 from pgx.profiles import Profile
-from pgx.runtime import is_int
+from pgx.runtime import env_seed, is_int
 
 __all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
            "mean_std", "clearly_above", "NO_DIFFERENCE", "versus", "verdict_rows", "reliability_rows", "reliability_verdict",
@@ -38,11 +38,8 @@ def book_families() -> tuple[str, ...]:
 
 
 def book_seed() -> int:
-    """``$PGX_SEED`` (default 0)."""
-    raw = os.environ.get("PGX_SEED", "0")
-    if not raw.isdigit():
-        raise ValueError(f"PGX_SEED must be a non-negative integer, got {raw!r}")
-    return int(raw)
+    """``$PGX_SEED`` (unset or empty: 0), read by the rules the CLI reads it by (``runtime.env_seed``)."""
+    return env_seed()
 
 
 def budgets_table(profile: Profile, families: Sequence[str]) -> pd.DataFrame:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import operator
 import os
 import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
-__all__ = ["is_int", "seed_everything", "pick_device", "atomic_write", "save_torch", "save_json", "save_npz",
-           "UnreadableCheckpoint", "load_checkpoint", "load_pickled"]
+__all__ = ["is_int", "seed_everything", "MAX_SEED", "env_seed", "pick_device", "atomic_write", "save_torch",
+           "save_json", "save_npz", "LOAD_ERRORS", "is_damage", "UnreadableCheckpoint", "load_checkpoint",
+           "load_pickled"]
+
+MAX_SEED = 2**32 - 1
+"""Largest seed the CLI and ``$PGX_SEED`` take: seeds derived from it (resets, fine-tuning runs) stay
+within what numpy and torch accept."""
 
 
 def is_int(value: object) -> bool:
@@ -36,6 +43,18 @@ def seed_everything(seed: int) -> None:
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
+
+
+def env_seed() -> int:
+    """``$PGX_SEED``, the seed of the book and the CLI's default: surrounding spaces ignored, unset or
+    empty means 0; anything but an integer in [0, :data:`MAX_SEED`] is refused, naming the value."""
+    given = os.environ.get("PGX_SEED", "")
+    raw = given.strip()
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_SEED:
+        raise ValueError(f"PGX_SEED must be a non-negative integer, got {given!r} (seeds run from 0 to {MAX_SEED})")
+    return int(raw)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -93,6 +112,24 @@ def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, OverflowError,
+    KeyError, IndexError, TypeError, AttributeError)
+"""What reading a damaged file raises (an empty file: EOFError; a truncated one: torch's zip reader's
+RuntimeError (or an OSError, see :func:`is_damage`), joblib's ValueError; garbage: UnpicklingError,
+or KeyError, IndexError, TypeError, AttributeError, OverflowError, UnicodeDecodeError where a pickle
+opcode reads junk). Not among them: OSError (a file this user may not read, a failing disk),
+MemoryError and ImportError (a module this environment lacks), which say nothing of the file and
+must reach the user as they are."""
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether ``error``, raised reading a file that exists, says the file is damaged: one of
+    :data:`LOAD_ERRORS`, or the EINVAL that torch's zip reader meets seeking before the start of a
+    file cut short (an OSError, unlike the EACCES of a file this user may not read)."""
+    return isinstance(error, LOAD_ERRORS) or (isinstance(error, OSError) and error.errno == errno.EINVAL)
+
+
 class UnreadableCheckpoint(ValueError):
     """A checkpoint file that cannot be loaded; the message names the file and how to start over."""
 
@@ -109,7 +146,9 @@ def load_checkpoint(path: str | Path, map_location: Any, keys: Iterable[str], we
     path = Path(path)
     try:
         saved = torch.load(path, map_location=map_location, weights_only=weights_only)
-    except Exception as e:  # truncated: RuntimeError (zip) or EOFError; garbage: UnpicklingError; and more
+    except Exception as e:
+        if not is_damage(e):
+            raise
         raise UnreadableCheckpoint(f"checkpoint {path} cannot be loaded ({_first_line(e)}); it is truncated, corrupt "
                                    f"or not a checkpoint: delete {path} to start the run over") from e
     missing = [k for k in keys if k not in saved] if isinstance(saved, dict) else list(keys)
@@ -121,10 +160,13 @@ def load_checkpoint(path: str | Path, map_location: Any, keys: Iterable[str], we
 
 def load_pickled(blob: bytes, path: str | Path, what: str) -> Any:
     """Unpickle the ``what`` part of the checkpoint at ``path`` (an env's state), refusing it as
-    :func:`load_checkpoint` does when it cannot be read (damaged, or its classes have changed)."""
+    :func:`load_checkpoint` does when it cannot be read (damaged, or a class it names is gone; a
+    module this environment lacks is raised as the ImportError it is)."""
     try:
         return pickle.loads(blob)
     except Exception as e:
+        if not is_damage(e):
+            raise
         raise UnreadableCheckpoint(f"the {what} saved in checkpoint {path} cannot be unpickled ({_first_line(e)}); "
                                    f"delete {path} to start the run over") from e
 

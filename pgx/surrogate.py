@@ -134,6 +134,16 @@ def _check_populated(membership: torch.Tensor, counts: torch.Tensor) -> None:
         raise ValueError(f"subset {k} names task {task}, which has no samples")
 
 
+def _bound_solve(grad: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``M_S⁻¹ ∇f_S`` for every subset from the Cholesky factors ``L`` of the bounds: ``L⁻ᵀ(L⁻¹ g)``.
+
+    Two batched triangular solves compute the same numbers as ``torch.cholesky_solve`` (bit for
+    bit, checked on this code's shapes) about three times faster at m in the hundreds, and without
+    its copy of the m factors (benchmarks/bench_grouping.py's ``surrogate_at_scale``)."""
+    half = torch.linalg.solve_triangular(factor, grad.unsqueeze(-1), upper=False)
+    return torch.linalg.solve_triangular(factor.mH, half, upper=True).squeeze(-1)
+
+
 def fit_subsets(
     features: torch.Tensor,
     advantages: torch.Tensor,
@@ -194,7 +204,7 @@ def fit_subsets(
     lookahead, momentum_t = v, torch.ones(len(subsets), dtype=x.dtype, device=x.device)
     for _ in range(cfg.max_iter):
         grad = gradient(lookahead)
-        step = torch.cholesky_solve(grad.unsqueeze(-1), factor).squeeze(-1)
+        step = _bound_solve(grad, factor)
         v_next = lookahead - step
         residual = step.norm(dim=1) / v_next.norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
         if bool((residual <= cfg.tol).all()):

@@ -5,6 +5,7 @@ into one line on stderr, not a traceback."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -22,7 +23,8 @@ from pgx.metaworld_profiles import METAWORLD_PROFILES
 from pgx.nets import KINDS, ArchConfig
 from pgx.policies import PolicyConfig
 from pgx.profiles import PROFILES
-from pgx.runtime import pick_device
+from pgx.report import book_seed
+from pgx.runtime import MAX_SEED, env_seed, pick_device
 from pgx.surrogate import SurrogateConfig
 from pgx.transfer_profiles import TRANSFER_PROFILES
 
@@ -149,11 +151,30 @@ def test_pick_device_names_a_bad_pgx_device(monkeypatch):
     assert pick_device().type == "cpu"
 
 
+@pytest.mark.parametrize("raw, seed", [(None, 0), ("", 0), ("  ", 0), ("7", 7), (" 7\n", 7), (str(MAX_SEED), MAX_SEED)])
+def test_pgx_seed_is_read_by_one_rule_for_the_book_and_the_cli(monkeypatch, raw, seed):
+    if raw is None:
+        monkeypatch.delenv("PGX_SEED", raising=False)
+    else:
+        monkeypatch.setenv("PGX_SEED", raw)
+    assert env_seed() == book_seed() == seed
+
+
+@pytest.mark.parametrize("raw", ["-1", "abc", "3.0", "+3", "1_000", "٣", str(MAX_SEED + 1)])
+def test_a_bad_pgx_seed_is_refused_by_the_book_and_the_cli_alike(monkeypatch, raw):
+    monkeypatch.setenv("PGX_SEED", raw)
+    message = rf"PGX_SEED must be a non-negative integer, got {re.escape(repr(raw))} \(seeds run from 0 to {MAX_SEED}\)"
+    for read in (env_seed, book_seed):
+        with pytest.raises(ValueError, match=message):
+            read()
+
+
 # --- the CLI: one line on stderr, no traceback -------------------------------------------------
 
 CLI_CASES = [
     ({"PGX_SEED": "abc"}, [], "PGX_SEED", "'abc'"),
     ({"PGX_SEED": "-1"}, [], "PGX_SEED", "'-1'"),
+    ({"PGX_SEED": "4294967296"}, [], "PGX_SEED", "'4294967296'"),
     ({"PGX_DEVICE": "bogus"}, [], "PGX_DEVICE", "'bogus'"),
     ({"PGX_PROFILE": "nope"}, [], "PGX_PROFILE", "'nope'"),
     ({"PGX_PLUGINS": "no_such_plugin_module"}, [], "PGX_PLUGINS", "'no_such_plugin_module'"),

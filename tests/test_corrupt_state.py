@@ -1,7 +1,9 @@
 """Damaged files on disk are detected, never trusted: a truncated or garbage PPO, SAC or MAML
 checkpoint is refused naming the file and the fix (it may hold hours of training, so deleting it
 is the user's call); a damaged stage-cache result is a miss that warns naming the file, is
-recomputed and written over; an interrupted write leaves the previous file whole."""
+recomputed and written over; an interrupted write leaves the previous file whole. Errors that say
+nothing of the file (a file this user may not read, no memory left, a missing module) are raised as
+they are, neither called damage nor papered over by recomputation."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pgx.algos import maml, ppo, sac
 from pgx.envs import gym_family, make_family
 from pgx.nets import ArchConfig
 from pgx.policies import PolicyConfig
-from pgx.runtime import UnreadableCheckpoint, save_torch
+from pgx.runtime import UnreadableCheckpoint, load_checkpoint, load_pickled, save_torch
 from pgx.stages import cache
 
 PPO_TINY = ppo.PPOConfig(total_timesteps=2 * 2 * 32, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
@@ -95,6 +97,50 @@ def test_maml_checkpoint_holds_only_what_weights_only_loads(tmp_path):
     assert set(saved) == set(maml._CHECKPOINT_KEYS) and saved["iteration"] == MAML_TINY.meta_iterations
 
 
+def test_maml_resumes_from_its_checkpoint_under_a_config_of_numpy_scalars(tmp_path):
+    """Configs accept numpy scalars; the checkpoint holding them is MAML's own and must load."""
+    cfg = maml.MAMLConfig(meta_iterations=np.int64(2), meta_batch_size=2, episodes=1, horizon=10,
+                          outer_lr=np.float64(1e-3), policy=PolicyConfig(hidden=4, layers=2))
+    path, iterations = tmp_path / "maml.pt", []
+    first = maml.train(make_family("navigation"), [0, 1], cfg, seed=np.int64(0), checkpoint_path=path, progress=False,
+                       on_iteration=iterations.append)
+    again = maml.train(make_family("navigation"), [0, 1], cfg, seed=np.int64(0), checkpoint_path=path, progress=False,
+                       on_iteration=iterations.append)
+    assert iterations == [0, 1]  # the second call resumed at the end: no iteration run again
+    assert all(torch.equal(first.actor_state[k], again.actor_state[k]) for k in first.actor_state)
+    assert np.array_equal(first.returns_after, again.returns_after)
+
+
+ERRORS_THAT_ARE_NOT_DAMAGE = [PermissionError(13, "Permission denied"), MemoryError(),
+                              ModuleNotFoundError("No module named 'highway_env'")]
+
+
+@pytest.mark.parametrize("error", ERRORS_THAT_ARE_NOT_DAMAGE, ids=lambda e: type(e).__name__)
+def test_a_checkpoint_that_cannot_be_read_for_another_reason_raises_that_reason(tmp_path, monkeypatch, error):
+    path = tmp_path / "ppo.pt"
+    _run("ppo", path)
+    assert set(load_checkpoint(path, "cpu", ppo._CHECKPOINT_KEYS)) >= set(ppo._CHECKPOINT_KEYS)
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", fails)
+    with pytest.raises(type(error)):
+        _run("ppo", path)
+    monkeypatch.setattr(pickle, "loads", fails)
+    with pytest.raises(type(error)):
+        load_pickled(pickle.dumps(3), path, "env")
+
+
+def test_an_env_pickle_naming_a_missing_module_raises_import_error_and_damage_is_still_refused(tmp_path):
+    missing = b"\x80\x04cno_such_module_of_pgx\nEnv\n)\x81."  # a pickle of no_such_module_of_pgx.Env()
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_of_pgx"):
+        load_pickled(missing, tmp_path / "x.pt", "env")
+    for damaged in (missing[:8], b"garbage", b""):
+        with pytest.raises(UnreadableCheckpoint, match="the env saved in checkpoint .* cannot be unpickled"):
+            load_pickled(damaged, tmp_path / "x.pt", "env")
+
+
 def test_a_checkpoint_whose_env_cannot_be_unpickled_is_refused(tmp_path):
     path = tmp_path / "nav.pt"
     ppo.train(make_family("navigation"), [0], PPO_TINY, seed=0, checkpoint_path=path, progress=False)
@@ -148,3 +194,21 @@ def test_a_damaged_stage_result_is_recomputed_and_written_over(tmp_path, monkeyp
     with pytest.warns(RuntimeWarning, match="max_iter"):
         stage(50)
     assert CALLS == [50, 50]  # a hit again: no recomputation
+
+
+@pytest.mark.parametrize("error", ERRORS_THAT_ARE_NOT_DAMAGE, ids=lambda e: type(e).__name__)
+def test_a_stage_result_unreadable_for_another_reason_raises_it_without_recomputing(tmp_path, monkeypatch, error):
+    monkeypatch.setattr(cache, "memory", joblib.Memory(tmp_path / "stages", verbose=0))
+    stage = cache.cached(squares)
+    CALLS.clear()
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        stage(50)
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(joblib.numpy_pickle, "load", fails)  # what joblib reads output.pkl with
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(type(error)):
+        warnings.simplefilter("always")
+        stage(50)
+    assert CALLS == [50] and not [w for w in caught if "cannot be read" in str(w.message)]

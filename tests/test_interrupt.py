@@ -1,8 +1,13 @@
 """Nothing finished is lost when a run is killed (SIGKILL, no cleanup): the ground truth's fine-tuning
 runs are each saved the moment they end, and a killed call, made again, computes only the runs that
-had not finished, to the same bits; a killed MAML run resumes from its last checkpoint."""
+had not finished, to the same bits; a killed MAML run resumes from its last checkpoint. Each killed
+process blocks at a known point (its hook writes a marker, then sleeps), so the kill lands there
+however loaded the machine is. A stored run is reused only where it would be computed again: same
+key (library versions included) and same device and libraries in the process that would run it."""
 
+import io
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -12,13 +17,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 
+from pgx import finetune
 from pgx.algos.maml import MAMLConfig, train as maml_train
 from pgx.algos.ppo import PPOConfig
 from pgx.envs import make_family
-from pgx.finetune import finetune_subset, finetune_subsets
+from pgx.finetune import default_store, finetune_subset, finetune_subsets
 from pgx.policies import ActorCritic, PolicyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,27 +33,35 @@ SUBSETS = [(0, 3), (1, 2), (4, 7), (5, 9)]
 REPLICATES = 2
 SEED = 11
 SNAPSHOTS = (128, 1_024)
-# ~0.2 s per run on one idle core: long enough to kill the call between two runs (it polls every 20 ms).
-CFG = PPOConfig(total_timesteps=16 * 128, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
+# 8 iterations of 128 steps per run; the snapshots fall on the first and the last.
+CFG = PPOConfig(total_timesteps=8 * 128, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
                 policy=PolicyConfig(hidden=16), anneal_lr=False)
 TINY = PPOConfig(total_timesteps=2 * 128, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
                  policy=PolicyConfig(hidden=16), anneal_lr=False)
 
 # A ground-truth-like call in a process of its own. Every computed run is logged to a counter file
-# as it starts (the hook wraps the function each job calls), so the test sees exactly what ran.
+# as it starts (the hook wraps the function each job calls), so the test sees exactly what ran. With
+# n_jobs=1 a run starts only once the one before it is saved: the hook of run `block_at` (counted
+# from 0) writes the marker and sleeps, so exactly `block_at` runs are on disk when the kill lands.
 SCRIPT = textwrap.dedent("""
-    import logging, sys
+    import logging, sys, time
     import torch
     import pgx.finetune as finetune
     from tests.test_interrupt import CFG, REPLICATES, SEED, SNAPSHOTS, SUBSETS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    store, out, counter, init = sys.argv[1:]
+    store, out, counter, init, block_at = sys.argv[1:]
     compute = finetune.finetune_subset
+    started = 0
 
     def counted(family_name, init_state, subset, cfg, seed, *rest):
+        global started
         with open(counter, "a") as f:
             f.write(f"{tuple(subset)} {seed}\\n")
+        if started == int(block_at):
+            open(counter + ".blocked", "w").close()
+            time.sleep(3600)  # the SIGKILL lands here
+        started += 1
         return compute(family_name, init_state, subset, cfg, seed, *rest)
 
     finetune.finetune_subset = counted
@@ -78,32 +93,41 @@ def _counted(counter: Path) -> list[str]:
     return counter.read_text().splitlines() if counter.exists() else []
 
 
+def _kill_once_blocked(process: subprocess.Popen, marker: Path) -> None:
+    """SIGKILL ``process`` (no handler, no cleanup) once its hook has written ``marker`` and sleeps;
+    killed on any failure too, so no blocked child outlives the test."""
+    deadline = time.monotonic() + 120
+    try:
+        while not marker.exists():
+            assert process.poll() is None, f"the call ended before it blocked:\n{process.stdout.read().decode()}"
+            assert time.monotonic() < deadline, f"no {marker.name} within 120 s"
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+
+
 def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path):
     store, init = tmp_path / "store", tmp_path / "init.pt"
     torch.save(_init_state(), init)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PGX_CACHE": str(tmp_path / "cache"),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-    def command(name: str) -> list[str]:
+    def command(name: str, block_at: int = -1) -> list[str]:
         return [sys.executable, "-c", SCRIPT, str(store), str(tmp_path / f"{name}.pt"), str(tmp_path / f"{name}.log"),
-                str(init)]
+                str(init), str(block_at)]
 
-    # 1. Kill the call (SIGKILL: no handler, no cleanup) once two runs are on disk.
-    first = subprocess.Popen(command("first"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while len(list(store.glob("*.pt"))) < 2:
-        assert first.poll() is None, f"the first call ended before it was killed:\n{first.stdout.read().decode()}"
-        assert time.monotonic() < deadline, "no two runs were saved within 60 s"
-        time.sleep(0.02)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    first.stdout.close()
-    assert first.returncode == -signal.SIGKILL
+    # 1. Kill the call (SIGKILL: no handler, no cleanup) as its third run starts: two are on disk.
+    first = subprocess.Popen(command("first", block_at=2), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    _kill_once_blocked(first, tmp_path / "first.log.blocked")
     saved = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in store.glob("*.pt")}
     total = len(SUBSETS) * REPLICATES
-    assert 2 <= len(saved) < total and not (tmp_path / "first.pt").exists()
+    assert len(saved) == 2 and not (tmp_path / "first.pt").exists()
     jobs = [f"{subset} {SEED + j}" for j in range(REPLICATES) for subset in SUBSETS]  # n_jobs=1: in this order
-    assert _counted(tmp_path / "first.log")[:len(saved)] == jobs[:len(saved)]
+    assert _counted(tmp_path / "first.log") == jobs[:3]
 
     # 2. The same call again: it loads the finished runs and computes the others, once each.
     second = subprocess.run(command("second"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -118,6 +142,8 @@ def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path):
     uninterrupted = finetune_subsets("cartpole", _init_state(), SUBSETS, CFG, SEED, SNAPSHOTS, n_jobs=1,
                                      replicates=REPLICATES)
     assert [len(r) for r in resumed] == [len(SUBSETS)] * REPLICATES
+    assert [run.from_store for replicate in resumed for run in replicate] == [True] * 2 + [False] * (total - 2)
+    assert not any(run.from_store for replicate in uninterrupted for run in replicate)
     for a, b in zip(sum(resumed, []), sum(uninterrupted, [])):
         assert _same_run(a, b)
     assert not _same_run(resumed[0][0], resumed[1][0])  # the replicates differ (the check can fail)
@@ -188,6 +214,87 @@ def test_runs_that_differ_in_anything_are_kept_apart(tmp_path, monkeypatch):
     assert counted.flops > 0 and len(list(store.glob("*.pt"))) == len(variants) + 2
     assert finetune_subset("cartpole", _init_state(), SUBSETS[0], TINY, SEED, count_flops=True,
                            store=store).flops == counted.flops
+    # the library versions are in the key: a run made under another numpy is kept apart too
+    other = tuple((name, "0.0+other" if name == "numpy" else v) for name, v in finetune._installed_versions())
+    monkeypatch.setattr(finetune, "_installed_versions", lambda: other)
+    finetune_subsets(**base)
+    assert len(list(store.glob("*.pt"))) == len(variants) + 3
+
+
+def _payload(path: Path) -> dict:
+    """What a store file holds after its checksum line: the key, the environment and the run."""
+    return torch.load(io.BytesIO(path.read_bytes().partition(b"\n")[2]), weights_only=False)
+
+
+def test_a_stored_run_is_reused_only_where_it_would_be_computed_again(tmp_path, monkeypatch, caplog):
+    """A run records the device and libraries of the process that computed it (a worker's, not the
+    caller's), and is loaded only where a run computed now would get the same ones."""
+    store, real = tmp_path / "store", finetune._environment()
+    # This process now sees another numpy; the loky workers, processes of their own, do not.
+    elsewhere = tuple((name, "0.0+elsewhere" if name == "numpy" else v) for name, v in finetune._installed_versions())
+    monkeypatch.setattr(finetune, "_installed_versions", lambda: elsewhere)
+    assert finetune._environment() == {**real, "numpy": "0.0+elsewhere"}
+    computed = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=2, store=store)[0]
+    files = sorted(store.glob("*.pt"))
+    assert len(files) == 2 and all(_payload(path)["environment"] == real for path in files)
+
+    def messages(n_jobs: int) -> tuple[list[str], list]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pgx.finetune"):
+            runs = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=n_jobs, store=store)[0]
+        return [r.getMessage() for r in caplog.records], runs
+
+    # The workers would compute the runs where they were computed: loaded.
+    logged, loaded = messages(n_jobs=2)
+    assert logged == [f"fine-tuning cartpole (2 of 2 runs loaded from {store}): 0 runs to compute"]
+    assert all(run.from_store and _same_run(run, c) for run, c in zip(loaded, computed))
+    # This process would compute them under another numpy: recomputed, saying why.
+    logged, here = messages(n_jobs=1)
+    assert sorted(logged[:2]) == [f"fine-tuning run {path} was computed elsewhere than a run now would be "
+                                  f"(numpy: {real['numpy']} -> 0.0+elsewhere); recomputing it" for path in files]
+    assert logged[2:] == [f"fine-tuning cartpole (0 of 2 runs loaded from {store}): 2 runs to compute"]
+    assert not any(run.from_store for run in here) and all(_same_run(a, b) for a, b in zip(here, computed))
+    assert all(_payload(path)["environment"] == {**real, "numpy": "0.0+elsewhere"} for path in files)
+
+
+def _cube(x: int) -> int:
+    return x**3
+
+
+def test_the_stages_store_lies_inside_the_stage_cache(tmp_path, monkeypatch):
+    """Clearing the stage cache clears the finished runs; joblib, which trims only its own result
+    folders, is not disturbed by theirs."""
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
+    assert default_store() == tmp_path / "stages" / "finetune_runs"
+    finetune_subsets("cartpole", _init_state(), SUBSETS[:1], TINY, SEED, n_jobs=1, store=default_store())
+    memory = joblib.Memory(tmp_path / "stages", verbose=0)
+    cube = memory.cache(_cube)
+    assert cube(3) == 27 and cube.check_call_in_cache(3)
+    memory.reduce_size(items_limit=0)  # deletes every result, and no run
+    assert not cube.check_call_in_cache(3) and cube(4) == 64 and len(list(default_store().glob("*.pt"))) == 1
+    memory.clear(warn=False)
+    assert not default_store().exists()
+
+
+def test_the_ground_truth_records_no_elapsed_time_when_it_loaded_runs(tmp_path, caplog):
+    """A resumed ground truth's wall clock covers only the runs it computed: its finetune_elapsed is
+    NaN, while finetune_time, the runs' own seconds, is what the first call measured."""
+    # Imported here: the killed children import this module, and need no stage.
+    from pgx.stages import truth
+
+    computed = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=1, replicates=2,
+                                store=tmp_path)
+    assert truth._finetune_elapsed("cartpole", computed, 12.5) == 12.5
+    min(tmp_path.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns).unlink()  # killed after three runs
+    resumed = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=1, replicates=2,
+                               store=tmp_path)
+    with caplog.at_level(logging.INFO, logger="pgx.stages.truth"):
+        assert math.isnan(truth._finetune_elapsed("cartpole", resumed, 0.5))
+    assert [r.getMessage() for r in caplog.records] == [
+        ("cartpole ground truth: 3 of 4 fine-tuning runs were loaded from the store, so finetune_elapsed is not "
+         "recorded (NaN); finetune_time sums each run's own seconds")]
+    seconds = [[run.wall_time for replicate in runs for run in replicate] for runs in (resumed, computed)]
+    assert seconds[0][1:] == seconds[1][1:]
 
 
 def test_a_run_of_many_with_loky_workers_saves_and_places_each_run(tmp_path):
@@ -208,15 +315,17 @@ MAML_SCRIPT = textwrap.dedent("""
     from pgx.envs import make_family
     from tests.test_interrupt import MAML
 
-    checkpoint, out, counter = sys.argv[1:]
+    checkpoint, out, counter, block_after = sys.argv[1:]
 
-    def paced(iteration):  # after each iteration and its checkpoint; slow enough to be killed between two
+    def logged(iteration):  # after each iteration and its checkpoint
         with open(counter, "a") as f:
             f.write(f"{iteration}\\n")
-        time.sleep(0.15)
+        if iteration == int(block_after):
+            open(counter + ".blocked", "w").close()
+            time.sleep(3600)  # the SIGKILL lands here
 
     result = train(make_family("cartpole:observe_task=false"), [0, 1], MAML, seed=5, checkpoint_path=checkpoint,
-                   progress=False, on_iteration=paced)
+                   progress=False, on_iteration=logged)
     torch.save(result, out)
 """)
 
@@ -230,23 +339,18 @@ def test_a_killed_maml_run_resumes_from_its_last_checkpoint(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PGX_CACHE": str(tmp_path / "cache"),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-    def command(name: str) -> list[str]:
+    def command(name: str, block_after: int = -1) -> list[str]:
         return [sys.executable, "-c", MAML_SCRIPT, str(checkpoint), str(tmp_path / f"{name}.pt"),
-                str(tmp_path / f"{name}.log")]
+                str(tmp_path / f"{name}.log"), str(block_after)]
 
-    first = subprocess.Popen(command("first"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while len(_counted(tmp_path / "first.log")) < 5:  # past the checkpoint at 4 iterations, ≥ 0.45 s before 8
-        assert first.poll() is None, f"the MAML run ended before it was killed:\n{first.stdout.read().decode()}"
-        assert time.monotonic() < deadline, "the MAML run did not reach iteration 5 within 60 s"
-        time.sleep(0.02)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    first.stdout.close()
+    # Killed after 5 iterations: past the checkpoint at 4, before the one at 8.
+    first = subprocess.Popen(command("first", block_after=4), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    _kill_once_blocked(first, tmp_path / "first.log.blocked")
     done = [int(i) for i in _counted(tmp_path / "first.log")]
-    assert done == list(range(len(done))) and len(done) < MAML.meta_iterations
+    assert done == [0, 1, 2, 3, 4]
     last_checkpoint = len(done) // MAML.checkpoint_every * MAML.checkpoint_every
-    assert len(done) > last_checkpoint == 4  # killed between two checkpoints: some work is lost, not all
+    assert torch.load(checkpoint, weights_only=False)["iteration"] == last_checkpoint == 4  # some work lost, not all
 
     second = subprocess.run(command("second"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr

@@ -202,7 +202,7 @@ def batch_seed(seed: int, iteration: int, phase: int) -> int:
 
 
 _CHECKPOINT_KEYS = ("actor", "optimizer", "curve", "iteration", "task_ids", "config", "seed", "wall_time")
-"""What a MAML checkpoint holds: tensors, numbers and lists only, so it loads with ``weights_only=True``."""
+"""What a MAML checkpoint holds: tensors, numbers, lists and the config as given (numpy scalars too)."""
 
 
 def train(
@@ -236,7 +236,9 @@ def train(
     start_iteration, wall_before = 0, 0.0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     if path is not None and path.exists():
-        state = load_checkpoint(path, dev, _CHECKPOINT_KEYS, weights_only=True)  # tensors, numbers, lists only
+        # weights_only=False, as PPO and SAC load theirs: a config or seed given as numpy scalars (which
+        # configs accept) is pickled as numpy objects, which weights_only would refuse.
+        state = load_checkpoint(path, dev, _CHECKPOINT_KEYS)
         if state["task_ids"] != task_ids or state["config"] != asdict(cfg) or state["seed"] != seed:
             raise ValueError(f"checkpoint {path} is of another run (tasks, config or seed differ); delete it to start over")
         actor.load_state_dict(state["actor"])

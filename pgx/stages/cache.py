@@ -24,7 +24,7 @@ import joblib
 
 from pgx.envs import make_family
 from pgx.profiles import Profile
-from pgx.runtime import is_int
+from pgx.runtime import _first_line, is_damage, is_int
 
 __all__ = ["code_version", "cache_dir", "memory", "cached", "stage_args"]
 
@@ -175,7 +175,9 @@ def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
     """``store(*args, **kwargs)``, except where the stored result cannot be read (a file cut short
     by a full disk or a killed copy, garbage): joblib would log a traceback and recompute; here
     the warning names the file, and the result is recomputed and written over it (atomically, by
-    joblib). A stage result is a pure function of its key, so recomputing it is always right."""
+    joblib). A stage result is a pure function of its key, so recomputing it is always right. Only
+    the errors of a damaged file count (``runtime.is_damage``): an unreadable directory, a full
+    memory or a missing module is raised, not papered over by hours of recomputation."""
     if not store.check_call_in_cache(*args, **kwargs):
         return store(*args, **kwargs)
     shelved = store.call_and_shelve(*args, **kwargs)
@@ -183,10 +185,11 @@ def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
         result, kept = shelved.get()
         if not isinstance(kept, list):
             raise TypeError(f"expected (result, warnings), got warnings of type {type(kept).__name__}")
-    except Exception as e:  # joblib.load raises many kinds: EOFError, UnpicklingError, ValueError, ...
+    except Exception as e:
+        if not is_damage(e):
+            raise
         path = Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        warnings.warn(f"stage cache file {path} cannot be read ({type(e).__name__}{': ' if reason else ''}{reason}); "
+        warnings.warn(f"stage cache file {path} cannot be read ({_first_line(e)}); "
                       f"recomputing {store.func.__name__} and overwriting it", RuntimeWarning, stacklevel=3)
         result, kept = store.call(*args, **kwargs)[0]
     return result, kept

@@ -76,14 +76,14 @@ def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
 def _transfer_matrix(family_name: str, profile: Profile, seed: int, code_version: str) -> tuple[np.ndarray, float]:
     family = make_family(family_name)
     n = family.n_tasks
-    from pgx.finetune import finetune_subsets
+    from pgx.finetune import default_store, finetune_subsets
 
     matrix = np.zeros((n, n))
     start = time.perf_counter()
     # Independent runs, so in parallel (every task with the same seed: common random numbers).
     # Each finished run is kept on disk as it completes, so a killed stage resumes with them.
     runs = finetune_subsets(family_name, None, [(i,) for i in range(n)], profile.single_task_ppo, seed,
-                            store=cache_dir() / "finetune")[0]
+                            store=default_store())[0]
     for i, run in enumerate(runs):
         agent = ActorCritic(family.obs_dim, family.action_space, profile.single_task_ppo.policy)
         agent.actor.load_state_dict(run.actor_state)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cache_dir, cached, code_version, stage_args
+from pgx.stages.cache import cached, code_version, stage_args
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
     SCORE_ROLLOUT,
@@ -35,6 +35,8 @@ from pgx.stages.pipeline import (
 )
 from pgx.surrogate import first_order_scores
 from pgx.validation import exact_objective_scores
+
+logger = logging.getLogger(__name__)
 
 CODE_VERSION = code_version(__name__)
 """What this module's cache keys carry: a hash of the code its stages can run."""
@@ -73,7 +75,8 @@ class GroundTruth:
     """Seconds of fine-tuning summed over the subsets of one replicate (what one core would spend
     for a single-run truth, the cost the surrogate replaces), averaged over replicates."""
     finetune_elapsed: float
-    """Wall-clock seconds of the parallel fine-tuning of all replicates."""
+    """Wall-clock seconds of the parallel fine-tuning of all replicates; NaN when some runs were loaded
+    from the store of finished runs (a resumed stage: no call's wall clock covers them all)."""
     finetune_flops: int
     """FLOPs of fine-tuning one subset (counted in a separate run of subset 0) times m: one replicate."""
 
@@ -93,7 +96,7 @@ class GroundTruth:
 
 @cached
 def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> GroundTruth:
-    from pgx.finetune import finetune_subset, finetune_subsets
+    from pgx.finetune import default_store, finetune_subset, finetune_subsets
     from pgx.taylor import linearization_rss
 
     family = make_family(family_name)
@@ -105,12 +108,12 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
 
     start = time.perf_counter()
     # Replicate j of every subset: seed 60_000 + 1_000·seed + j, so validation seeds never share RL streams.
-    # Each finished run is kept in the store: a stage killed halfway resumes (then `elapsed` covers this call only).
+    # Each finished run is kept in the store: a stage killed halfway resumes.
     runs = finetune_subsets(family_name, init, subsets, cfg, _finetune_seed(seed), profile.snapshot_steps, replicates=r,
-                            store=_finetune_store())
-    elapsed = time.perf_counter() - start
+                            store=default_store())
+    elapsed = _finetune_elapsed(family_name, runs, time.perf_counter() - start)
     flops = finetune_subset(family_name, init, subsets[0], cfg, _finetune_seed(seed), count_flops=True,
-                            store=_finetune_store()).flops
+                            store=default_store()).flops
 
     held_out = held_out_features(family_name, profile, seed)
     obs, actions = torch.as_tensor(held_out.obs), torch.as_tensor(held_out.actions)
@@ -149,13 +152,22 @@ def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: s
     )
 
 
+def _finetune_elapsed(family_name: str, runs: list[list], seconds: float) -> float:
+    """``seconds``, the wall clock of the call that returned ``runs`` (``finetune_subsets``'s
+    ``FinetuneResult`` lists), when that call computed them all; NaN when some came from the store
+    of finished runs (a resumed stage), whose time no one call's clock covers. ``finetune_time``,
+    the sum of each run's own seconds, is right either way."""
+    loaded = sum(run.from_store for replicate in runs for run in replicate)
+    if not loaded:
+        return seconds
+    logger.info("%s ground truth: %d of %d fine-tuning runs were loaded from the store, so finetune_elapsed "
+                "is not recorded (NaN); finetune_time sums each run's own seconds", family_name, loaded,
+                sum(len(replicate) for replicate in runs))
+    return float("nan")
+
+
 def _finetune_seed(seed: int) -> int:
     return 60_000 + 1_000 * seed
-
-
-def _finetune_store() -> Path:
-    """Where the truth stages keep each finished fine-tuning run (``finetune_subsets``'s ``store``)."""
-    return cache_dir() / "finetune"
 
 
 def _objective_scorer(agent: ActorCritic, held_out: FeatureResult, n_tasks: int):
@@ -297,7 +309,7 @@ def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[i
 @cached
 def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...], code_version: str) -> list[dict]:
     from pgx.clustering import sdp_cluster
-    from pgx.finetune import finetune_subsets
+    from pgx.finetune import default_store, finetune_subsets
     from pgx.validation import grouping_nmi, relative_error
 
     family = make_family(family_name)
@@ -316,7 +328,7 @@ def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: 
             subsets, V, family.n_tasks).cpu().numpy(), family.n_tasks)
         # Two replicates (common random numbers): the least that measures this truth's reliability.
         runs = finetune_subsets(family_name, (meta.train.actor_state, meta.train.critic_state), subsets,
-                                profile.finetune_ppo, _finetune_seed(seed), replicates=2, store=_finetune_store())
+                                profile.finetune_ppo, _finetune_seed(seed), replicates=2, store=default_store())
         replicates = np.stack([_objective_scores(agent, replicate, held_out, family.n_tasks) for replicate in runs])
         truth = affinity_matrix(subsets, replicates.mean(0), family.n_tasks)
         reliability = split_half_reliability(subsets, replicates, family.n_tasks, k, seed=seed, bootstrap=0)

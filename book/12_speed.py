@@ -1,0 +1,288 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # How fast is pgx
+#
+# The paper's promise is *scalable* grouping: several hundred objectives, million-parameter
+# policies, clusters in seconds. The other chapters run ten tasks and small policies (their size
+# is printed below). This chapter measures the pieces at the sizes the promise names, each
+# against a baseline timed in the same run, on the machine that built this page:
+#
+# 1. **training**: multitask PPO against Stable-Baselines3's PPO on the same family and budget;
+# 2. **features**: projected per-sample gradients of policies with 136 thousand and 1 million
+#    parameters, their time and peak memory, against one backward pass per sample;
+# 3. **grouping**: the SDP relaxation on 100 to 2,000 synthetic objectives with planted groups,
+#    solved by cvxpy (the reference) and by a low-rank factorisation, with time, memory and NMI;
+# 4. **the GPU path**, where this build has a GPU.
+#
+# Every number here comes from the scripts in `benchmarks/`, imported and run by this page; each
+# also runs alone (`python benchmarks/bench_ppo.py`, `bench_features_scale.py`, `bench_grouping.py`). Times are wall-clock seconds of one run on a
+# shared machine: ratios between two methods measured side by side are the figures to read, not
+# the absolute times.
+
+# %%
+import os
+import platform
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from IPython.display import display
+
+from pgx.policies import ActorCritic
+from pgx.profiles import get_profile
+from pgx.report import show_warnings
+
+sys.path.insert(0, str(Path.cwd().parent / "benchmarks"))
+import bench_features_scale  # noqa: E402
+import bench_grouping  # noqa: E402
+import bench_ppo  # noqa: E402
+
+show_warnings()
+sns.set_theme()
+profile = get_profile()
+BUDGETS = {
+    "smoke": dict(ppo_steps=20_480, ppo_seeds=(0,), profile_steps=20_480, gpu_ppo_steps=20_480, feature_params=(136_000,),
+                  feature_samples=(256,), group_ns=(100, 200), cvxpy_max_n=100, surrogate_subsets=(60,)),
+    "default": dict(ppo_steps=409_600, ppo_seeds=(0, 1, 2), profile_steps=102_400, gpu_ppo_steps=200_000,
+                    feature_params=(136_000, 1_000_000), feature_samples=None, group_ns=(100, 200, 500, 1000, 2000),
+                    cvxpy_max_n=500, surrogate_subsets=(250, 500)),
+}
+BUDGETS["paper"] = BUDGETS["default"]
+budget = BUDGETS[profile.name]
+print(f"profile: {profile.name}; machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+      f"CUDA {'available: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available'}")
+book_actor = ActorCritic(14, 2, profile.meta_ppo.policy).actor  # CartPole's meta-policy: 4 observations + 10 one-hot
+print(f"the book's CartPole actor at this profile: {sum(p.numel() for p in book_actor.parameters()):,} parameters")
+pd.Series(budget, name="budget").to_frame()
+
+# %% [markdown]
+# ## Training: multitask PPO against Stable-Baselines3
+#
+# Both libraries train one policy on the ten CartPole tasks at once: four sub-envs per task, 128
+# steps per rollout, four epochs of four minibatches, the same four-layer tanh networks and
+# hyper-parameters, one torch thread (`benchmarks/bench_ppo.py` lists what was matched by hand and
+# what still differs: pgx clips the value loss, SB3 does not). SB3 builds
+# the family as its users would, one `gymnasium` env per sub-env in a `DummyVecEnv`; pgx steps
+# all forty in one numpy call. After training, both actors play the same seeded greedy episodes,
+# so the returns compare like with like.
+
+# %%
+runs = bench_ppo.compare(budget["ppo_steps"], budget["ppo_seeds"])
+summary = bench_ppo.summary(runs)
+display(runs.round(1))
+display(summary.round(1))
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+sns.barplot(runs, x="library", y="steps_per_s", ax=axes[0], errorbar=None, alpha=0.6)
+sns.stripplot(runs, x="library", y="steps_per_s", ax=axes[0], color="k")
+axes[0].set(ylabel="env steps / s (one thread)", title="training throughput")
+sns.barplot(runs, x="library", y="mean_return", ax=axes[1], errorbar=None, alpha=0.6)
+sns.stripplot(runs, x="library", y="mean_return", ax=axes[1], color="k")
+axes[1].set(ylabel="greedy return, mean over tasks", title=f"after {budget['ppo_steps']:,} steps")
+fig.tight_layout()
+
+# %%
+ratio, worst = summary.attrs["ratio_mean"], summary.attrs["ratio_min"]
+pgx_ret = runs[runs.library == "pgx"].mean_return
+sb3_ret = runs[runs.library == "sb3"].mean_return
+spread = max(pgx_ret.std(ddof=0), sb3_ret.std(ddof=0)) if len(pgx_ret) > 1 else float("nan")
+returns_verdict = (
+    "not judged (one seed)" if len(pgx_ret) < 2 else
+    "at least equal (difference within the seeds' spread, or pgx above)"
+    if pgx_ret.mean() >= sb3_ret.mean() - spread else "lower than SB3's, beyond the seeds' spread"
+)
+print(f"pgx runs {ratio:.2f}x SB3's env steps per second (worst seed {worst:.2f}x); the issue's target is 3x: "
+      f"{'met' if worst >= 3 else 'not met'}.")
+print(f"returns: pgx {pgx_ret.mean():.1f}, SB3 {sb3_ret.mean():.1f} (seeds' spread {spread:.1f}): {returns_verdict}.")
+
+# %% [markdown]
+# Where each library's time goes, by Python's profiler over one run (shares of the whole run; the
+# profiler inflates Python-heavy parts, so read them as rough):
+
+# %%
+parts = bench_ppo.profile_pgx(budget["profile_steps"])
+display(parts.round(2))
+ax = sns.barplot(parts, y="part", x="share", color="C0")
+ax.set(xlabel="share of training time (cProfile, cumulative)", ylabel="", title="pgx PPO: where the time goes")
+plt.tight_layout()
+update_share = parts[parts.part.str.startswith("update")].share.sum()
+rollout_share = parts[parts.part == "rollout (collect)"].share.iloc[0]
+print(f"pgx: rollout {rollout_share:.0%} of the run, update (forward, backward, Adam, clipping) {update_share:.0%}")
+sb3_parts = bench_ppo.profile_sb3(budget["profile_steps"])
+display(sb3_parts.round(2))
+print(f"SB3: rollout {sb3_parts.share.iloc[0]:.0%} of the run, of which stepping its 40 envs "
+      f"{sb3_parts.share.iloc[1]:.0%}; update {sb3_parts.share.iloc[3]:.0%}")
+
+# %% [markdown]
+# **What is left.** pgx's vectorised family makes its rollout cheap: one numpy step for all forty
+# sub-envs, one actor pass and one critic pass per step; the shares above say how much of each
+# run is rollout and how much update. pgx's update evaluates the actor twice per minibatch
+# (`get_action_and_value`: once for the log-probabilities, once for the entropy) where SB3's
+# evaluates it once. What computing both from one pass would save, timed on one minibatch here:
+
+# %%
+saving = bench_ppo.one_pass_saving()
+print(f"one minibatch step of {saving['minibatch']} samples: {saving['two_passes_ms']:.2f} ms with two actor passes "
+      f"(what pgx does), {saving['one_pass_ms']:.2f} ms with one: {saving['saving']:.0%} of an update")
+
+# %% [markdown]
+# pgx keeps the two passes: one pass changes the floating-point order of the gradient, so every
+# cached PPO result of the book (its meta-policies and thousands of fine-tuning runs) would have
+# to be recomputed. The speed-ups kept here are the ones that compute the same numbers bit for
+# bit as before (`tests/test_fast_paths.py`); whether the issue's 3× target is met is printed
+# above, from this build's runs.
+
+# %% [markdown]
+# ## Features: per-sample gradients at 136 thousand and 1 million parameters
+#
+# The features are $P^\top\nabla_\theta\log\pi(a_n\mid s_n)$ for every sample $n$, with $P$ a
+# $p\times d$ Gaussian projection. At $p = 10^6$ and $d = 400$, $P$ alone is 1.5 GB and the
+# per-sample gradients of a few thousand samples would be more. `pgx.gradients.projected_grads`
+# never holds either: for a linear layer the per-sample gradient is an outer product of the
+# layer's input and its back-propagated error, projected block of $P$ by block; parameters
+# outside linear layers (PaCo's composed weights) get theirs from `torch.func` and are projected
+# pass by pass under a memory budget. Each row below runs in a fresh one-thread process; memory
+# is that process's peak resident size (`ru_maxrss`), and `call_mb` what the call added to it.
+# Two baselines, both drawing $P$ once: one backward pass per sample with each gradient projected
+# by its own product (`loop_s`, `x_vs_loop`), and the same backward loop with every gradient kept
+# and projected in one product per block of $P$ (`loop_all_s`, `x_vs_loop_all`, which needs
+# $N\times p$ floats at once). Both are timed on a slice of the samples and scaled to $N$
+# (`benchmarks/bench_features_scale.py` says how).
+
+# %%
+features = bench_features_scale.scale_rows(budget["feature_params"], budget["feature_samples"])
+columns = ["network", "p", "samples", "seconds", "samples_per_s", "peak_rss_mb", "call_mb", "block_mb", "p_whole_mb",
+           "passes", "loop_s", "x_vs_loop", "loop_all_s", "x_vs_loop_all"]
+display(features[columns].round(2))
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+features["size"] = features.network + " p=" + (features.p / 1e3).round().astype(int).astype(str) + "k"
+speedups = features.melt(id_vars="size", value_vars=["x_vs_loop", "x_vs_loop_all"], var_name="baseline",
+                         value_name="speed-up")
+speedups["baseline"] = speedups.baseline.map({"x_vs_loop": "per-sample backward + product",
+                                              "x_vs_loop_all": "per-sample backward, one product"})
+sns.barplot(speedups, y="size", x="speed-up", hue="baseline", ax=axes[0])
+axes[0].axvline(1, color="k", lw=1)
+axes[0].axvline(20, color="k", ls="--", lw=1)
+axes[0].set(xscale="log", ylabel="", title="projected_grads against two loops (dashed: 20x)")
+melted = features.melt(id_vars="size", value_vars=["call_mb", "p_whole_mb"], var_name="memory", value_name="MB")
+melted["memory"] = melted.memory.map({"call_mb": "peak added by the call", "p_whole_mb": "P alone, if held whole"})
+sns.barplot(melted, y="size", x="MB", hue="memory", ax=axes[1])
+axes[1].set(xscale="log", ylabel="", title="memory")
+fig.tight_layout()
+
+# %%
+for _, row in features.iterrows():
+    print(f"{row.network} p={row.p:,}: {row.x_vs_loop:.1f}x the per-sample loop, {row.x_vs_loop_all:.1f}x the loop "
+          f"with one product; the call added {row.call_mb:,.0f} MB while P alone would take {row.p_whole_mb:,.0f} MB "
+          f"(largest block held {row.block_mb:.1f} MB, P drawn {row.passes} time(s))")
+mlp_small = features[(features.network == "mlp") & (features.p < 500_000)]
+if len(mlp_small):
+    x = mlp_small.x_vs_loop.iloc[0]
+    print(f"issue 12's target, 20x a per-sample backward loop at 136k parameters (MLP): {x:.1f}x, "
+          f"{'met' if x >= 20 else 'not met'}")
+
+# %% [markdown]
+# Why the speed-ups are modest: at $d = 400$ projecting $N$ gradients costs $N\cdot p\cdot d$
+# multiply-adds whichever way it is done, and that, not the backward passes, dominates. The
+# batched path turns those into large matrix products (near the core's peak), where a loop does
+# one matrix-vector product per sample, reading all of $P$ each time; against a loop that keeps
+# every gradient and multiplies once, the arithmetic is the same and what the batched path buys
+# is memory: $N\times p$ floats never exist. Going further would take a projection with
+# structure (one per layer, applied to a layer's input and its error separately), which changes
+# the features and every result built on them.
+
+# %% [markdown]
+# ## Grouping a thousand objectives
+#
+# The grouping step solves the SDP relaxation of Appendix A: maximise $\langle T, X\rangle$ over
+# $X \succeq 0$, $X \ge 0$ entrywise, rows summing to one, trace $k$. cvxpy with SCS solves it
+# exactly, but the $n^2$ non-negativity constraints make its time and memory grow quickly with
+# $n$. `pgx.sdp_lowrank` factorises $X = VV^\top$ with $V \ge 0$ of rank about $2k$ and solves the
+# constraints by an augmented Lagrangian, one $T V$ product per step. Every such $X$ is feasible,
+# but $V \ge 0$ covers only part of the feasible set, so it can fall short of cvxpy's optimum on
+# matrices without group structure (`tests/test_grouping_scale.py` bounds by how much); on the
+# planted matrices below the gap is printed where both solvers ran. `sdp_cluster(solver="auto")` keeps cvxpy up
+# to 100 tasks, every grouping of the other chapters included, and switches to the factorisation
+# above. Below, planted affinities (ten equal groups, 1 within and −0.2 across, Gaussian noise of
+# standard deviation 0.5), each solve in a fresh process, memory being that process's peak above
+# its size before the call:
+
+# %%
+grouping = bench_grouping.run(ns=budget["group_ns"], cvxpy_max_n=budget["cvxpy_max_n"])
+display(grouping.round(4))
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+for solver, rows in grouping.groupby("solver"):
+    axes[0].loglog(rows.n, rows.seconds, "o-", label=solver)
+    axes[1].loglog(rows.n, rows.peak_mib.clip(lower=0.1), "o-", label=solver)
+ns = np.array(sorted(grouping.n.unique()), float)
+axes[0].loglog(ns, grouping.seconds.min() * (ns / ns[0]) ** 2, "k:", label="∝ n²")
+axes[0].axhline(60, color="k", ls="--", lw=1)
+axes[0].set(xlabel="objectives n", ylabel="seconds", title="SDP grouping time (dashed: one minute)")
+axes[1].set(xlabel="objectives n", ylabel="peak MiB above start", title="memory")
+for ax in axes:
+    ax.legend()
+fig.tight_layout()
+
+# %%
+for solver in grouping.solver.unique():
+    print(f"{solver}: time grows like n^{bench_grouping.time_exponent(grouping, solver):.2f} over "
+          f"n = {grouping[grouping.solver == solver].n.min()}..{grouping[grouping.solver == solver].n.max()}")
+lowrank = grouping[grouping.solver == "lowrank"].set_index("n")
+if 1000 in lowrank.index:
+    print(f"n = 1000 with the low-rank solver: {lowrank.seconds[1000]:.1f} s (target: well under a minute), "
+          f"NMI {lowrank.nmi[1000]:.2f} against the plant (target 0.9)")
+print(f"lowest NMI against the plant, any solver and n: {grouping.nmi.min():.2f}; largest shortfall of the low-rank "
+      f"objective below cvxpy's where both ran: {grouping.objective_gap.max():.1e} (relative)")
+
+# %% [markdown]
+# The surrogate at that scale: eq. 4 fitted for $m$ subsets of 5 of 100 tasks at once (50
+# samples per task, $d = 400$), as `fit_subsets` does it now (two batched triangular solves per
+# iteration) and as it did before (one `torch.cholesky_solve` of the same factors, which computes
+# the same numbers):
+
+# %%
+surrogate = bench_grouping.surrogate_at_scale(ms=budget["surrogate_subsets"])
+display(surrogate.round(3))
+now = surrogate[surrogate.solve == "solve_triangular"]
+for _, row in now.iterrows():
+    print(f"m = {row.m}: {row.seconds:.1f} s, {row.peak_mib:,.0f} MiB, {row.speed_up:.1f}x the previous solve, "
+          f"V {'bit-identical' if row.identical else 'DIFFERENT'}; the dense (m, N) products take "
+          f"{row.product_share:.0%}")
+
+# %% [markdown]
+# The issue asks for the surrogate "in seconds" at thousands of subsets; the table says how far
+# from that this CPU is. What is left costs $m$ factor solves of $d\times d$ per iteration and
+# memory $m d^2$ for the bounds: a GPU, or fewer distinct bounds (subsets sharing a bound), is
+# where more would come from.
+
+# %% [markdown]
+# ## The GPU path
+#
+# `benchmarks/gpu_check.sh` runs the CUDA-marked tests and times the `paper` profile's features,
+# surrogate and a short meta-training on the CPU and on the GPU in one run, checking that the
+# GPU's features and surrogate match the CPU's. It needs a machine with CUDA; its last output on
+# one, where there has been one, is `benchmarks/gpu_check.json`.
+
+# %%
+if torch.cuda.is_available():
+    import gpu_check
+
+    rows = gpu_check.features_and_surrogate() + [gpu_check.meta_training(steps=budget["gpu_ppo_steps"])]
+    display(pd.DataFrame(rows).round(3))
+else:
+    print("no CUDA device in this build: the GPU path is not measured on this page")
