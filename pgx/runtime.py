@@ -8,6 +8,7 @@ import operator
 import os
 import pickle
 import random
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -114,19 +115,27 @@ def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
 
 LOAD_ERRORS: tuple[type[BaseException], ...] = (
     EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, OverflowError,
-    KeyError, IndexError, TypeError, AttributeError)
+    KeyError, IndexError, TypeError, AttributeError, struct.error, AssertionError)
 """What reading a damaged file raises (an empty file: EOFError; a truncated one: torch's zip reader's
-RuntimeError (or an OSError, see :func:`is_damage`), joblib's ValueError; garbage: UnpicklingError,
-or KeyError, IndexError, TypeError, AttributeError, OverflowError, UnicodeDecodeError where a pickle
-opcode reads junk). Not among them: OSError (a file this user may not read, a failing disk),
-MemoryError and ImportError (a module this environment lacks), which say nothing of the file and
-must reach the user as they are."""
+RuntimeError (or an OSError, see :func:`is_damage`), joblib's ValueError or struct.error; garbage:
+UnpicklingError, or KeyError, IndexError, TypeError, AttributeError, OverflowError, UnicodeDecodeError
+where a pickle opcode reads junk, or the AssertionError "Unknown typename for persistent_load" of
+torch's unpickler). Not among them: OSError (a file this user may not read, a failing disk),
+MemoryError and torch's OutOfMemoryError (a RuntimeError, see :func:`is_damage`) and ImportError (a
+module this environment lacks), which say nothing of the file and must reach the user as they are."""
+
+_NOT_DAMAGE: tuple[type[BaseException], ...] = (MemoryError, torch.cuda.OutOfMemoryError)
+"""Errors a load can raise that are subclasses of :data:`LOAD_ERRORS` (torch's OutOfMemoryError is
+a RuntimeError) yet say the machine, not the file, failed: checked first."""
 
 
 def is_damage(error: BaseException) -> bool:
     """Whether ``error``, raised reading a file that exists, says the file is damaged: one of
-    :data:`LOAD_ERRORS`, or the EINVAL that torch's zip reader meets seeking before the start of a
-    file cut short (an OSError, unlike the EACCES of a file this user may not read)."""
+    :data:`LOAD_ERRORS` (but never an out-of-memory error), or the EINVAL that torch's zip reader
+    meets seeking before the start of a file cut short (an OSError, unlike the EACCES of a file this
+    user may not read)."""
+    if isinstance(error, _NOT_DAMAGE):
+        return False
     return isinstance(error, LOAD_ERRORS) or (isinstance(error, OSError) and error.errno == errno.EINVAL)
 
 
@@ -148,6 +157,7 @@ def load_checkpoint(path: str | Path, map_location: Any, keys: Iterable[str], we
         saved = torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as e:
         if not is_damage(e):
+            e.add_note(f"while loading checkpoint {path}")  # the type is kept, for callers that catch it
             raise
         raise UnreadableCheckpoint(f"checkpoint {path} cannot be loaded ({_first_line(e)}); it is truncated, corrupt "
                                    f"or not a checkpoint: delete {path} to start the run over") from e
@@ -166,6 +176,7 @@ def load_pickled(blob: bytes, path: str | Path, what: str) -> Any:
         return pickle.loads(blob)
     except Exception as e:
         if not is_damage(e):
+            e.add_note(f"while unpickling the {what} saved in checkpoint {path}")
             raise
         raise UnreadableCheckpoint(f"the {what} saved in checkpoint {path} cannot be unpickled ({_first_line(e)}); "
                                    f"delete {path} to start the run over") from e

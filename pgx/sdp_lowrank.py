@@ -129,9 +129,9 @@ def solve_lowrank(
     and spares the row-sum multipliers a large common offset; λ is scaled with T.
 
     :param affinity: ``(n, n)`` symmetric, finite task-affinity matrix T.
-    :param k: number of groups, in ``[1, n]``; exclusive with ``lam``.
+    :param k: number of groups, in ``[1, n]``; exclusive with ``lam``. ``k = n`` returns X = I at once.
     :param lam: trace penalty, finite and >= 0; exclusive with ``k``.
-    :param cfg: rank, tolerance and iteration caps.
+    :param cfg: rank (at least ``k``), tolerance and iteration caps.
     :param seed: seed of the random non-negative starting factor.
     :return: the factor and its diagnostics; ``objective`` is measured on the unshifted T.
     """
@@ -140,6 +140,14 @@ def solve_lowrank(
     _check_problem(k, lam, n)
     if not is_int(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if k is not None and cfg.rank is not None and cfg.rank < k:
+        # X = V Vᵀ has rank ≤ r and eigenvalues ≤ 1 (non-negative, rows summing to one): tr X ≤ r < k.
+        raise ValueError(f"rank must be >= k={k}, got {cfg.rank}")
+    if k == n:
+        # X ≥ 0 with rows summing to one has X_ii ≤ 1, so tr X = n forces X = I: the only feasible
+        # point, which the augmented Lagrangian approaches slowly (k near n is left to cvxpy by
+        # ``sdp_cluster(solver="auto")``).
+        return LowRankSolution(np.eye(n), float(np.trace(affinity)), float(n), 0.0, 0, 0)
     scaled = affinity - affinity.mean()
     scale = float(np.abs(scaled).max()) or 1.0
     scaled /= scale  # in place: one (n, n) copy of T, not two

@@ -138,8 +138,9 @@ def _bound_solve(grad: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``M_S⁻¹ ∇f_S`` for every subset from the Cholesky factors ``L`` of the bounds: ``L⁻ᵀ(L⁻¹ g)``.
 
     Two batched triangular solves compute the same numbers as ``torch.cholesky_solve`` (bit for
-    bit, checked on this code's shapes) about three times faster at m in the hundreds, and without
-    its copy of the m factors (benchmarks/bench_grouping.py's ``surrogate_at_scale``)."""
+    bit on the CPU (MKL), checked on this code's shapes; not checked on CUDA) about three times
+    faster at m in the hundreds, and without its copy of the m factors
+    (benchmarks/bench_grouping.py's ``surrogate_at_scale``)."""
     half = torch.linalg.solve_triangular(factor, grad.unsqueeze(-1), upper=False)
     return torch.linalg.solve_triangular(factor.mH, half, upper=True).squeeze(-1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -22,7 +23,13 @@ from pgx.algos import maml, ppo, sac
 from pgx.envs import gym_family, make_family
 from pgx.nets import ArchConfig
 from pgx.policies import PolicyConfig
-from pgx.runtime import UnreadableCheckpoint, load_checkpoint, load_pickled, save_torch
+from pgx.runtime import (
+    UnreadableCheckpoint,
+    is_damage,
+    load_checkpoint,
+    load_pickled,
+    save_torch,
+)
 from pgx.stages import cache
 
 PPO_TINY = ppo.PPOConfig(total_timesteps=2 * 2 * 32, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
@@ -56,6 +63,10 @@ def _not_a_checkpoint(path: Path) -> None:  # a valid torch file of something el
 
 
 DAMAGE = {"truncated": _truncate, "garbage": _garbage, "empty": _empty, "not a checkpoint": _not_a_checkpoint}
+
+
+def _cut_in_header(path: Path) -> None:  # joblib then reads the pickle's frame length from 1 byte: struct.error
+    path.write_bytes(path.read_bytes()[:3])
 
 
 def _run(trainer: str, path: Path):
@@ -112,7 +123,26 @@ def test_maml_resumes_from_its_checkpoint_under_a_config_of_numpy_scalars(tmp_pa
 
 
 ERRORS_THAT_ARE_NOT_DAMAGE = [PermissionError(13, "Permission denied"), MemoryError(),
-                              ModuleNotFoundError("No module named 'highway_env'")]
+                              ModuleNotFoundError("No module named 'highway_env'"),
+                              torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")]
+
+
+def test_what_counts_as_damage():
+    # torch's OutOfMemoryError is a RuntimeError, as a truncated archive's error is, yet says nothing of the file
+    assert not is_damage(torch.OutOfMemoryError("CUDA out of memory")) and not is_damage(MemoryError())
+    assert is_damage(struct.error("unpack requires a buffer of 8 bytes"))
+    assert is_damage(AssertionError("Unknown typename for persistent_load, expected 'storage' but got 'storagf'"))
+    assert is_damage(RuntimeError("PytorchStreamReader failed reading zip archive"))
+    assert not is_damage(PermissionError(13, "Permission denied"))
+
+
+def test_a_checkpoint_whose_storage_record_is_garbled_is_refused(tmp_path):
+    path = tmp_path / "state.pt"
+    save_torch({"iteration": 1, "weights": torch.arange(4.0)}, path)
+    path.write_bytes(path.read_bytes().replace(b"storage", b"storagf"))  # torch's unpickler asserts on it
+    with pytest.raises(UnreadableCheckpoint, match=rf"checkpoint {re.escape(str(path))} cannot be loaded "
+                                                   r"\(AssertionError: Unknown typename for persistent_load"):
+        load_checkpoint(path, "cpu", ["iteration"])
 
 
 @pytest.mark.parametrize("error", ERRORS_THAT_ARE_NOT_DAMAGE, ids=lambda e: type(e).__name__)
@@ -125,11 +155,13 @@ def test_a_checkpoint_that_cannot_be_read_for_another_reason_raises_that_reason(
         raise error
 
     monkeypatch.setattr(torch, "load", fails)
-    with pytest.raises(type(error)):
+    with pytest.raises(type(error)) as raised:
         _run("ppo", path)
+    assert raised.value.__notes__[-1] == f"while loading checkpoint {path}"  # the same error, naming the file
     monkeypatch.setattr(pickle, "loads", fails)
-    with pytest.raises(type(error)):
+    with pytest.raises(type(error)) as raised:
         load_pickled(pickle.dumps(3), path, "env")
+    assert raised.value.__notes__[-1] == f"while unpickling the env saved in checkpoint {path}"
 
 
 def test_an_env_pickle_naming_a_missing_module_raises_import_error_and_damage_is_still_refused(tmp_path):
@@ -173,7 +205,7 @@ def squares(n: int) -> np.ndarray:
     return np.arange(n) ** 2
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "cut in the pickle header"])
 def test_a_damaged_stage_result_is_recomputed_and_written_over(tmp_path, monkeypatch, damage):
     monkeypatch.setattr(cache, "memory", joblib.Memory(tmp_path / "stages", verbose=0))
     stage = cache.cached(squares)
@@ -182,7 +214,7 @@ def test_a_damaged_stage_result_is_recomputed_and_written_over(tmp_path, monkeyp
         np.testing.assert_array_equal(stage(50), np.arange(50) ** 2)
     (output,) = (tmp_path / "stages").rglob("output.pkl")
     good = output.read_bytes()
-    DAMAGE[damage](output)
+    {**DAMAGE, "cut in the pickle header": _cut_in_header}[damage](output)
 
     with pytest.warns(RuntimeWarning) as caught:
         np.testing.assert_array_equal(stage(50), np.arange(50) ** 2)
@@ -208,7 +240,9 @@ def test_a_stage_result_unreadable_for_another_reason_raises_it_without_recomput
         raise error
 
     monkeypatch.setattr(joblib.numpy_pickle, "load", fails)  # what joblib reads output.pkl with
-    with warnings.catch_warnings(record=True) as caught, pytest.raises(type(error)):
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(type(error)) as raised:
         warnings.simplefilter("always")
         stage(50)
     assert CALLS == [50] and not [w for w in caught if "cannot be read" in str(w.message)]
+    (output,) = (tmp_path / "stages").rglob("output.pkl")
+    assert raised.value.__notes__[-1] == f"while loading stage cache file {output}"

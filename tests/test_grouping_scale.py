@@ -234,6 +234,58 @@ def test_bad_config_is_refused(kwargs, message):
         LowRankConfig(**kwargs)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_k_equal_to_n_returns_the_identity_at_once():
+    # X ≥ 0, X·1 = 1 and tr X = n leave X = I as the only feasible point.
+    affinity = gaussian(10, seed=0)
+    solution = solve_lowrank(affinity, k=10)
+    np.testing.assert_array_equal(solution.factor, np.eye(10))
+    assert (solution.row_sum_error, solution.trace, solution.iterations) == (0.0, 10.0, 0)
+    assert solution.objective == pytest.approx(np.trace(affinity))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_auto_puts_every_task_alone_at_k_equal_to_n_above_the_cvxpy_threshold(monkeypatch):
+    solutions = []
+
+    def recorded(*args, **kwargs):
+        solutions.append(solve_lowrank(*args, **kwargs))
+        return solutions[-1]
+
+    monkeypatch.setattr(clustering, "solve_lowrank", recorded)
+    n = 150
+    labels = sdp_cluster(gaussian(n, seed=1), k=n)
+    np.testing.assert_array_equal(labels, np.arange(n))
+    assert [s.iterations for s in solutions] == [0]  # the exact X = I, no augmented-Lagrangian iterations
+
+
+@pytest.mark.parametrize("k, expected", [(None, "lowrank"), (75, "lowrank"), (76, "cvxpy"), (140, "cvxpy"),
+                                         (149, "cvxpy"), (150, "lowrank")])
+def test_auto_keeps_more_than_half_as_many_groups_as_tasks_on_cvxpy(monkeypatch, k, expected):
+    called = []
+
+    def record(name):
+        def solver(*args, **kwargs):
+            called.append(name)
+            raise ZeroDivisionError  # stop before any work
+
+        return solver
+
+    monkeypatch.setattr(clustering, "solve_sdp", record("cvxpy"))
+    monkeypatch.setattr(clustering, "solve_lowrank", record("lowrank"))
+    with pytest.raises(ZeroDivisionError):
+        sdp_cluster(np.eye(150), k=k, lam=1.0 if k is None else None)
+    assert called == [expected]
+
+
+def test_a_rank_below_k_is_refused():
+    # tr X ≤ rank, so tr X = k could never be met: refused before any iteration.
+    affinity, _ = planted(30, 6, noise=0.1, seed=0)
+    with pytest.raises(ValueError, match=r"rank must be >= k=6, got 5"):
+        solve_lowrank(affinity, k=6, cfg=LowRankConfig(rank=5))
+    assert solve_lowrank(affinity, k=6, cfg=LowRankConfig(rank=6)).trace == pytest.approx(6, rel=1e-4)
+
+
 def test_unconverged_solve_warns_with_its_residuals():
     affinity, _ = planted(30, 3, noise=0.3, seed=0)
     with pytest.warns(RuntimeWarning, match=r"stopped after max_iter=1 iterations with row-sum error"):

@@ -181,14 +181,15 @@ def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
     if not store.check_call_in_cache(*args, **kwargs):
         return store(*args, **kwargs)
     shelved = store.call_and_shelve(*args, **kwargs)
+    path = Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
     try:
         result, kept = shelved.get()
         if not isinstance(kept, list):
             raise TypeError(f"expected (result, warnings), got warnings of type {type(kept).__name__}")
     except Exception as e:
         if not is_damage(e):
+            e.add_note(f"while loading stage cache file {path}")  # the type is kept, for callers that catch it
             raise
-        path = Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
         warnings.warn(f"stage cache file {path} cannot be read ({_first_line(e)}); "
                       f"recomputing {store.func.__name__} and overwriting it", RuntimeWarning, stacklevel=3)
         result, kept = store.call(*args, **kwargs)[0]
