@@ -15,3 +15,35 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
         run()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def peak_rss_above_start(call: Callable[[], object], interval: float = 0.001) -> tuple[object, float, float]:
+    """``call()``'s result, wall seconds, and the highest resident memory (MiB) the process reached
+    *during* the call above its size just before it, sampled every ``interval`` seconds by a
+    thread. ``ru_maxrss`` cannot give this: it is the peak of the process's whole life, so a call
+    that stays below an earlier peak (imports) would read as using nothing. Sampling can miss a
+    spike shorter than ``interval``; numpy and torch release the GIL, so the sampler keeps running."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    before = process.memory_info().rss
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        result = call()
+    finally:
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    peak[0] = max(peak[0], process.memory_info().rss)
+    return result, seconds, (peak[0] - before) / 2**20

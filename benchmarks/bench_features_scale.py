@@ -12,8 +12,9 @@ Each (network, p) is measured in a fresh subprocess with one torch thread:
 - ``seconds``: one ``projected_grads`` call, after a warm-up call on a tiny actor of the same kind;
 - ``peak_rss_mb``: the subprocess's peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``,
   which counts torch's allocations, unlike tracemalloc) read right after that call;
-  ``call_mb``: how much the call raised that peak above everything before it (interpreter, torch,
-  the actor, the batch): the call's own peak memory, to page granularity;
+  ``call_mb``: the highest resident size during the call above the size just before it (the
+  interpreter, torch, the actor and the batch already loaded), sampled every millisecond by a
+  thread (``_timing.peak_rss_above_start``): the call's own peak memory;
 - ``gathered_before_mb``: what the path before issue 12 held at once for this N (every chunk's
   activations and non-Linear per-sample gradients, ``N × (Σ layer widths + non-Linear p)`` floats);
 - ``block_mb``: P's largest block (``projector.largest_block_shape``); P whole would be
@@ -57,7 +58,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
-from _timing import best_time
+from _timing import best_time, peak_rss_above_start
 from torch import nn
 
 from pgx.algos.sac import TanhGaussianActor
@@ -136,10 +137,8 @@ def measure(network: str, params: int, n_samples: int, d: int, seed: int, loop_s
     draws = []  # P is drawn once per pass: count the draws of its first block
     generated_block = projector._generated_block
     projector._generated_block = lambda t, b: (draws.append((t, b)), generated_block(t, b))[1]
-    before_mb = _peak_mb()
-    start = time.perf_counter()
-    features = projected_grads(actor, obs, actions, projector, chunk_size, held_bytes=held_bytes)
-    seconds = time.perf_counter() - start
+    features, seconds, call_mb = peak_rss_above_start(
+        lambda: projected_grads(actor, obs, actions, projector, chunk_size, held_bytes=held_bytes))
     peak_mb = _peak_mb()
     del projector._generated_block
 
@@ -178,7 +177,7 @@ def measure(network: str, params: int, n_samples: int, d: int, seed: int, loop_s
     return {
         "network": network, "hidden": hidden, "p": count(actor), "samples": n_samples, "d": d,
         "chunk_size": chunk_size, "held_mb": held_bytes / 2**20, "seconds": seconds,
-        "samples_per_s": n_samples / seconds, "peak_rss_mb": peak_mb, "call_mb": peak_mb - before_mb,
+        "samples_per_s": n_samples / seconds, "peak_rss_mb": peak_mb, "call_mb": call_mb,
         "gathered_before_mb": n_samples * (widths + non_linear) * 4 / 2**20,
         "block_mb": rows * cols * 4 / 2**20, "p_whole_mb": count(actor) * d * 4 / 2**20,
         "passes": draws.count((0, 0)), "loop_s": loop_s, "x_vs_loop": loop_s / seconds,

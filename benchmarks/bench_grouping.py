@@ -15,8 +15,9 @@
    whether V is bit-identical.
 
 Every measurement runs in a fresh process (spawned), so its memory is its own: peak_mib is the
-process's peak resident set (``getrusage``) above its size just before the call. It includes C
-allocations (SCS, BLAS) that tracemalloc cannot see.
+highest resident set size during the call above its size just before it, sampled every
+millisecond by a thread (``_timing.peak_rss_above_start``). It includes C allocations (SCS, BLAS)
+that tracemalloc cannot see.
 
 From a chapter: ``sys.path.insert(0, "benchmarks"); from bench_grouping import run``. By hand:
 ``OMP_NUM_THREADS=1 python benchmarks/bench_grouping.py`` takes about 6 minutes on one core of a
@@ -29,16 +30,16 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 from sklearn.metrics import normalized_mutual_info_score
+
+from _timing import peak_rss_above_start
 
 from pgx.affinity import sample_subsets
 from pgx.clustering import _round_factor, round_solution, solve_sdp
@@ -63,13 +64,9 @@ def _in_fresh_process(function: Callable[..., dict], *args: object) -> dict:
 
 
 def _timed_with_peak(call: Callable[[], object]) -> tuple[object, float, float]:
-    """``call()``'s result, wall seconds, and the process's peak resident MiB above its size before."""
-    before = psutil.Process().memory_info().rss
-    start = time.perf_counter()
-    result = call()
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return result, seconds, max(peak - before, 0) / 2**20
+    """``call()``'s result, wall seconds, and the peak resident MiB during the call above the
+    process's size before it (``_timing.peak_rss_above_start``: sampled, not ``ru_maxrss``)."""
+    return peak_rss_above_start(call)
 
 
 def _group_with_cvxpy(affinity: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, float]:

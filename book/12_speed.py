@@ -155,8 +155,9 @@ print(f"one minibatch step of {saving['minibatch']} samples: {saving['two_passes
 # never holds either: for a linear layer the per-sample gradient is an outer product of the
 # layer's input and its back-propagated error, projected block of $P$ by block; parameters
 # outside linear layers (PaCo's composed weights) get theirs from `torch.func` and are projected
-# pass by pass under a memory budget. Each row below runs in a fresh one-thread process; memory
-# is that process's peak resident size (`ru_maxrss`), and `call_mb` what the call added to it.
+# pass by pass under a memory budget. Each row below runs in a fresh one-thread process;
+# `peak_rss_mb` is that process's peak resident size (`ru_maxrss`), and `call_mb` the highest
+# resident size during the call above the size just before it (sampled every millisecond).
 # Two baselines, both drawing $P$ once: one backward pass per sample with each gradient projected
 # by its own product (`loop_s`, `x_vs_loop`), and the same backward loop with every gradient kept
 # and projected in one product per block of $P$ (`loop_all_s`, `x_vs_loop_all`, which needs
@@ -180,7 +181,8 @@ axes[0].axvline(1, color="k", lw=1)
 axes[0].axvline(20, color="k", ls="--", lw=1)
 axes[0].set(xscale="log", ylabel="", title="projected_grads against two loops (dashed: 20x)")
 melted = features.melt(id_vars="size", value_vars=["call_mb", "p_whole_mb"], var_name="memory", value_name="MB")
-melted["memory"] = melted.memory.map({"call_mb": "peak added by the call", "p_whole_mb": "P alone, if held whole"})
+melted["memory"] = melted.memory.map({"call_mb": "the call's peak above its start",
+                                      "p_whole_mb": "P alone, if held whole"})
 sns.barplot(melted, y="size", x="MB", hue="memory", ax=axes[1])
 axes[1].set(xscale="log", ylabel="", title="memory")
 fig.tight_layout()
@@ -188,7 +190,8 @@ fig.tight_layout()
 # %%
 for _, row in features.iterrows():
     print(f"{row.network} p={row.p:,}: {row.x_vs_loop:.1f}x the per-sample loop, {row.x_vs_loop_all:.1f}x the loop "
-          f"with one product; the call added {row.call_mb:,.0f} MB while P alone would take {row.p_whole_mb:,.0f} MB "
+          f"with one product; the call's peak was {row.call_mb:,.0f} MB above its start, while P alone would take "
+          f"{row.p_whole_mb:,.0f} MB "
           f"(largest block held {row.block_mb:.1f} MB, P drawn {row.passes} time(s))")
 mlp_small = features[(features.network == "mlp") & (features.p < 500_000)]
 if len(mlp_small):
@@ -219,8 +222,8 @@ if len(mlp_small):
 # planted matrices below the gap is printed where both solvers ran. `sdp_cluster(solver="auto")`
 # keeps cvxpy up to the number of tasks printed below (every grouping of the other chapters is
 # smaller) and switches to the factorisation above it. Below, planted affinities (ten equal groups, 1 within and −0.2 across, Gaussian noise of
-# standard deviation 0.5), each solve in a fresh process, memory being that process's peak above
-# its size before the call:
+# standard deviation 0.5), each solve in a fresh process, memory being the highest resident size
+# during the solve above the process's size before it (sampled every millisecond):
 
 # %%
 from pgx.clustering import CVXPY_MAX_TASKS
