@@ -9,7 +9,8 @@ rows summing to one and trace k. Dropping the rank condition gives a semi-defini
 The paper compares against random grouping and gradient-similarity grouping; the latter reuses
 the same SDP on a cosine-similarity affinity, so the comparison isolates the affinity.
 
-cvxpy + SCS solves the SDP exactly but slows as n^2.35 (35 s at n = 500); ``solver="auto"`` hands
+cvxpy + SCS solves the SDP to SCS's tolerance, but its time and memory grow fast with n (chapter 12
+measures both in every build); ``solver="auto"`` hands
 more than ``CVXPY_MAX_TASKS`` tasks to the non-negative low-rank solver of ``pgx.sdp_lowrank``,
 unless k > n/2 groups are asked for (k = n excepted), which that solver is slow to reach.
 """
