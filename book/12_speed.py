@@ -170,7 +170,7 @@ columns = ["network", "p", "samples", "seconds", "samples_per_s", "peak_rss_mb",
            "passes", "loop_s", "x_vs_loop", "loop_all_s", "x_vs_loop_all"]
 display(features[columns].round(2))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
 features["size"] = features.network + " p=" + (features.p / 1e3).round().astype(int).astype(str) + "k"
 speedups = features.melt(id_vars="size", value_vars=["x_vs_loop", "x_vs_loop_all"], var_name="baseline",
                          value_name="speed-up")
@@ -185,6 +185,8 @@ melted["memory"] = melted.memory.map({"call_mb": "the call's peak above its star
                                       "p_whole_mb": "P alone, if held whole"})
 sns.barplot(melted, y="size", x="MB", hue="memory", ax=axes[1])
 axes[1].set(xscale="log", ylabel="", title="memory")
+for ax in axes:  # legends below the bars, not over them
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", ncol=2)
 fig.tight_layout()
 
 # %%
