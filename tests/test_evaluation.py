@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
+from _counting_env import counting_env
 
 from pgx.envs import gym_family
 from pgx.evaluation import (
@@ -28,27 +28,8 @@ STEPS = np.array([2, 3, 6])
 """Steps of one episode of each source task: its length, or the time limit (task 2 is truncated)."""
 
 
-class _PayAction(gym.Env):
-    """Reward ``1 + action``; terminates after ``length`` steps. The observation is the step count."""
-
-    observation_space = spaces.Box(0.0, 100.0, (1,), np.float32)
-    action_space = spaces.Discrete(2)
-
-    def __init__(self, length: int):
-        self.length, self.t = length, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([self.t], np.float32), 1.0 + float(action), self.t >= self.length, False, {}
-
-
 def make_pay_action(param: np.ndarray) -> gym.Env:
-    return gym.wrappers.TimeLimit(_PayAction(int(param[0])), TIME_LIMIT)
+    return counting_env(param, TIME_LIMIT)
 
 
 @pytest.fixture(scope="module")

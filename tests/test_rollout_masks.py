@@ -5,9 +5,9 @@ ignores the action and pays nothing. ``collect`` must mark that step invalid and
 observation the env returned when the episode ended (its final observation); ``env_samples`` and
 ``policy_samples`` must drop it and label every kept sample with the task of its sub-env.
 
-The oracle is a counting env whose episodes have known lengths (``_Countdown``: the observation is
-the step count, episodes end after ``length`` steps), so every flag and stored value is known in
-advance; CartPole then checks the same on real physics.
+The oracle is a counting env whose episodes have known lengths (``CountingEnv`` of
+tests/_counting_env.py: the observation is the step count, episodes end after ``length`` steps),
+so every flag and stored value is known in advance; CartPole then checks the same on real physics.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
+from _counting_env import counting_env
 
 from pgx.envs import gym_family, make_family
 from pgx.policies import ActorCritic
@@ -27,27 +27,8 @@ LENGTHS = (2, 3, 50)
 """Episode length of each source task; 50 exceeds the time limit, so that task is truncated at 6."""
 
 
-class _Countdown(gym.Env):
-    """Observation: steps taken in this episode. Reward ``1 + action``. Terminates after ``length`` steps."""
-
-    observation_space = spaces.Box(0.0, 100.0, (1,), np.float32)
-    action_space = spaces.Discrete(2)
-
-    def __init__(self, length: int):
-        self.length, self.t = length, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([self.t], np.float32), 1.0 + float(action), self.t >= self.length, False, {}
-
-
 def make_countdown(param: np.ndarray) -> gym.Env:
-    return gym.wrappers.TimeLimit(_Countdown(int(param[0])), TIME_LIMIT)
+    return counting_env(param, TIME_LIMIT)
 
 
 @pytest.fixture(scope="module")
