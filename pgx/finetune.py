@@ -89,7 +89,7 @@ def finetune_subset(
     """
     if store is not None:
         stored = _StoredRun.at(store, family_name, _weights_fingerprint(init_state), subset, cfg, seed,
-                               snapshot_steps, count_flops, _key_versions())
+                               snapshot_steps, count_flops, _key_versions(family_name))
         run = stored.load(_environment())  # computed here if not loaded: this process's environment is the one
         if run is None:
             run = finetune_subset(family_name, init_state, subset, cfg, seed, snapshot_steps, count_flops)
@@ -142,9 +142,9 @@ def finetune_subsets(
     :param store: a directory where each run (one subset, one replicate) is saved the moment it
         ends, keyed by all that determines it: family spec, the bytes of ``init_state``, subset,
         config, the run's seed, snapshot steps, FLOP counting, the versions of torch, numpy,
-        gymnasium and the env packages, and the code version of this module. Each file also holds
-        the device and library versions of the process that computed the run (a Dask or Ray
-        worker, not this process); a run is reused only where a run computed now would get the same
+        gymnasium and the env packages, and the code versions of this module and of the family's
+        own. Each file also holds the device and library versions of the process that computed the
+        run (a Dask or Ray worker, not this process); a run is reused only where a run computed now would get the same
         ones, which a job of the backend reports (on a heterogeneous cluster, one worker's answer).
         Runs found there are loaded (the very object that was computed, with ``from_store`` set),
         so a call killed halfway and made again computes only the runs that had not finished; a
@@ -161,7 +161,7 @@ def finetune_subsets(
         stored: list[_StoredRun | None] = [None] * len(runs)
         flat: list[FinetuneResult | None] = [None] * len(runs)
     else:
-        fingerprint, versions = _weights_fingerprint(init_state), _key_versions()
+        fingerprint, versions = _weights_fingerprint(init_state), _key_versions(family_name)
         stored = [_StoredRun.at(store, family_name, fingerprint, subset, cfg, run_seed, snapshot_steps, False, versions)
                   for subset, run_seed in runs]
         # Where a run computed now would run (asked only when there is a file to check it against).
@@ -220,13 +220,15 @@ LIBRARIES = ("numpy", "gymnasium", "highway-env", "box2d", "metaworld", "mujoco"
 built-in family (all of them: which one a family, or a plugin's, uses is not known here)."""
 
 
-def _key_versions() -> dict[str, str]:
-    """What else a run's numbers depend on, in the key: this module's code with all it imports
-    (``code_version`` is imported here, where it is needed, so that workers importing this module
-    do not import every stage) and the library versions."""
-    from pgx.stages.cache import code_version
+def _key_versions(family_name: str) -> dict[str, str]:
+    """What else a run's numbers depend on, in the key: the code of this module with all it imports
+    and of the family's own module (``pgx.stages.cache.trainer_version``; not the calling stage's,
+    so an edit to the surrogate or the affinity reuses every run), and the library versions.
+    (Imported here, where it is needed, so that workers importing this module do not import every
+    stage.)"""
+    from pgx.stages.cache import trainer_version
 
-    return {"code": code_version(__name__), **_library_versions()}
+    return {"code": trainer_version("finetune", family_name), **_library_versions()}
 
 
 def _library_versions() -> dict[str, str]:

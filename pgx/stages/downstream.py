@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-import joblib
 import numpy as np
 import torch
 
@@ -31,12 +30,13 @@ from pgx.algos.maml import MAMLConfig, MAMLResult
 from pgx.algos.ppo import TrainResult
 from pgx.envs import as_param_array, make_family
 from pgx.profiles import Profile
-from pgx.stages.cache import cache_dir, cached, code_version, stage_args
+from pgx.stages.cache import cached, checkpoint_path, key_version, stage_args, versioned
 from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
 from pgx.transfer_profiles import TransferProfile, get_transfer_profile
 
-CODE_VERSION = code_version(__name__)
-"""What this module's cache keys carry: a hash of the code its stages can run."""
+CODE_VERSION = versioned(__name__)
+"""The version of the code this module's stages can run; each stage call's key carries it with its
+family's (``key_version``)."""
 
 __all__ = ["METHODS", "GROUPINGS", "TransferResult", "maml_transfer", "source_distributions", "hidden_task_spec",
            "unseen_targets", "target_subset", "transfer_profile"]
@@ -87,16 +87,12 @@ def target_subset(candidates: tuple[int, ...], num_targets: int) -> tuple[int, .
 
 # --- the runs, each cached (and checkpointed) on its own ----------------------------------------
 
-def _checkpoint(kind: str, *key) -> str:
-    return str(cache_dir() / "checkpoints" / kind / f"{joblib.hash(key)}.pt")
-
-
 @cached
 def _maml_run(family_spec: str, cfg: MAMLConfig, seed: int, task_ids: tuple[int, ...], code_version: str) -> MAMLResult:
     from pgx.algos.maml import train
 
     return train(make_family(family_spec), task_ids, cfg, seed,
-                 checkpoint_path=_checkpoint("maml", family_spec, cfg, seed, task_ids, code_version), progress=True)
+                 checkpoint_path=checkpoint_path("maml", family_spec, cfg, seed, task_ids), progress=True)
 
 
 @cached
@@ -106,7 +102,7 @@ def _ppo_run(family_spec: str, profile: Profile, seed: int, task_ids: tuple[int,
 
     cfg = replace(profile.meta_ppo, total_timesteps=int(total_steps))
     return train(make_family(family_spec), task_ids, cfg, seed,
-                 checkpoint_path=_checkpoint("ppo", family_spec, profile, seed, task_ids, total_steps, code_version))
+                 checkpoint_path=checkpoint_path("ppo", family_spec, cfg, seed, task_ids))
 
 
 def _groupings(family_name: str, profile: Profile, seed: int) -> dict[str, np.ndarray]:
@@ -163,16 +159,17 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
     all_tasks = tuple(range(family.n_tasks))
 
     def maml_on(task_ids) -> MAMLResult:
-        return _maml_run(spec, budgets.maml, seed, tuple(task_ids), CODE_VERSION)
+        return _maml_run(spec, budgets.maml, seed, tuple(task_ids), key_version(CODE_VERSION, spec))
 
     runs = {METHODS[0]: maml_on(reps["PolicyGradEx"]), METHODS[1]: maml_on(all_tasks),
             METHODS[2]: maml_on(reps["random"]), METHODS[3]: maml_on(reps["gradient similarity"])}
     ppo_steps = int(runs[METHODS[1]].env_steps[-1])
     ppo_seed = seed + _PPO_SEED
-    everything = _ppo_run(spec, profile, ppo_seed, all_tasks, ppo_steps, CODE_VERSION)
+    everything = _ppo_run(spec, profile, ppo_seed, all_tasks, ppo_steps, key_version(CODE_VERSION, spec))
     labels = groups["PolicyGradEx"]
     per_group = {int(g): _ppo_run(spec, profile, ppo_seed, tuple(int(t) for t in np.flatnonzero(labels == g)),
-                                  ppo_steps // len(np.unique(labels)), CODE_VERSION) for g in np.unique(labels)}
+                                  ppo_steps // len(np.unique(labels)), key_version(CODE_VERSION, spec))
+                 for g in np.unique(labels)}
 
     targets = target_subset(unseen_targets(spec), budgets.num_targets)
     adapt_seed = seed + _ADAPT_SEED
@@ -197,7 +194,8 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
 def maml_transfer(family_name: str, profile: Profile, seed: int) -> TransferResult:
     """Table 3 for one family and seed: every method of ``METHODS`` adapted to the same unseen targets."""
     profile = stage_args(family_name, profile, seed)
-    return _maml_transfer(family_name, profile, transfer_profile(family_name, profile), seed, CODE_VERSION)
+    return _maml_transfer(family_name, profile, transfer_profile(family_name, profile), seed,
+                          key_version(CODE_VERSION, family_name))
 
 
 # --- Appendix C ---------------------------------------------------------------------------------
@@ -211,7 +209,7 @@ def _source_distribution(distribution: str, budgets: TransferProfile, seed: int,
                          code_version: str) -> tuple[MAMLResult, Adaptation]:
     spec = f"navigation:goals={distribution}"
     family = make_family(spec)
-    run = _maml_run(spec, budgets.maml, seed, tuple(range(family.n_tasks)), CODE_VERSION)
+    run = _maml_run(spec, budgets.maml, seed, tuple(range(family.n_tasks)), key_version(CODE_VERSION, spec))
     # The same targets for every distribution: those none of them trains on.
     targets = target_subset(unseen_targets(*(f"navigation:goals={d}" for d in SOURCE_DISTRIBUTIONS)), budgets.num_targets)
     adaptation = adaptation_curves(run.actor(family, budgets.maml.policy), family, targets, budgets.adapt,
@@ -224,4 +222,5 @@ def source_distributions(profile: Profile, seed: int) -> dict[str, tuple[MAMLRes
     same uniform targets. Distribution → (meta-training run, adaptation)."""
     stage_args("navigation", profile, seed)
     budgets = transfer_profile("navigation", profile)
-    return {d: _source_distribution(d, budgets, seed, CODE_VERSION) for d in SOURCE_DISTRIBUTIONS}
+    return {d: _source_distribution(d, budgets, seed, key_version(CODE_VERSION, "navigation"))
+            for d in SOURCE_DISTRIBUTIONS}

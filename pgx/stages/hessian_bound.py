@@ -15,11 +15,12 @@ from pgx.generalization import (
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, code_version, stage_args
+from pgx.stages.cache import cached, key_version, stage_args, versioned
 from pgx.stages.pipeline import estimate_affinity
 
-CODE_VERSION = code_version(__name__)
-"""What this module's cache keys carry: a hash of the code its stages can run."""
+CODE_VERSION = versioned(__name__)
+"""The version of the code this module's stages can run; each stage call's key carries it with its
+family's (``key_version``)."""
 
 __all__ = ["GeneralizationResult", "generalization"]
 
@@ -100,6 +101,6 @@ def generalization(family_name: str, profile: Profile, seed: int) -> Generalizat
     Theorem 1 for policies trained from one initialisation on one task, the largest PolicyGradEx
     group and all tasks, with snapshots of the all-task run (Figure 3); see ``pgx.generalization``."""
     profile = stage_args(family_name, profile, seed)
-    return _generalization(family_name, profile, int(seed), CODE_VERSION)
+    return _generalization(family_name, profile, int(seed), key_version(CODE_VERSION, family_name))
 
 

@@ -14,7 +14,6 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 
-import joblib
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -27,11 +26,13 @@ from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, 
 from pgx.metaworld_profiles import GROUPINGS, METHODS, MetaWorldProfile, get_metaworld_profile
 from pgx.runtime import is_int, seed_everything
 from pgx.sac_features import sac_samples
-from pgx.stages.cache import cache_dir, cached, code_version
+from pgx.stages.cache import cached, checkpoint_path, key_version, versioned
 from pgx.stages.pipeline import FIT_ROLLOUT, SCORE_ROLLOUT, fit_scaled
 from pgx.surrogate import first_order_scores
 
-CODE_VERSION = code_version(__name__)
+CODE_VERSION = versioned(__name__)
+"""The version of the code this module's stages can run; each stage call's key carries it with its
+family's (``key_version``)."""
 
 __all__ = ["SACRun", "sac_run", "MetaWorldGrouping", "grouping", "multitask_table", "metaworld_profile",
            "GROUP_SEED"]
@@ -92,8 +93,7 @@ def _hardware() -> str:
 def _sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids: tuple[int, ...], eval_episodes: int,
              evaluation_seed: int, code_version: str) -> SACRun:
     family = make_family(family_spec)
-    key = joblib.hash((family_spec, cfg, seed, task_ids, code_version))[:16]
-    ckpt = cache_dir() / "checkpoints" / "sac" / f"{key}.pt"
+    ckpt = checkpoint_path("sac", family_spec, cfg, seed, task_ids)  # the trainer's code, not this stage's
     with warnings.catch_warnings():
         # MuJoCo envs do not pickle: a resumed run restarts its episodes from seeded resets (the
         # trainer's docstring), which every Meta-World checkpoint would otherwise repeat.
@@ -116,7 +116,8 @@ def sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes
     """Multitask SAC on ``task_ids`` of the family, then ``eval_episodes`` evaluation episodes per
     task from ``evaluation_seed``."""
     ids = tuple(int(t) for t in make_family(family_spec).check_tasks(task_ids))
-    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed), CODE_VERSION)
+    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed),
+                    key_version(CODE_VERSION, family_spec))
 
 
 def meta_config(budgets: MetaWorldProfile, family_spec: str) -> SACConfig:
@@ -203,7 +204,7 @@ def grouping(family_spec: str, seed: int, budgets: MetaWorldProfile | None = Non
     """PolicyGradEx's groups of ``family_spec``'s tasks from a SAC meta-policy, with the random and
     gradient-similarity groupings beside them."""
     budgets = _check(family_spec, budgets or metaworld_profile(family_spec), seed)
-    return _grouping(family_spec, budgets, int(seed), CODE_VERSION)
+    return _grouping(family_spec, budgets, int(seed), key_version(CODE_VERSION, family_spec))
 
 
 # --- Table 3's Meta-World column ---------------------------------------------------------------

@@ -6,11 +6,9 @@ the tasks conflict.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -25,11 +23,12 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cache_dir, cached, code_version, stage_args
+from pgx.stages.cache import cached, checkpoint_path, key_version, stage_args, versioned
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 
-CODE_VERSION = code_version(__name__)
-"""What this module's cache keys carry: a hash of the code its stages can run."""
+CODE_VERSION = versioned(__name__)
+"""The version of the code this module's stages can run; each stage call's key carries it with its
+family's (``key_version``)."""
 
 __all__ = [
     "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
@@ -55,9 +54,8 @@ class MetaPolicy:
 @cached
 def _meta_train(family_name: str, profile: Profile, seed: int, code_version: str) -> MetaPolicy:
     family = make_family(family_name)
-    key = joblib.hash((family_name, profile.meta_ppo, seed, code_version))[:12]
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", family_name)
-    ckpt = cache_dir() / "checkpoints" / f"meta-{safe_name}-{profile.name}-s{seed}-{key}.pt"
+    # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
+    ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))
     result = train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt)
     agent = result.agent(family, profile.meta_ppo.policy)
     returns = evaluate(agent.actor, family, range(family.n_tasks), profile.eval_episodes, seed=seed + 10_000)
@@ -67,7 +65,7 @@ def _meta_train(family_name: str, profile: Profile, seed: int, code_version: str
 def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
     """Multitask PPO on every source task of the family (checkpointed; resumes if interrupted)."""
     profile = stage_args(family_name, profile, seed)
-    return _meta_train(family_name, profile, seed, CODE_VERSION)
+    return _meta_train(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 # --- transfer between tasks --------------------------------------------------------------------
@@ -104,7 +102,7 @@ def _evaluate_with_task_id(agent: ActorCritic, family: TaskFamily, shown_task: i
 def transfer_matrix(family_name: str, profile: Profile, seed: int) -> tuple[np.ndarray, float]:
     """``(n, n)`` return on task j (column) of a policy trained on task i alone (row), and seconds taken."""
     profile = stage_args(family_name, profile, seed)
-    return _transfer_matrix(family_name, profile, seed, CODE_VERSION)
+    return _transfer_matrix(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 # --- gradient features at θ* -------------------------------------------------------------------
@@ -176,7 +174,7 @@ def held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureR
     """The same as :func:`gradient_features` on a second, independent rollout of θ*: the samples
     on which estimates and ground truths are scored."""
     profile = stage_args(family_name, profile, seed)
-    return _held_out_features(family_name, profile, seed, CODE_VERSION)
+    return _held_out_features(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 def theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
@@ -195,7 +193,7 @@ def projector_for(agent: ActorCritic, profile: Profile, seed: int) -> GaussianPr
 def gradient_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
     """Projected per-sample gradients of log π(a|s) at θ*, with advantages and task ids."""
     profile = stage_args(family_name, profile, seed)
-    return _gradient_features(family_name, profile, seed, CODE_VERSION)
+    return _gradient_features(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 # --- surrogate (Algorithm 1) -------------------------------------------------------------------
@@ -258,7 +256,7 @@ def scoring_features(family_name: str, profile: Profile, seed: int) -> GradientF
 def surrogate_fit(family_name: str, profile: Profile, seed: int) -> SurrogateFit:
     """One weighted logistic regression per random subset, all solved at once."""
     profile = stage_args(family_name, profile, seed)
-    return _surrogate_fit(family_name, profile, seed, CODE_VERSION)
+    return _surrogate_fit(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 # --- affinity (eq. 5) --------------------------------------------------------------------------
@@ -327,6 +325,6 @@ def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str 
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
     profile = stage_args(family_name, profile, seed)
-    return _estimate_affinity(family_name, profile, seed, route, CODE_VERSION)
+    return _estimate_affinity(family_name, profile, seed, route, key_version(CODE_VERSION, family_name))
 
 

@@ -19,7 +19,7 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, code_version, stage_args
+from pgx.stages.cache import cached, key_version, stage_args, versioned
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
     SCORE_ROLLOUT,
@@ -38,8 +38,9 @@ from pgx.validation import exact_objective_scores
 
 logger = logging.getLogger(__name__)
 
-CODE_VERSION = code_version(__name__)
-"""What this module's cache keys carry: a hash of the code its stages can run."""
+CODE_VERSION = versioned(__name__)
+"""The version of the code this module's stages can run; each stage call's key carries it with its
+family's (``key_version``)."""
 
 __all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
            "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts"]
@@ -195,7 +196,7 @@ def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks
 def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
     """Fine-tune θ* for real on every surrogate subset (in parallel) and measure each task."""
     profile = stage_args(family_name, profile, seed)
-    return _ground_truth(family_name, profile, seed, CODE_VERSION)
+    return _ground_truth(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 @cached
@@ -233,7 +234,7 @@ def _projection_ablation(family_name: str, profile: Profile, seed: int, code_ver
 def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[dict]:
     """Error and NMI of the first-order affinity against the objective ground truth, for each d."""
     profile = stage_args(family_name, profile, seed)
-    return _projection_ablation(family_name, profile, seed, CODE_VERSION)
+    return _projection_ablation(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 @cached
@@ -302,7 +303,8 @@ def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[i
     if timed_subsets < 1:
         raise ValueError(f"timed_subsets must be >= 1, got {timed_subsets}")
     profile = stage_args(family_name, profile, seed)
-    return _cost_by_depth(family_name, profile, seed, tuple(depths), timed_subsets, CODE_VERSION)
+    return _cost_by_depth(family_name, profile, seed, tuple(depths), timed_subsets,
+                          key_version(CODE_VERSION, family_name))
 
 
 
@@ -347,7 +349,7 @@ def subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: t
     bad = [s for s in sizes if not 2 <= s <= n]
     if bad:
         raise ValueError(f"subset sizes must be in [2, {n}] so that pairs are covered, got {bad}")
-    return _subset_size_ablation(family_name, profile, seed, tuple(sizes), CODE_VERSION)
+    return _subset_size_ablation(family_name, profile, seed, tuple(sizes), key_version(CODE_VERSION, family_name))
 
 
 # --- the offline exact truth and Table 1 ------------------------------------------------------
@@ -406,7 +408,7 @@ def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
     """The offline exact truth: each subset's logistic problem solved with the real network's
     log-ratios (same samples, λ and step size as the surrogate), scored on held-out θ* samples."""
     profile = stage_args(family_name, profile, seed)
-    return _exact_truth(family_name, profile, seed, CODE_VERSION)
+    return _exact_truth(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 @cached
@@ -437,7 +439,7 @@ def rss_by_distance(family_name: str, profile: Profile, seed: int) -> list[dict]
     """Table 1: relative RSS of the first-order model along the surrogate's own steps Δθ_S, scaled to
     each of the profile's relative distances, on held-out θ* samples (``taylor_subsets`` subsets)."""
     profile = stage_args(family_name, profile, seed)
-    return _rss_by_distance(family_name, profile, seed, CODE_VERSION)
+    return _rss_by_distance(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 # --- the verdict table ------------------------------------------------------------------------
@@ -514,4 +516,4 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
     the exact truth, with both online truths' reliability beside; NMI against the planted groups
     where the family has them."""
     profile = stage_args(family_name, profile, seed)
-    return _verdicts(family_name, profile, seed, CODE_VERSION)
+    return _verdicts(family_name, profile, seed, key_version(CODE_VERSION, family_name))
