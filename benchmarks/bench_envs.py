@@ -5,7 +5,8 @@
 * LunarLander: the family's 40 sub-envs in this process (``SyncVectorEnv``) and in 2 worker
   processes (``ProcessVectorEnv``) vs a loop over 40 single ``LunarLander-v3`` envs.
 * highway: one env of the family's trimmed config vs stock ``highway-fast-v0`` (both at density 1),
-  and 10 sub-envs (one per source task) in 2 worker processes vs in this process.
+  and 10 sub-envs (one per source task) on highway-env in 2 worker processes and in this process,
+  and on envpool (the family's default backend since issue 21).
 
 Both sides of a comparison step the same random actions; each time is the best of ``REPEATS`` runs
 after a warm-up, with the sides alternating, since other jobs on a shared machine only ever slow a
@@ -135,18 +136,25 @@ def highway(rng: np.random.Generator) -> None:
     report(f"highway: one env × {HIGHWAY_SINGLE_STEPS} steps (density 1)", actions.size, seconds,
            [("trimmed speed-up over stock", *names)])
 
-    sync, _ = family_env("highway:processes=1", HIGHWAY_ENVS_PER_TASK)
-    parallel, startup = family_env("highway:processes=2", HIGHWAY_ENVS_PER_TASK)
+    sync, _ = family_env("highway:backend=highway-env,processes=1", HIGHWAY_ENVS_PER_TASK)
+    parallel, startup = family_env("highway:backend=highway-env,processes=2", HIGHWAY_ENVS_PER_TASK)
+    fast, fast_startup = family_env("highway", HIGHWAY_ENVS_PER_TASK)
     actions = rng.integers(0, 5, size=(HIGHWAY_STEPS, sync.num_envs))
-    names = ("SyncVectorEnv (processes=1)", "ProcessVectorEnv (processes=2)")
+    names = ("highway-env, SyncVectorEnv (processes=1)", "highway-env, ProcessVectorEnv (processes=2)",
+             "envpool (the family's default)")
     try:
-        seconds = interleaved_best({names[0]: vector_run(sync, actions), names[1]: vector_run(parallel, actions)})
+        seconds = interleaved_best({names[0]: vector_run(sync, actions), names[1]: vector_run(parallel, actions),
+                                    names[2]: vector_run(fast, actions)})
     finally:
         sync.close()
         parallel.close()
+        fast.close()
     report(f"highway: {sync.num_envs} sub-envs (one per source task) × {HIGHWAY_STEPS} steps, trimmed config",
-           actions.size, seconds, [("ProcessVectorEnv over SyncVectorEnv", *names)])
-    print(f"  ProcessVectorEnv start-up (2 workers, {sync.num_envs} envs): {startup:.2f} s")
+           actions.size, seconds, [("ProcessVectorEnv over SyncVectorEnv", *names[:2]),
+                                   ("envpool over highway-env's ProcessVectorEnv (the family's old default)",
+                                    names[1], names[2])])
+    print(f"  ProcessVectorEnv start-up (2 workers, {sync.num_envs} envs): {startup:.2f} s; "
+          f"envpool's: {fast_startup:.3f} s")
 
 
 def main() -> None:

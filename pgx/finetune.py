@@ -215,7 +215,7 @@ def _weights_fingerprint(init_state: tuple[dict[str, torch.Tensor], dict[str, to
     return digest.hexdigest()
 
 
-LIBRARIES = ("numpy", "gymnasium", "highway-env", "box2d", "metaworld", "mujoco")
+LIBRARIES = ("numpy", "gymnasium", "highway-env", "envpool", "box2d", "metaworld", "mujoco")
 """Distributions whose versions can change a run's numbers besides torch: the env packages of every
 built-in family (all of them: which one a family, or a plugin's, uses is not known here)."""
 

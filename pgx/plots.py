@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 __all__ = ["pipeline_figure", "small_multiples", "family_picture", "learning_curves", "heatmap", "returns_bar", "lambda_sweep_plot",
-           "groups_strip"]
+           "groups_strip", "backend_fidelity"]
 
 
 def small_multiples(count: int, ncols: int = 2, panel: tuple[float, float] = (5.5, 4.2), **kwargs) -> tuple[Figure, list]:
@@ -170,3 +170,28 @@ def family_picture(family, ax) -> None:
     ax.set_ylabel("y")
     ax.legend(fontsize=7, loc="center")
     ax.set_title(f"{family.name}: {family.parameter} of each task", fontsize=9)
+
+
+def backend_fidelity(table, metric: str = "return", title: str = "") -> Figure:
+    """One panel per policy: ``metric`` against traffic density on each highway backend, with
+    ±2 standard errors of the difference drawn around the reference, and the comparisons the
+    Holm-corrected test calls different circled in red. ``table``: ``compare_backends``'s rows."""
+    rows = table[table["metric"] == metric]
+    policies = list(dict.fromkeys(rows["policy"]))
+    fig, axes = small_multiples(len(policies), ncols=min(3, len(policies)), panel=(4.2, 3.2), sharey=True)
+    for ax, policy in zip(axes, policies):
+        r = rows[rows["policy"] == policy].sort_values("density")
+        ax.fill_between(r["density"], r["reference"] - 2 * r["se"], r["reference"] + 2 * r["se"], color="0.85",
+                        label="highway-env ± 2 SE of the difference")
+        ax.plot(r["density"], r["reference"], "o-", color="0.3", label="highway-env (reference)")
+        ax.plot(r["density"], r["fast"], "s--", color=sns.color_palette()[0], label="envpool (default)")
+        bad = r[~r["agree"]]
+        ax.scatter(bad["density"], bad["fast"], s=160, facecolors="none", edgecolors="red", label="differs (Holm)")
+        ax.set_title(policy)
+        ax.set_xlabel("traffic density")
+    axes[0].set_ylabel(metric)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle(title or f"highway {metric} per density: envpool vs highway-env")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -26,12 +26,21 @@ not even offscreen). One env at density 1, 150 random-action steps, best of 3 al
 48 steps/s, trimmed 64 steps/s, 1.34× (1.3–1.45× over several runs). Episodes last at most 30
 policy steps, where highway-env's own ``duration`` truncates them; the ``TimeLimit`` agrees.
 
-Why two worker processes by default (:class:`~pgx.envs.parallel.ProcessVectorEnv`): a highway
-step costs 15–20 ms, a pipe round trip ~0.13 ms, so a second core nearly doubles throughput when
-there is one to have. With 10 sub-envs (one per source task), ``processes=2`` ran 131 steps/s vs
-73 for one process with a core free (1.80×, ``benchmarks/bench_envs.py``), and 0.97–1.03× of it
-while other jobs kept both cores busy (load ≈ 3): never slower within the noise. Workers take
-0.8–1.6 s to start for every new vector env, a few highway steps' worth.
+Two backends (``backend=``). **envpool** (the default since issue 21): envpool's C++ port of
+``highway-fast-v0`` with this same config, one pool per density (``pgx.envs.highway_envpool``,
+which names what was checked and the differences found). 10 sub-envs stepped from Python ran
+~20,000–30,000 steps/s here against ~130 for highway-env in two worker processes
+(``benchmarks/bench_envs.py``), and PPO on all ten tasks ~6,000–10,000 steps/s against ~90: what
+lets highway train at budgets like the other families'. **highway-env**: the reference, for the
+fidelity checks and the family's pictures. The trimmed config (15 other cars) stays on both, so
+the backends are compared on one task.
+
+Why two worker processes for highway-env (:class:`~pgx.envs.parallel.ProcessVectorEnv`): a
+highway-env step costs 15–20 ms, a pipe round trip ~0.13 ms, so a second core nearly doubles
+throughput when there is one to have. With 10 sub-envs (one per source task), ``processes=2``
+ran 131 steps/s vs 73 for one process with a core free (1.80×, ``benchmarks/bench_envs.py``), and
+0.97–1.03× of it while other jobs kept both cores busy (load ≈ 3): never slower within the noise.
+Workers take 0.8–1.6 s to start for every new vector env, a few highway steps' worth.
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ from pgx.envs.gym_family import gym_family
 gym.register_envs(highway_env)
 
 __all__ = ["highway_family", "make_highway", "highway_frame", "ENV_ID", "TRIMMED_CONFIG", "EPISODE_STEPS", "SOURCE_DENSITIES",
-           "TARGET_DENSITIES", "DEFAULT_PROCESSES"]
+           "TARGET_DENSITIES", "DEFAULT_PROCESSES", "BACKENDS",
+           "envpool_vector_env"]
 
 ENV_ID = "highway-fast-v0"
 
@@ -101,22 +111,43 @@ def _check_densities(params: Sequence[float] | np.ndarray) -> np.ndarray:
     return values[:, 0]
 
 
+BACKENDS = ("envpool", "highway-env")
+"""``envpool`` (default): envpool's C++ port, a few hundred times faster (``pgx.envs.highway_envpool``
+says what was checked and what differs); ``highway-env``: the reference, highway-env's own Python."""
+
+
 def highway_family(
     processes: int = DEFAULT_PROCESSES,
     source_densities: Sequence[float] = SOURCE_DENSITIES,
     target_densities: Sequence[float] = TARGET_DENSITIES,
+    backend: str = "envpool",
 ) -> TaskFamily:
     """Highway tasks with one traffic density each.
 
-    :param processes: worker processes for the sub-envs (1: ``SyncVectorEnv`` in this process).
+    :param processes: worker processes for highway-env's sub-envs (1: ``SyncVectorEnv`` in this
+        process); envpool steps in its own C++ threads and ignores it.
     :param source_densities: ``vehicles_density`` (> 0; 1 is highway-env's default) of the source tasks.
     :param target_densities: densities of the unseen target tasks.
+    :param backend: ``"envpool"`` or ``"highway-env"`` (:data:`BACKENDS`); pictures always come
+        from highway-env.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"highway backend must be one of {BACKENDS}, got {backend!r}")
     _check_densities(source_densities)
     _check_densities(target_densities)
-    return gym_family(
+    family = gym_family(
         "highway", make_highway, source_densities, target_densities, "traffic density (vehicles_density)",
         max_episode_steps=EPISODE_STEPS, processes=processes, render_frame=highway_frame,
         description=f"drive fast on a 3-lane highway without crashing; tasks differ in traffic density "
                     f"({min(source_densities):g} to {max(source_densities):g})",
     )
+    if backend == "envpool":
+        family = family.with_options(make_vec_env=envpool_vector_env)
+    return family
+
+
+def envpool_vector_env(params: np.ndarray) -> gym.vector.VectorEnv:
+    """The family's sub-envs on envpool (module-level, so a family pickles into worker processes)."""
+    from pgx.envs.highway_envpool import EnvpoolHighway
+
+    return EnvpoolHighway(_check_densities(params), TRIMMED_CONFIG)

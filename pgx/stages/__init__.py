@@ -7,12 +7,14 @@ downstream. Each stage is a function of ``(family spec, profile, seed)``, cached
 * ``pipeline``: meta-training, the transfer matrix, features, the surrogate and the affinity;
 * ``truth``: real fine-tuning of subsets (the replicated ground truth and its reliability), the
   offline exact truth, Table 1's RSS by distance, and the ablations against the truth;
-* ``hessian_bound``: the train/test gap and the Hessian bound of section 4.4.
+* ``hessian_bound``: the train/test gap and the Hessian bound of section 4.4;
+* ``fidelity``: the highway family's fast backend (envpool) checked against highway-env.
 
 A later downstream stage (MAML transfer, Meta-World) gets a module of its own here.
 """
 
 from pgx.stages.cache import cache_dir, code_version, stage_args
+from pgx.stages.fidelity import FidelityResult, highway_fidelity
 from pgx.stages.hessian_bound import GeneralizationResult, generalization
 from pgx.stages.pipeline import (
     ROUTES, AffinityResult, FeatureResult, MetaPolicy, SurrogateFit, estimate_affinity, gradient_features,
@@ -28,5 +30,5 @@ __all__ = [
     "gradient_features", "SurrogateFit", "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity",
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
     "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",
-    "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts",
+    "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "FidelityResult", "highway_fidelity",
 ]
