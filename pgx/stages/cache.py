@@ -29,6 +29,7 @@ from pathlib import Path
 
 import joblib
 
+from pgx import progress
 from pgx.envs import FAMILIES, make_family, parse_family_spec
 from pgx.profiles import Profile
 from pgx.runtime import _first_line, is_damage, is_int
@@ -39,6 +40,10 @@ __all__ = ["code_version", "versioned", "family_version", "key_version", "TRAINE
 
 PACKAGE_ROOT = Path(__file__).parents[1]
 """The ``pgx`` package directory, whose modules the code versions hash."""
+
+REPORTING_MODULES = ("pgx.progress",)
+"""Modules a stage calls only to report (progress lines, remembered durations): they cannot change
+a result, so editing them re-runs nothing."""
 
 VALUE_MODULES = ("pgx.profiles",)
 """Modules that reach a stage only as argument values, which joblib hashes with the arguments: a
@@ -231,7 +236,8 @@ def _named_modules(source: str, name: str, package: str, is_package: bool) -> fr
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)  # kept only if a module
-    return frozenset(f for f in found if (f == package or f.startswith(package + ".")) and f not in VALUE_MODULES)
+    return frozenset(f for f in found if (f == package or f.startswith(package + ".")) and f not in VALUE_MODULES
+                     and f not in REPORTING_MODULES)
 
 
 def _semantic_source(path: Path | None) -> str:
@@ -265,8 +271,12 @@ def cached(fn):
     again each time the result is loaded: a solver that did not converge while the cache was
     filled still says so in every later build. Deprecation warnings are not kept."""
 
+    signature = inspect.signature(fn)
+
     def computing(*args, **kwargs):
-        with warnings.catch_warnings(record=True) as caught:
+        arguments = signature.bind_partial(*args, **kwargs).arguments
+        with warnings.catch_warnings(record=True) as caught, \
+                progress.stage_running(fn.__name__, arguments, cache_dir() / "timings"):
             warnings.simplefilter("always")
             result = fn(*args, **kwargs)
         kept = [(w.category, str(w.message)) for w in caught
@@ -275,7 +285,7 @@ def cached(fn):
 
     # joblib files results under the function's module and name: the stage's, not this wrapper's.
     computing.__module__, computing.__name__, computing.__qualname__ = fn.__module__, fn.__name__, fn.__qualname__
-    computing.__signature__ = inspect.signature(fn)  # arguments hashed by name, however they were passed
+    computing.__signature__ = signature  # arguments hashed by name, however they were passed
     store = memory.cache(computing)
     # joblib compares a stage's source with the one stored beside its results on the stage's first
     # call, and wipes every result of the stage if they differ; it reads that source from disk
