@@ -13,16 +13,18 @@ and networks.
 Matched by hand: SB3's value loss is a plain mean squared error where pgx's (CleanRL's) carries a
 factor ½, so SB3 gets ``vf_coef`` 0.25 for pgx's 0.5; SB3 updates its learning rate from the
 progress *after* a rollout, one iteration later than pgx, so its schedule is shifted by one
-iteration to match. What still differs: pgx clips the value loss (CleanRL's max of clipped and
-unclipped), SB3 does not; the step budget is a multiple of 5,120 so both run the same iterations.
+iteration to match. Neither clips the value loss (pgx's ``PPOConfig.clip_vloss`` defaults to False;
+``--ablate-clip-vloss`` also runs pgx with it on, CleanRL's max of clipped and unclipped); the
+step budget is a multiple of 5,120 so both run the same iterations.
 
 Returns: after training, each policy's actor (SB3's copied into a pgx actor, layer by layer) plays
 the same seeded greedy episodes on every task (``pgx.evaluation.evaluate``), so returns compare
 like with like.
 
-Run by hand: ``python benchmarks/bench_ppo.py`` (409,600 steps × 3 seeds per side, about 3 minutes
-on one free core); ``--steps`` and ``--seeds`` change the budget; ``--profile`` adds where each
-library's time goes (cProfile) and what one actor pass costs in pgx's update.
+Run by hand: ``python benchmarks/bench_ppo.py`` (409,600 steps × 3 seeds per side, about 2 minutes
+on one free core); ``--steps`` and ``--seeds`` change the budget; ``--ablate-clip-vloss`` adds pgx
+with the value loss clipped; ``--profile`` adds where each library's time goes (cProfile) and what
+pgx's one actor pass per minibatch saves over the two it made before.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ EVAL_EPISODES, EVAL_SEED = 10, 12_345
 @dataclass(frozen=True)
 class Run:
     library: str
+    """``"pgx"`` (its default config), ``"pgx clip_vloss=..."`` (the ablation) or ``"sb3"``."""
     seed: int
     steps: int
     wall_s: float
@@ -64,21 +67,26 @@ class Run:
         return self.steps / self.wall_s
 
 
-def pgx_config(steps: int) -> PPOConfig:
+def pgx_config(steps: int, clip_vloss: bool | None = None) -> PPOConfig:
+    """pgx's PPO at this benchmark's sizes; ``clip_vloss`` None keeps ``PPOConfig``'s default."""
+    extra = {} if clip_vloss is None else {"clip_vloss": clip_vloss}
     return PPOConfig(total_timesteps=steps, envs_per_task=ENVS_PER_TASK, num_steps=NUM_STEPS,
                      learning_rate=LR, anneal_lr=True, num_minibatches=MINIBATCHES, update_epochs=EPOCHS,
-                     policy=POLICY)
+                     policy=POLICY, **extra)
 
 
-def run_pgx(steps: int, seed: int) -> Run:
+def run_pgx(steps: int, seed: int, clip_vloss: bool | None = None) -> Run:
+    """One pgx run; labelled ``"pgx"`` at the default ``clip_vloss``, else ``"pgx clip_vloss=..."``."""
     family = make_family(FAMILY)
     tasks = list(range(family.n_tasks))
+    cfg = pgx_config(steps, clip_vloss)
     start = time.perf_counter()
-    result = train(family, tasks, pgx_config(steps), seed=seed, progress=False)
+    result = train(family, tasks, cfg, seed=seed, progress=False)
     wall = time.perf_counter() - start
     actor = result.agent(family, POLICY).actor
     returns = evaluate(actor, family, tasks, EVAL_EPISODES, seed=EVAL_SEED)
-    return Run("pgx", seed, int(result.steps[-1]), wall, float(returns.mean()))
+    label = "pgx" if cfg.clip_vloss == PPOConfig.clip_vloss else f"pgx clip_vloss={cfg.clip_vloss}"
+    return Run(label, seed, int(result.steps[-1]), wall, float(returns.mean()))
 
 
 class _TaskOneHot(gym.ObservationWrapper):
@@ -150,18 +158,23 @@ def sb3_actor(model, family) -> CategoricalActor:
     return actor
 
 
-def compare(steps: int = 409_600, seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
+def compare(steps: int = 409_600, seeds: tuple[int, ...] = (0, 1, 2),
+            ablate_clip_vloss: bool = False) -> pd.DataFrame:
     """One row per (library, seed): env steps, wall seconds, steps/s and greedy return. Seeds
-    alternate the two sides, so load from other jobs falls on both."""
+    alternate the sides, so load from other jobs falls on all of them. ``ablate_clip_vloss`` adds
+    a third side: pgx with ``PPOConfig.clip_vloss`` flipped (same seeds, same greedy episodes)."""
     batch = ENVS_PER_TASK * len(SOURCE_LENGTHS) * NUM_STEPS
     if steps % batch:
         raise ValueError(f"steps must be a multiple of {batch} (one iteration of both libraries), got {steps}")
     torch.set_num_threads(1)
     for runner in (run_pgx, run_sb3):  # warm-up: first-call imports (torch's optimiser pulls in dynamo) untimed
         runner(NUM_STEPS * ENVS_PER_TASK * len(SOURCE_LENGTHS), 0)
+    runners = [run_pgx, run_sb3]
+    if ablate_clip_vloss:
+        runners.insert(1, lambda steps, seed: run_pgx(steps, seed, clip_vloss=not PPOConfig.clip_vloss))
     rows = []
     for seed in seeds:
-        for runner in (run_pgx, run_sb3):
+        for runner in runners:
             run = runner(steps, seed)
             rows.append({"library": run.library, "seed": run.seed, "steps": run.steps, "wall_s": run.wall_s,
                          "steps_per_s": run.steps_per_s, "mean_return": run.mean_return})
@@ -169,7 +182,8 @@ def compare(steps: int = 409_600, seeds: tuple[int, ...] = (0, 1, 2)) -> pd.Data
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per library, and pgx's speed ratio (paired by seed)."""
+    """Mean ± std over seeds per library (and pgx variant), and the speed ratio of pgx at its
+    default config to SB3 (paired by seed)."""
     by = runs.groupby("library")[["steps_per_s", "mean_return"]].agg(["mean", "std"])
     pgx_rate = runs[runs.library == "pgx"].set_index("seed").steps_per_s
     sb3_rate = runs[runs.library == "sb3"].set_index("seed").steps_per_s
@@ -227,9 +241,9 @@ def profile_sb3(steps: int = 102_400, seed: int = 0) -> pd.DataFrame:
 
 def one_pass_saving(repeats: int = 50, seed: int = 0) -> dict[str, float]:
     """Milliseconds of one PPO minibatch step (forward, backward, clipping, Adam) on a synthetic
-    minibatch of this benchmark's size, as pgx computes it (the actor evaluated twice: once for
-    log-probabilities, once for the entropy) and with both from one actor pass. The one-pass
-    variant is not what pgx trains with: it changes the gradient's floating-point order."""
+    minibatch of this benchmark's size, as pgx computed it before (the actor evaluated twice: once
+    for log-probabilities, once for the entropy) and as it does now (``get_action_and_value``:
+    both from one actor pass, ``log_prob_and_entropy``)."""
     from _timing import best_time
     from pgx.policies import ActorCritic
 
@@ -249,14 +263,12 @@ def one_pass_saving(repeats: int = 50, seed: int = 0) -> dict[str, float]:
         optimizer.step()
 
     def two_passes() -> None:
-        _, log_prob, entropy, value = agent.get_action_and_value(obs, actions)
-        step(-log_prob.mean() - 0.01 * entropy.mean() + value.pow(2).mean())
+        log_prob, entropy = agent.actor.log_prob(obs, actions), agent.actor.entropy(obs)
+        step(-log_prob.mean() - 0.01 * entropy.mean() + agent.get_value(obs).pow(2).mean())
 
     def one_pass() -> None:
-        log_p = torch.log_softmax(agent.actor(obs), -1)
-        log_prob = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_p.exp() * log_p).sum(-1)
-        step(-log_prob.mean() - 0.01 * entropy.mean() + agent.get_value(obs).pow(2).mean())
+        _, log_prob, entropy, value = agent.get_action_and_value(obs, actions)
+        step(-log_prob.mean() - 0.01 * entropy.mean() + value.pow(2).mean())
 
     two, one = best_time(two_passes, repeats), best_time(one_pass, repeats)
     return {"minibatch": n, "two_passes_ms": two * 1e3, "one_pass_ms": one * 1e3, "saving": 1 - one / two}
@@ -267,9 +279,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=409_600)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--ablate-clip-vloss", action="store_true",
+                        help="also run pgx with PPOConfig.clip_vloss flipped (same seeds and greedy episodes)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, 1 thread, {args.steps} env steps per run, seeds 0..{args.seeds - 1}")
-    runs = compare(args.steps, tuple(range(args.seeds)))
+    runs = compare(args.steps, tuple(range(args.seeds)), args.ablate_clip_vloss)
     print(runs.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     table = summary(runs)
     print(table.to_string(float_format=lambda x: f"{x:.1f}"))
@@ -277,7 +291,7 @@ def main() -> None:
     if args.profile:
         print(profile_pgx().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
         print(profile_sb3().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-        print("one minibatch step, two actor passes vs one:", one_pass_saving())
+        print("one minibatch step, two actor passes (pgx before) vs one (pgx now):", one_pass_saving())
 
 
 if __name__ == "__main__":

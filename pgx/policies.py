@@ -3,7 +3,8 @@
 The paper uses a four-layer MLP policy. The actor and critic are separate MLPs (as in CleanRL's
 ``ppo.py``) so that per-sample gradients of ``log π(a|s)`` involve the actor's parameters only:
 θ* in the paper is the actor. Both actors share one interface — ``log_prob(obs, actions)``,
-``sample(obs, generator)``, ``mode(obs)``, ``entropy(obs)`` — so features, surrogate, Taylor,
+``sample(obs, generator)``, ``mode(obs)``, ``entropy(obs)``, and the fused ``sample_and_log_prob``
+(a rollout step) and ``log_prob_and_entropy`` (a PPO minibatch) — so features, surrogate, Taylor,
 Hessian and generalization code never ask which kind of action a family has.
 
 Every layer with weights is an ``nn.Linear``. ``pgx.gradients`` relies on this: for a linear layer
@@ -88,6 +89,13 @@ class CategoricalActor(nn.Module):
         log_p = torch.log_softmax(self.net(obs), dim=-1)
         return -(log_p.exp() * log_p).sum(-1)
 
+    def log_prob_and_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log_prob`` and ``entropy`` from one pass of the network: what a PPO minibatch needs.
+        The values are bit-identical to calling both; their gradient flows back through one graph
+        instead of two, so it differs from the two calls' in floating-point order only."""
+        log_p = torch.log_softmax(self.net(obs), dim=-1)
+        return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(N,)`` actions drawn from ``generator`` (not the global RNG, so runs reproduce)."""
         return torch.multinomial(torch.softmax(self.net(obs), -1), 1, generator=generator).squeeze(-1)
@@ -131,6 +139,11 @@ class GaussianActor(nn.Module):
     def entropy(self, obs: torch.Tensor) -> torch.Tensor:
         per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
         return per_dim.sum().expand(obs.shape[0])
+
+    def log_prob_and_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log_prob`` and ``entropy`` (see ``CategoricalActor.log_prob_and_entropy``); the
+        entropy needs no network pass here, so this is the two calls, bit for bit."""
+        return self.log_prob(obs, actions), self.entropy(obs)
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         mean = self.net(obs)
@@ -194,12 +207,14 @@ class ActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample (or score a stored) action: returns ``action, log_prob, entropy, value``.
 
-        Sampling draws from ``generator`` rather than the global RNG so that runs reproduce and
-        resume exactly.
+        Log-probability and entropy come from one actor pass (``log_prob_and_entropy``), as PPO's
+        update needs them per minibatch. Sampling draws from ``generator`` rather than the global
+        RNG so that runs reproduce and resume exactly.
         """
         if action is None:
             action = self.actor.sample(obs, generator)
-        return action, self.actor.log_prob(obs, action), self.actor.entropy(obs), self.get_value(obs)
+        log_prob, entropy = self.actor.log_prob_and_entropy(obs, action)
+        return action, log_prob, entropy, self.get_value(obs)
 
     def act(self, obs: torch.Tensor,
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

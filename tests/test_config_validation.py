@@ -49,7 +49,8 @@ BAD = [
     ("PPOConfig", "total_timesteps", 0), ("PPOConfig", "envs_per_task", -1), ("PPOConfig", "num_steps", 2.5),
     ("PPOConfig", "num_minibatches", True), ("PPOConfig", "update_epochs", 0), ("PPOConfig", "checkpoint_every", 0),
     ("PPOConfig", "learning_rate", -1.0), ("PPOConfig", "learning_rate", NAN), ("PPOConfig", "learning_rate", "1e-3"),
-    ("PPOConfig", "anneal_lr", 1), ("PPOConfig", "gamma", 0.0), ("PPOConfig", "gamma", 1.5),
+    ("PPOConfig", "anneal_lr", 1), ("PPOConfig", "clip_vloss", "false"), ("PPOConfig", "gamma", 0.0),
+    ("PPOConfig", "gamma", 1.5),
     ("PPOConfig", "gae_lambda", -0.1), ("PPOConfig", "clip_coef", 0.0), ("PPOConfig", "ent_coef", -0.01),
     ("PPOConfig", "vf_coef", INF), ("PPOConfig", "max_grad_norm", 0.0), ("PPOConfig", "max_grad_norm", NAN),
     ("PPOConfig", "policy", {"hidden": 64}), ("PPOConfig", "num_minibatches", 257),  # > 2 envs * 128 steps
