@@ -47,6 +47,7 @@
 # The surrogate, eq. 5's affinity and the SDP are the ones of the other chapters, unchanged.
 
 # %%
+import os
 import time
 from itertools import combinations
 
@@ -62,7 +63,9 @@ from pgx.envs.metaworld import EPISODE_STEPS, GOAL_SEED, REWARD_VERSION, task_na
 from pgx.metaworld_profiles import GROUPINGS
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import agreement_beyond_chance, mean_std, metaworld_kinds, sac_update_seconds, show_warnings, versus
+from pgx.report import (
+    agreement_beyond_chance, mean_std, metaworld_families, metaworld_kinds, sac_update_seconds, show_warnings, versus,
+)
 from pgx.stages.metaworld import grouping, meta_config, metaworld_profile, multitask_table
 
 show_warnings()
@@ -73,6 +76,11 @@ MT50 = metaworld_profile("mt50")
 SEEDS = MT10.seeds
 print(f"profile: {profile.name}   seeds: {SEEDS}   reward {REWARD_VERSION}, goals seed {GOAL_SEED}, "
       f"{EPISODE_STEPS}-step episodes")
+RUN_MT10, RUN_MT50 = ("mt10" in metaworld_families()), ("mt50" in metaworld_families())
+if not (RUN_MT10 and RUN_MT50):
+    left_out = ", ".join(name for name, run in (("MT10", RUN_MT10), ("MT50", RUN_MT50)) if not run)
+    print(f"{left_out} left out of this build (PGX_FAMILIES={os.environ.get('PGX_FAMILIES')!r}): "
+          f"the cells about {'it' if left_out.count(',') == 0 else 'them'} show nothing")
 pd.DataFrame({"MT10": MT10.budgets(), "MT50": MT50.budgets()}).drop(index="family")
 
 # %% [markdown]
@@ -85,19 +93,20 @@ pd.DataFrame({"MT10": MT10.budgets(), "MT50": MT50.budgets()}).drop(index="famil
 # actions, in this build:
 
 # %%
-family = make_family("mt10")
-NAMES = task_names(family)
-env = family.source_envs(range(family.n_tasks), 1)
-rng = np.random.default_rng(0)
-env.reset(seed=0)
-steps = 200
-start = time.perf_counter()
-for _ in range(steps):
-    env.step(rng.uniform(-1, 1, (family.n_tasks, family.num_actions)))
-env_rate = steps * family.n_tasks / (time.perf_counter() - start)
-env.close()
-print(f"MT10: {family.n_tasks} tasks, observation {family.obs_dim} numbers (39 + one-hot), action {family.action_space}")
-print(f"measured: {env_rate:,.0f} env steps/s over the ten tasks, one process")
+if RUN_MT10:
+    family = make_family("mt10")
+    NAMES = task_names(family)
+    env = family.source_envs(range(family.n_tasks), 1)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    steps = 200
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(rng.uniform(-1, 1, (family.n_tasks, family.num_actions)))
+    env_rate = steps * family.n_tasks / (time.perf_counter() - start)
+    env.close()
+    print(f"MT10: {family.n_tasks} tasks, observation {family.obs_dim} numbers (39 + one-hot), action {family.action_space}")
+    print(f"measured: {env_rate:,.0f} env steps/s over the ten tasks, one process")
 
 # %% [markdown]
 # One SAC update draws a batch from every task's replay buffer and passes it through the actor and
@@ -105,13 +114,14 @@ print(f"measured: {env_rate:,.0f} env steps/s over the ten tasks, one process")
 # profile's budget is next to the published one:
 
 # %%
-cfg = meta_config(MT10, "mt10")
-update_ms = sac_update_seconds(family, cfg) * 1e3
-per_task = MT10.sac.total_steps // family.n_tasks
-print(f"one update ({family.n_tasks} tasks × {cfg.batch_size} transitions, width {MT10.hidden}): {update_ms:.1f} ms on this machine")
-print(f"budget: {per_task:,} env steps per task ({per_task // EPISODE_STEPS} episodes), "
-      f"{(MT10.sac.total_steps - MT10.sac.learning_starts) // family.n_tasks * MT10.sac.updates_per_step:,.0f} updates; "
-      f"the published runs take 2,000,000 steps per task, {2_000_000 / per_task:,.0f} times more")
+if RUN_MT10:
+    cfg = meta_config(MT10, "mt10")
+    update_ms = sac_update_seconds(family, cfg) * 1e3
+    per_task = MT10.sac.total_steps // family.n_tasks
+    print(f"one update ({family.n_tasks} tasks × {cfg.batch_size} transitions, width {MT10.hidden}): {update_ms:.1f} ms on this machine")
+    print(f"budget: {per_task:,} env steps per task ({per_task // EPISODE_STEPS} episodes), "
+          f"{(MT10.sac.total_steps - MT10.sac.learning_starts) // family.n_tasks * MT10.sac.updates_per_step:,.0f} updates; "
+          f"the published runs take 2,000,000 steps per task, {2_000_000 / per_task:,.0f} times more")
 
 # %% [markdown]
 # **Success rates below are therefore far from the published ones**: SAC on Meta-World needs
@@ -127,30 +137,31 @@ print(f"budget: {per_task:,} env steps per task ({per_task // EPISODE_STEPS} epi
 # It is also the MT-SAC baseline of the table further down. Its training episodes, per task:
 
 # %%
-runs = {seed: grouping("mt10", seed, MT10) for seed in SEEDS}
-curve_rows = []
-for seed, g in runs.items():
-    r = g.meta.result
-    for step, task, success, ret in zip(r.episode_steps, r.episode_tasks, r.episode_success, r.episode_returns):
-        curve_rows.append({"seed": seed, "env steps": int(step), "task": NAMES[int(task)], "success": success,
-                           "return": ret})
-curves = pd.DataFrame(curve_rows, columns=["seed", "env steps", "task", "success", "return"])
-if len(curves):
-    fig, axes = small_multiples(2, ncols=2, panel=(6.5, 4.2))
-    sns.lineplot(curves, x="env steps", y="return", hue="task", errorbar=None, ax=axes[0], legend=False)
-    axes[0].set(title="θ* training episodes: return per task (mean over seeds)")
-    sns.lineplot(curves, x="env steps", y="success", hue="task", errorbar=None, ax=axes[1])
-    axes[1].set(title="θ* training episodes: success (reached at any step)", ylim=(-0.05, 1.05))
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    plt.show()
-else:
-    print("no training episode of θ* ended within this profile's budget")
-meta_success = pd.DataFrame({seed: g.meta.success for seed, g in runs.items()}, index=NAMES)
-print(f"θ* after training, deterministic policy, {MT10.eval_episodes} evaluation episode(s) per task: success per task and seed")
-display(meta_success.T.round(2))
-print(f"mean success over tasks: {mean_std(meta_success.mean(axis=0))} (seeds {SEEDS}), trained on "
-      f"{', '.join(sorted({g.meta.hardware for g in runs.values()}))}; "
-      f"meta-training took {mean_std([g.times['meta-training'] / 60 for g in runs.values()])} min per seed")
+if RUN_MT10:
+    runs = {seed: grouping("mt10", seed, MT10) for seed in SEEDS}
+    curve_rows = []
+    for seed, g in runs.items():
+        r = g.meta.result
+        for step, task, success, ret in zip(r.episode_steps, r.episode_tasks, r.episode_success, r.episode_returns):
+            curve_rows.append({"seed": seed, "env steps": int(step), "task": NAMES[int(task)], "success": success,
+                               "return": ret})
+    curves = pd.DataFrame(curve_rows, columns=["seed", "env steps", "task", "success", "return"])
+    if len(curves):
+        fig, axes = small_multiples(2, ncols=2, panel=(6.5, 4.2))
+        sns.lineplot(curves, x="env steps", y="return", hue="task", errorbar=None, ax=axes[0], legend=False)
+        axes[0].set(title="θ* training episodes: return per task (mean over seeds)")
+        sns.lineplot(curves, x="env steps", y="success", hue="task", errorbar=None, ax=axes[1])
+        axes[1].set(title="θ* training episodes: success (reached at any step)", ylim=(-0.05, 1.05))
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+        plt.show()
+    else:
+        print("no training episode of θ* ended within this profile's budget")
+    meta_success = pd.DataFrame({seed: g.meta.success for seed, g in runs.items()}, index=NAMES)
+    print(f"θ* after training, deterministic policy, {MT10.eval_episodes} evaluation episode(s) per task: success per task and seed")
+    display(meta_success.T.round(2))
+    print(f"mean success over tasks: {mean_std(meta_success.mean(axis=0))} (seeds {SEEDS}), trained on "
+          f"{', '.join(sorted({g.meta.hardware for g in runs.values()}))}; "
+          f"meta-training took {mean_std([g.times['meta-training'] / 60 for g in runs.values()])} min per seed")
 
 # %% [markdown]
 # ## Affinity and groups
@@ -161,17 +172,18 @@ print(f"mean success over tasks: {mean_std(meta_success.mean(axis=0))} (seeds {S
 # functions as for the control families. The heatmap is the first seed's affinity:
 
 # %%
-first = runs[SEEDS[0]]
-heatmap(first.affinity, NAMES, f"MT10 task affinity (first-order, seed {SEEDS[0]})", "affinity", center=0.0)
-plt.show()
-group_rows = []
-for seed, g in runs.items():
-    for method, labels in g.groups.items():
-        group_rows.append({"seed": seed, "grouping": method,
-                           "groups": " | ".join(", ".join(NAMES[i].removesuffix("-v3") for i in members)
-                                                for members in groups_from_labels(labels))})
-pd.set_option("display.max_colwidth", 200)
-display(pd.DataFrame(group_rows).set_index(["seed", "grouping"]))
+if RUN_MT10:
+    first = runs[SEEDS[0]]
+    heatmap(first.affinity, NAMES, f"MT10 task affinity (first-order, seed {SEEDS[0]})", "affinity", center=0.0)
+    plt.show()
+    group_rows = []
+    for seed, g in runs.items():
+        for method, labels in g.groups.items():
+            group_rows.append({"seed": seed, "grouping": method,
+                               "groups": " | ".join(", ".join(NAMES[i].removesuffix("-v3") for i in members)
+                                                    for members in groups_from_labels(labels))})
+    pd.set_option("display.max_colwidth", 200)
+    display(pd.DataFrame(group_rows).set_index(["seed", "grouping"]))
 
 # %% [markdown]
 # Do the groups reproduce? The ground truth the other families are judged against (fine-tuning θ*
@@ -182,18 +194,19 @@ display(pd.DataFrame(group_rows).set_index(["seed", "grouping"]))
 # would give.
 
 # %%
-stability = []
-for a, b in combinations(SEEDS, 2):
-    for method in GROUPINGS:
-        res = agreement_beyond_chance(runs[a].groups[method], runs[b].groups[method], seed=a * 10 + b)
-        stability.append({"seeds": f"{a} vs {b}", "grouping": method, **res})
-stability = pd.DataFrame(stability)
-if len(stability):
-    display(stability.round(3).set_index(["seeds", "grouping"]))
-    policy = stability[stability.grouping == "PolicyGradEx"]
-    print(f"PolicyGradEx groups between seeds: NMI {mean_std(policy.nmi)}, chance {mean_std(policy['chance nmi'])}")
-else:
-    print("one seed in this profile: no stability between seeds to measure")
+if RUN_MT10:
+    stability = []
+    for a, b in combinations(SEEDS, 2):
+        for method in GROUPINGS:
+            res = agreement_beyond_chance(runs[a].groups[method], runs[b].groups[method], seed=a * 10 + b)
+            stability.append({"seeds": f"{a} vs {b}", "grouping": method, **res})
+    stability = pd.DataFrame(stability)
+    if len(stability):
+        display(stability.round(3).set_index(["seeds", "grouping"]))
+        policy = stability[stability.grouping == "PolicyGradEx"]
+        print(f"PolicyGradEx groups between seeds: NMI {mean_std(policy.nmi)}, chance {mean_std(policy['chance nmi'])}")
+    else:
+        print("one seed in this profile: no stability between seeds to measure")
 
 # %% [markdown]
 # ## Table 3's Meta-World column
@@ -209,22 +222,23 @@ else:
 # task is seeded by the seed, the task and $e$, so every method meets the same goals on a task.
 
 # %%
-tables = {seed: multitask_table("mt10", seed, MT10) for seed in SEEDS}
-rows = [{"seed": seed, "method": method, "task": NAMES[i], "success": r["success"][i], "return": r["returns"][i]}
-        for seed, table in tables.items() for method, r in table.items() for i in range(len(NAMES))]
-results = pd.DataFrame(rows)
-methods = list(tables[SEEDS[0]])
-per_seed = results.groupby(["method", "seed"], sort=False)["success"].mean().unstack("seed").loc[methods]
-steps = pd.Series({m: tables[SEEDS[0]][m]["env_steps"] for m in methods})
-summary = pd.DataFrame({"mean success over tasks": per_seed.apply(mean_std, axis=1),
-                        f"env steps (seed {SEEDS[0]})": steps})
-display(summary)
-fig, ax = plt.subplots(figsize=(11, 3.8))
-grid = results.groupby(["method", "task"], sort=False)["success"].mean().unstack("task").loc[methods, NAMES]
-sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "success"})
-ax.set(title=f"success per task, mean over seeds {SEEDS} ({profile.name} profile)", xlabel="", ylabel="")
-plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
-plt.show()
+if RUN_MT10:
+    tables = {seed: multitask_table("mt10", seed, MT10) for seed in SEEDS}
+    rows = [{"seed": seed, "method": method, "task": NAMES[i], "success": r["success"][i], "return": r["returns"][i]}
+            for seed, table in tables.items() for method, r in table.items() for i in range(len(NAMES))]
+    results = pd.DataFrame(rows)
+    methods = list(tables[SEEDS[0]])
+    per_seed = results.groupby(["method", "seed"], sort=False)["success"].mean().unstack("seed").loc[methods]
+    steps = pd.Series({m: tables[SEEDS[0]][m]["env_steps"] for m in methods})
+    summary = pd.DataFrame({"mean success over tasks": per_seed.apply(mean_std, axis=1),
+                            f"env steps (seed {SEEDS[0]})": steps})
+    display(summary)
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    grid = results.groupby(["method", "task"], sort=False)["success"].mean().unstack("task").loc[methods, NAMES]
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "success"})
+    ax.set(title=f"success per task, mean over seeds {SEEDS} ({profile.name} profile)", xlabel="", ylabel="")
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
+    plt.show()
 
 # %% [markdown]
 # The paper's claim is that PolicyGradEx's groups train better policies than a single network on
@@ -232,16 +246,17 @@ plt.show()
 # success over tasks seed by seed; a difference smaller than the seeds' spread is no difference.
 
 # %%
-ours = per_seed.loc["PolicyGradEx groups"]
-verdicts = pd.DataFrame([{"baseline": m, "PolicyGradEx groups": mean_std(ours), "baseline success": mean_std(per_seed.loc[m]),
-                          "verdict": versus(ours, per_seed.loc[m])}
-                         for m in methods if m != "PolicyGradEx groups"]).set_index("baseline")
-display(verdicts)
-best = per_seed.mean(axis=1).max()
-print(f"highest mean success of any method here: {best:.2f} (published MT10 numbers: 0.49–0.90 at 2M steps per task)")
-solved = [t for t in NAMES if (grid[t] > 0).any()]
-print(f"tasks any method solved in any evaluation episode: {', '.join(solved) or 'none'} ({len(solved)} of {len(NAMES)})")
-print("verdicts: " + "; ".join(f"{v} {m}" for m, v in verdicts.verdict.value_counts().items()))
+if RUN_MT10:
+    ours = per_seed.loc["PolicyGradEx groups"]
+    verdicts = pd.DataFrame([{"baseline": m, "PolicyGradEx groups": mean_std(ours), "baseline success": mean_std(per_seed.loc[m]),
+                              "verdict": versus(ours, per_seed.loc[m])}
+                             for m in methods if m != "PolicyGradEx groups"]).set_index("baseline")
+    display(verdicts)
+    best = per_seed.mean(axis=1).max()
+    print(f"highest mean success of any method here: {best:.2f} (published MT10 numbers: 0.49–0.90 at 2M steps per task)")
+    solved = [t for t in NAMES if (grid[t] > 0).any()]
+    print(f"tasks any method solved in any evaluation episode: {', '.join(solved) or 'none'} ({len(solved)} of {len(NAMES)})")
+    print("verdicts: " + "; ".join(f"{v} {m}" for m, v in verdicts.verdict.value_counts().items()))
 
 # %% [markdown]
 # ## MT50: grouping fifty tasks
@@ -254,25 +269,26 @@ print("verdicts: " + "; ".join(f"{v} {m}" for m, v in verdicts.verdict.value_cou
 # groups of the same sizes do.
 
 # %%
-mt50 = grouping("mt50", MT50.seeds[0], MT50)
-family50 = make_family("mt50")
-names50 = task_names(family50)
-display(pd.Series(mt50.times, name="seconds").to_frame().T.round(1))
-print(f"MT50: n = {family50.n_tasks} tasks, p = {mt50.parameters:,} actor parameters, d = {MT50.projection_dim}, "
-      f"{len(mt50.subsets)} subsets of {MT50.subset_size}, k = {MT50.num_groups}; "
-      f"θ* mean success {mt50.meta.success.mean():.2f}")
-print(f"surrogate side (rollouts, gradients, fits, scores, SDP): "
-      f"{sum(v for k, v in mt50.times.items() if k != 'meta-training'):.0f} s; meta-training {mt50.times['meta-training']:.0f} s")
-kinds = metaworld_kinds(names50)
-kind_rows = [{"grouping": method, **agreement_beyond_chance(labels, kinds, seed=1)} for method, labels in mt50.groups.items()]
-display(pd.DataFrame(kind_rows).set_index("grouping").round(3))
-policy50 = mt50.groups["PolicyGradEx"]
-display(pd.DataFrame([{"group": g, "tasks": ", ".join(names50[i].removesuffix("-v3") for i in members)}
-                      for g, members in enumerate(groups_from_labels(policy50))]).set_index("group"))
-verdict = kind_rows[0]["share of shuffles at least as high"]
-print(f"PolicyGradEx's MT50 groups vs task kinds: NMI {kind_rows[0]['nmi']:.2f}; "
-      f"{verdict:.1%} of same-size random groupings score at least as high — "
-      + ("kinds gather beyond chance" if verdict < 0.05 else "no evidence that kinds gather beyond chance"))
+if RUN_MT50:
+    mt50 = grouping("mt50", MT50.seeds[0], MT50)
+    family50 = make_family("mt50")
+    names50 = task_names(family50)
+    display(pd.Series(mt50.times, name="seconds").to_frame().T.round(1))
+    print(f"MT50: n = {family50.n_tasks} tasks, p = {mt50.parameters:,} actor parameters, d = {MT50.projection_dim}, "
+          f"{len(mt50.subsets)} subsets of {MT50.subset_size}, k = {MT50.num_groups}; "
+          f"θ* mean success {mt50.meta.success.mean():.2f}")
+    print(f"surrogate side (rollouts, gradients, fits, scores, SDP): "
+          f"{sum(v for k, v in mt50.times.items() if k != 'meta-training'):.0f} s; meta-training {mt50.times['meta-training']:.0f} s")
+    kinds = metaworld_kinds(names50)
+    kind_rows = [{"grouping": method, **agreement_beyond_chance(labels, kinds, seed=1)} for method, labels in mt50.groups.items()]
+    display(pd.DataFrame(kind_rows).set_index("grouping").round(3))
+    policy50 = mt50.groups["PolicyGradEx"]
+    display(pd.DataFrame([{"group": g, "tasks": ", ".join(names50[i].removesuffix("-v3") for i in members)}
+                          for g, members in enumerate(groups_from_labels(policy50))]).set_index("group"))
+    verdict = kind_rows[0]["share of shuffles at least as high"]
+    print(f"PolicyGradEx's MT50 groups vs task kinds: NMI {kind_rows[0]['nmi']:.2f}; "
+          f"{verdict:.1%} of same-size random groupings score at least as high — "
+          + ("kinds gather beyond chance" if verdict < 0.05 else "no evidence that kinds gather beyond chance"))
 
 # %% [markdown]
 # ## What this chapter shows, and what it does not

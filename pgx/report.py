@@ -12,29 +12,59 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family
+from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family, parse_family_spec
 from pgx.profiles import Profile
 from pgx.runtime import env_seed, is_int
 
-__all__ = ["book_families", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
+__all__ = ["book_families", "metaworld_families", "METAWORLD_FAMILIES", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
            "mean_std", "clearly_above", "NO_DIFFERENCE", "versus", "verdict_rows", "reliability_rows", "reliability_verdict",
            "replicates_needed", "show_warnings", "PAPER_TABLE3_CLAIMS", "BASELINE_KIND", "transfer_rows",
            "relative_improvements", "improvement_verdicts"]
 
 
-def book_families() -> tuple[str, ...]:
-    """The families a book build covers: ``$PGX_FAMILIES`` (comma-separated family specs), else
-    the paper's four. Families registered by ``$PGX_PLUGINS`` modules are known here. A bad name
-    fails here with the registry's message, before any work."""
+METAWORLD_FAMILIES: tuple[str, ...] = ("mt10", "mt50")
+"""The Meta-World families, which only the Meta-World chapter runs (with SAC)."""
+
+
+def _requested_families() -> tuple[str, ...] | None:
+    """``$PGX_FAMILIES`` as specs, or None where it is unset or empty; every name checked."""
     load_plugins()
     raw = os.environ.get("PGX_FAMILIES", "").strip()
-    families = tuple(f.strip() for f in raw.split(",") if f.strip()) if raw else BUILTIN_FAMILIES
+    if not raw:
+        return None
+    families = tuple(f.strip() for f in raw.split(",") if f.strip())
     for spec in families:
         try:
-            make_family(spec)
+            if parse_family_spec(spec)[0] in METAWORLD_FAMILIES:
+                parse_family_spec(spec)  # building Meta-World's goal sets takes seconds: the name is enough
+            else:
+                make_family(spec)
         except ValueError as e:
             raise ValueError(f"PGX_FAMILIES: {e}") from None
     return families
+
+
+def book_families() -> tuple[str, ...]:
+    """The families chapters 1–10 cover: the specs of ``$PGX_FAMILIES`` (comma-separated) that are
+    not Meta-World's, else the paper's four. Families registered by ``$PGX_PLUGINS`` modules are
+    known here. A bad name fails here with the registry's message, before any work."""
+    requested = _requested_families()
+    if requested is None:
+        return BUILTIN_FAMILIES
+    families = tuple(spec for spec in requested if parse_family_spec(spec)[0] not in METAWORLD_FAMILIES)
+    if not families:
+        raise ValueError(f"PGX_FAMILIES={os.environ['PGX_FAMILIES']!r} names only Meta-World families; chapters 2–10 "
+                         f"need at least one other (e.g. add cartpole)")
+    return families
+
+
+def metaworld_families() -> tuple[str, ...]:
+    """The Meta-World families the Meta-World chapter runs: those named in ``$PGX_FAMILIES``, or
+    both when it is unset, so a build restricted to other families skips Meta-World's hour."""
+    requested = _requested_families()
+    if requested is None:
+        return METAWORLD_FAMILIES
+    return tuple(name for name in METAWORLD_FAMILIES if name in {parse_family_spec(s)[0] for s in requested})
 
 
 def book_seed() -> int:

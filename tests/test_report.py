@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pgx.profiles import get_profile
-from pgx.report import book_families, book_seed, budgets_table, families_table, hidden_and_shown, transfer_gaps
+from pgx.report import book_families, book_seed, metaworld_families, budgets_table, families_table, hidden_and_shown, transfer_gaps
 
 
 def test_book_families_default_and_restricted(monkeypatch):
@@ -14,6 +14,18 @@ def test_book_families_default_and_restricted(monkeypatch):
     assert book_families() == ("cartpole", "navigation:goals=partial")
     monkeypatch.setenv("PGX_FAMILIES", "cartpole,hopper")
     with pytest.raises(ValueError, match="PGX_FAMILIES: unknown family 'hopper'"):
+        book_families()
+
+
+def test_pgx_families_governs_the_metaworld_chapter(monkeypatch):
+    monkeypatch.delenv("PGX_FAMILIES", raising=False)
+    assert metaworld_families() == ("mt10", "mt50")
+    monkeypatch.setenv("PGX_FAMILIES", "cartpole")
+    assert metaworld_families() == () and book_families() == ("cartpole",)
+    monkeypatch.setenv("PGX_FAMILIES", "mt10,navigation")
+    assert metaworld_families() == ("mt10",) and book_families() == ("navigation",)
+    monkeypatch.setenv("PGX_FAMILIES", "mt50")
+    with pytest.raises(ValueError, match="names only Meta-World families"):
         book_families()
 
 
