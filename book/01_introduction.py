@@ -87,3 +87,8 @@ pipeline_figure();
 # ({doc}`06_first_order`), the estimate against real fine-tuning ({doc}`07_ground_truth`) and
 # the generalization bound ({doc}`08_generalization`). `PGX_FAMILIES` restricts a build to some
 # families (comma-separated names, e.g. `PGX_FAMILIES=cartpole,navigation`).
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

@@ -246,3 +246,8 @@ if "cartpole" in FAMILIES:
 # bonus were lost with the paper's numbers). The paper reports CartPole returns far below 500
 # (159.2 after adaptation for PolicyGradEx in Table 3), so its CartPole tasks were not saturated
 # either.
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

@@ -147,3 +147,8 @@ for spec, row in summary.iterrows():
 # near θ*. A θ* that already solves every task leaves fine-tuning nothing to do; one that solves
 # none is not a proper initialization. The families chapter shows where each family's θ* sits
 # between the two.
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

@@ -253,3 +253,8 @@ for spec, r in results.items():
 # | performance of a subset | from the surrogate | both routes shown, scored out of sample; the grouping chapter uses the first-order one |
 # | step size | set by $\lambda$ (value lost); the group's code rescales to a fixed distance | the best step on the sphere at 1% of $\|\theta^\star\|$ (trust region) |
 # | affinity | eq. (5) | eq. (5) after within-task z-normalisation, symmetrised |
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

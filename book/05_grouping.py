@@ -129,3 +129,8 @@ for spec in FAMILIES:
 # | number of groups | k = 3 for every environment, chosen by downstream success | k = 3; the λ sweep above shows the groups the trace penalty alone would pick |
 # | solver time | "several seconds" for a typical number of tasks | printed above |
 # | rounding | threshold of X at 1/n, greedy (may leave tasks unassigned) | spectral embedding of X + k-means, every task assigned |
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

@@ -217,3 +217,8 @@ pd.DataFrame(rows).T.rename_axis(["family", "relative distance"])
 # | subsets | 10 random subsets | `taylor_subsets` per seed and family, snapshots at several fine-tuning budgets |
 # | error at small distance | < 2% (abstract); 0.01–2.04% at 0.1–1% distance in the summary's Table 1 | the nearest-quarter rows, and the surrogate's own steps at exactly 0.1%, 0.5%, 1% above |
 # | error at large distance | grows, about 10% beyond 5% (summary) | the largest RSS above and the "≥ 5%" rows |
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

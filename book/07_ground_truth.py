@@ -631,3 +631,8 @@ pd.DataFrame(comparison)
 # | NMI of random groups | about 0.2, per a summary | the tables above |
 # | truth protocol | rewards after training on each subset (details lost) | r replicates with common random numbers; return (the paper's kind) and the exact objective on held-out θ* samples |
 # | speed-up over full training | up to 26× (abstract), 21–26× FLOPs (summary) | FLOPs and wall-clock ratios above, and by depth |
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

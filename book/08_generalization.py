@@ -292,3 +292,8 @@ evidence[["this build"]]
 # paper does, beside the observed target-task gap. One seed (printed at the top) and one
 # initialisation per family are measured, so the verdicts above carry no measure of their
 # variation between seeds.
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

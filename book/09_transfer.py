@@ -238,3 +238,8 @@ pd.DataFrame(claims).set_index("over")
 # reaches the paper's size within that spread. A verdict is about these budgets: the meta-training
 # curves above show whether each MAML run was still improving when its budget ran out, and the
 # `paper` profile runs the same code at the paper's budgets.
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

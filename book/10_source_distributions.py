@@ -161,3 +161,8 @@ for d in ("partial", "biased"):
     moves = clearly_above(drift[d], drift["uniform"])
     print(f"{d}: {'starts out moving further in one direction than uniform' if moves else 'no clearer drift than uniform'}"
           " (beyond the seeds' spread)")
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

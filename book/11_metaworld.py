@@ -304,3 +304,8 @@ if RUN_MT50:
 # * Not checked here: the paper's NMI of 0.76 against true MT10 groups, which needs a SAC
 #   fine-tuning ground truth per subset (see the ground-truth chapter for how such a truth's own
 #   reliability is measured on the control families).
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

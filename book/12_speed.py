@@ -316,3 +316,8 @@ if torch.cuda.is_available():
     display(pd.DataFrame(rows).round(3))
 else:
     print("no CUDA device in this build: the GPU path is not measured on this page")
+
+# %%
+from pgx.report import chapter_wall_time  # noqa: E402
+
+print(chapter_wall_time())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import warnings
 from typing import Sequence
 
@@ -16,10 +17,10 @@ from pgx.envs import BUILTIN_FAMILIES, load_plugins, make_family, parse_family_s
 from pgx.profiles import Profile
 from pgx.runtime import env_seed, is_int
 
-__all__ = ["book_families", "metaworld_families", "METAWORLD_FAMILIES", "book_seed", "budgets_table", "families_table", "transfer_gaps", "hidden_and_shown",
-           "mean_std", "clearly_above", "NO_DIFFERENCE", "versus", "verdict_rows", "reliability_rows", "reliability_verdict",
-           "replicates_needed", "show_warnings", "PAPER_TABLE3_CLAIMS", "BASELINE_KIND", "transfer_rows",
-           "relative_improvements", "improvement_verdicts"]
+__all__ = ["book_families", "metaworld_families", "METAWORLD_FAMILIES", "book_seed", "budgets_table", "families_table",
+           "transfer_gaps", "hidden_and_shown", "mean_std", "clearly_above", "NO_DIFFERENCE", "versus", "verdict_rows",
+           "reliability_rows", "reliability_verdict", "replicates_needed", "show_warnings", "PAPER_TABLE3_CLAIMS",
+           "BASELINE_KIND", "transfer_rows", "relative_improvements", "improvement_verdicts", "chapter_wall_time"]
 
 
 METAWORLD_FAMILIES: tuple[str, ...] = ("mt10", "mt50")
@@ -188,6 +189,20 @@ def replicates_needed(rho: float, target: float, measured_with: int = 1) -> floa
     if rho <= 0:
         return float("inf")
     return measured_with * target * (1 - rho) / (rho * (1 - target))
+
+
+_IMPORTED = time.perf_counter()
+"""When a chapter's kernel imported this module: its first cell, the start of the chapter."""
+
+
+def chapter_wall_time() -> str:
+    """The chapter's last line: how long this build took to execute it, and with which profile.
+    Stages loaded from the cache take little of it; the fill step (``pgx.book_fill``) prints what
+    computing them took."""
+    from pgx.progress import format_seconds
+
+    return (f"this chapter ran for {format_seconds(time.perf_counter() - _IMPORTED)} in this build "
+            f"(profile {os.environ.get('PGX_PROFILE') or 'default'}, seed {env_seed()})")
 
 
 def show_warnings() -> None:
