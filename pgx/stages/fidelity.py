@@ -26,7 +26,7 @@ CODE_VERSION = versioned(__name__)
 __all__ = ["FidelityResult", "highway_fidelity", "FIDELITY_BUDGETS"]
 
 FIDELITY_BUDGETS: dict[str, dict] = {
-    "smoke": dict(densities=(0.5, 2.5), policies=("IDLE", "random"), episodes=6, same_state_steps=60),
+    "smoke": dict(densities=(0.5, 2.5), policies=("IDLE",), episodes=4, same_state_steps=40),
     "default": dict(densities=None, policies=tuple(FIXED_POLICIES), episodes=30, same_state_steps=300),
 }
 """Per profile (others use ``default``'s): the densities (None: every source density), the fixed
