@@ -27,7 +27,7 @@ from pgx.generalization import GeneralizationConfig
 from pgx.runtime import is_int
 from pgx.surrogate import SurrogateConfig
 
-__all__ = ["Profile", "PROFILES", "get_profile"]
+__all__ = ["Profile", "PROFILES", "get_profile", "FIDELITY_BUDGETS"]
 
 
 @dataclass(frozen=True)
@@ -289,6 +289,16 @@ PROFILES: dict[str, Profile] = {
         },
     ),
 }
+
+
+FIDELITY_BUDGETS: dict[str, dict] = {
+    "smoke": dict(densities=(0.5, 2.5), policies=("IDLE",), episodes=4, same_state_steps=40),
+    "default": dict(densities=None, policies=("IDLE", "FASTER", "SLOWER", "random"), episodes=30, same_state_steps=300),
+}
+"""The highway backends' fidelity check (``pgx.stages.fidelity``) per profile (others use
+``default``'s): densities (None: every source density), fixed policies, episodes per (density,
+policy, backend), random-action steps of the same-state check. Kept out of :class:`Profile`, whose
+every field keys every stage; the check's key carries its own budget by value."""
 
 
 def get_profile(name: str | None = None) -> Profile:

@@ -17,21 +17,13 @@ import torch
 
 from pgx.envs import make_family
 from pgx.envs.highway_fidelity import ALPHA, FIXED_POLICIES, compare_backends, holm, same_state_agreement
-from pgx.profiles import Profile
+from pgx.profiles import FIDELITY_BUDGETS, Profile
 from pgx.stages.cache import cached, key_version, stage_args, versioned
 from pgx.stages.pipeline import meta_train
 
 CODE_VERSION = versioned(__name__)
 
-__all__ = ["FidelityResult", "highway_fidelity", "FIDELITY_BUDGETS"]
-
-FIDELITY_BUDGETS: dict[str, dict] = {
-    "smoke": dict(densities=(0.5, 2.5), policies=("IDLE",), episodes=4, same_state_steps=40),
-    "default": dict(densities=None, policies=tuple(FIXED_POLICIES), episodes=30, same_state_steps=300),
-}
-"""Per profile (others use ``default``'s): the densities (None: every source density), the fixed
-policies, the episodes per (density, policy, backend) and the random-action steps of the
-same-state check. θ* is always compared too, at every density listed."""
+__all__ = ["FidelityResult", "highway_fidelity"]
 
 
 @dataclass
@@ -45,9 +37,8 @@ class FidelityResult:
 
 
 @cached
-def _highway_fidelity(family_name: str, profile: Profile, seed: int, code_version: str) -> FidelityResult:
+def _highway_fidelity(family_name: str, profile: Profile, seed: int, budget: dict, code_version: str) -> FidelityResult:
     start = time.perf_counter()
-    budget = FIDELITY_BUDGETS.get(profile.name, FIDELITY_BUDGETS["default"])
     fast = make_family(family_name)
     reference = make_family(f"{family_name}:backend=highway-env" if ":" not in family_name
                             else f"{family_name},backend=highway-env")
@@ -75,10 +66,13 @@ def _highway_fidelity(family_name: str, profile: Profile, seed: int, code_versio
 
 
 def highway_fidelity(family_name: str, profile: Profile, seed: int) -> FidelityResult:
-    """envpool's highway against highway-env's, for ``family_name`` (a highway spec on the default backend)."""
+    """envpool's highway against highway-env's, for ``family_name`` (a highway spec on the default
+    backend), with the profile's budget of :data:`pgx.profiles.FIDELITY_BUDGETS` (by value in the
+    key: editing one profile's budget re-runs that profile's check alone)."""
     profile = stage_args(family_name, profile, seed)
+    budget = FIDELITY_BUDGETS.get(profile.name, FIDELITY_BUDGETS["default"])
     if not family_name.partition(":")[0] == "highway":
         raise ValueError(f"the fidelity check compares highway backends; got family {family_name!r}")
     if "backend=" in family_name:
         raise ValueError(f"give the highway spec without a backend (the check compares both), got {family_name!r}")
-    return _highway_fidelity(family_name, profile, seed, key_version(CODE_VERSION, family_name))
+    return _highway_fidelity(family_name, profile, seed, budget, key_version(CODE_VERSION, family_name))
