@@ -1,0 +1,145 @@
+"""Fine-tunings per core-hour: R PPO runs batched in one process (``pgx.algos.ppo_batch.train_many``)
+against today's ways — ``train`` called run after run in one process, and ``finetune_subset`` over
+joblib's loky with 2 processes (what the truth stage does on this 2-core machine) — same run.
+
+Batched runs are timed both ways: ``exact=True`` (bit for bit ``train``) and ``exact=False``
+(padded minibatches, within float tolerance). Each family uses the ``default`` profile's
+``finetune_ppo`` config as it is, on random subsets of 5 source tasks (one subset per run, seeds
+0, 1, ...), all from one fixed initial actor-critic (a stand-in for θ*: the cost of a run hardly
+depends on the weights). Batched runs take the first R of the run list; sequential and loky take
+the first ``--sequential-runs`` / ``--loky-runs`` of it.
+
+Per-core rates: sequential and batched use one thread, so a run costs wall × 1 core; loky costs
+wall × 2 cores. CPU time (``time.process_time``: every thread of the process, envpool's included;
+for loky, the workers' CPU time summed over the jobs) is printed beside wall time: on a shared
+machine, where 2 loky processes rarely get 2 whole cores, it is the steadier measure of core use.
+Run by hand:
+``OMP_NUM_THREADS=1 python benchmarks/bench_finetune_batch.py [--families cartpole navigation highway]``.
+
+Measured here (2-core machine shared with other jobs, load 2-5; torch 2.13 CPU; one run of the
+script, 16 sequential and 16 loky runs): fine-tunings per CPU-core-hour, batched over sequential
+``train`` (R = 16 / 32 / 64):
+
+==========  ==================  ==================  ===========================
+family      exact=True          exact=False         loky x2 over sequential
+==========  ==================  ==================  ===========================
+CartPole    1.39 / 1.33 / 1.40  1.51 / 1.80 / 1.84  0.84 (CPU time), 0.74 (wall)
+navigation  1.35 / 1.21 / 1.17  1.95 / 1.50 / 1.87  0.97 (CPU time), 0.92 (wall)
+highway     1.10 / 1.20 / 1.14  1.51 / 1.59 / 1.38  0.88 (CPU time), 0.44 (wall)
+==========  ==================  ==================  ===========================
+
+Short of the issue's 3x: with the default fine-tuning config (minibatches of 640 rows; 80 on
+highway) the update is arithmetic-bound — a single run's matmuls are already large, and
+``torch.tanh`` here costs ~3 ns an element, about a third of the update — and every run still steps
+its own vector env (CartPole's gymnasium vector env ~0.1 ms a call, envpool's ~0.3 ms), which
+batching the networks cannot remove. Wall-time ratios swing with the other jobs' load (printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+
+from pgx.algos.ppo import train
+from pgx.algos.ppo_batch import train_many
+from pgx.envs import make_family
+from pgx.finetune import finetune_subset, single_thread
+from pgx.policies import ActorCritic
+from pgx.profiles import get_profile
+
+SUBSET_SIZE = 5
+
+
+def run_list(family, count: int) -> list[tuple[tuple[int, ...], int]]:
+    rng = np.random.default_rng(0)
+    return [(tuple(sorted(rng.choice(family.n_tasks, SUBSET_SIZE, replace=False).tolist())), i) for i in range(count)]
+
+
+def init_state(family, cfg):
+    torch.manual_seed(0)
+    agent = ActorCritic(family.obs_dim, family.action_space, cfg.policy)
+    return agent.actor.state_dict(), agent.critic.state_dict()
+
+
+def timed(call) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _warm(name: str, init, cfg) -> int:
+    """One one-iteration fine-tuning in a worker: imports, env construction and first kernels done."""
+    from dataclasses import replace
+
+    finetune_subset(name, init, tuple(range(SUBSET_SIZE)), replace(cfg, total_timesteps=1), 0)
+    return 0
+
+
+def _cpu_timed_finetune(*args) -> float:
+    """``finetune_subset(*args)`` in a worker; returns the CPU seconds the worker process spent on it."""
+    start = time.process_time()
+    finetune_subset(*args)
+    return time.process_time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--families", nargs="+", default=["cartpole", "navigation", "highway"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 32, 64])
+    parser.add_argument("--sequential-runs", type=int, default=16)
+    parser.add_argument("--loky-runs", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=0,
+                        help="cap each run at this many PPO iterations (0: the profile's full budget)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    profile = get_profile("default")
+    for name in args.families:
+        family = make_family(name)
+        cfg = profile.for_family(name).finetune_ppo
+        if args.iterations:
+            from dataclasses import replace
+            cfg = replace(cfg, total_timesteps=min(cfg.total_timesteps, args.iterations * cfg.batch_size(SUBSET_SIZE)))
+        runs = run_list(family, max(args.batch_sizes + [args.sequential_runs, args.loky_runs]))
+        init = init_state(family, cfg)
+        print(f"\n{name}: {cfg.num_iterations(SUBSET_SIZE)} iterations of {cfg.batch_size(SUBSET_SIZE)} steps per run "
+              f"(total_timesteps={cfg.total_timesteps}, envs_per_task={cfg.envs_per_task}, num_steps={cfg.num_steps}, "
+              f"minibatches={cfg.num_minibatches}, epochs={cfg.update_epochs})", flush=True)
+        with single_thread():
+            train(family, runs[0][0], cfg, 0, init_state=init, progress=False)  # warm-up: imports, first kernels
+
+            def sequential():
+                for subset, seed in runs[:args.sequential_runs]:
+                    train(family, subset, cfg, seed, init_state=init, progress=False)
+
+            wall, cpu = timed(sequential)
+            base, base_cpu = args.sequential_runs / wall, args.sequential_runs / cpu
+            print(f"  sequential     runs={args.sequential_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
+                  f"per core-hour={3600 * base:7.0f}", flush=True)
+
+        with Parallel(n_jobs=2, backend="loky") as parallel:
+            parallel(delayed(_warm)(name, init, cfg) for _ in range(2))  # workers started and imports done
+            start = time.perf_counter()
+            cpu = sum(parallel(delayed(_cpu_timed_finetune)(name, init, subset, cfg, seed)
+                               for subset, seed in runs[:args.loky_runs]))
+            wall = time.perf_counter() - start
+        loky, loky_cpu = args.loky_runs / (2 * wall), args.loky_runs / cpu
+        print(f"  loky x2        runs={args.loky_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
+              f"per core-hour={3600 * loky:7.0f} "
+              f"(x{loky / base:.2f} of sequential; by cpu time x{loky_cpu / base_cpu:.2f})", flush=True)
+
+        for R in args.batch_sizes:
+            for exact in (True, False):
+                with single_thread():
+                    wall, cpu = timed(lambda: train_many(family, runs[:R], cfg, init_state=init, exact=exact))
+                rate = R / wall
+                label = "exact " if exact else "padded"
+                print(f"  batched {label} R={R:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s per core-hour={3600 * rate:7.0f} "
+                      f"(x{rate / base:.2f} of sequential, x{rate / loky:.2f} of loky per core; "
+                      f"by cpu time x{(R / cpu) / base_cpu:.2f} and x{(R / cpu) / loky_cpu:.2f})", flush=True)
+
+if __name__ == "__main__":
+    main()
