@@ -127,9 +127,16 @@ def finetune_subsets(
     n_jobs: int = -1,
     replicates: int = 1,
     store: str | Path | None = None,
+    batch_runs: int | None = None,
 ) -> list[list[FinetuneResult]]:
     """:func:`finetune_subset` for every subset, ``replicates`` times, in parallel:
     ``result[j][s]`` is replicate j of subset s.
+
+    Runs go to the workers in batches of ``batch_runs`` trained together in one process
+    (:func:`pgx.algos.ppo_batch.train_many`, bit for bit the runs one by one; a batch is the unit a
+    worker gets, and each of its runs is stored as the batch ends). None: as many as fill the
+    workers evenly, at most :data:`MAX_BATCH_RUNS`; 1: one :func:`finetune_subset` per job, as
+    before batching. A run's ``wall_time`` is then its batch's divided by the batch's runs.
 
     Common random numbers: replicate j of *every* subset runs with seed ``seed + j``, so that two
     subsets' results differ by their tasks, not by the luck of their seeds, and the replicates
@@ -168,21 +175,86 @@ def finetune_subsets(
         expected = _backend_environment(n_jobs) if any(entry.path.exists() for entry in stored) else {}
         flat = [entry.load(expected) for entry in stored]
     todo = [i for i, run in enumerate(flat) if run is None]
+    for subset in {tuple(runs[i][0]) for i in todo}:
+        if len(set(subset)) != len(subset):
+            raise ValueError(f"subset {subset} repeats a task")
     desc = f"fine-tuning {family_name}"
     if store is not None:
         desc += f" ({len(runs) - len(todo)} of {len(runs)} runs loaded from {store})"
         logger.info("%s: %d runs to compute", desc, len(todo))
-    jobs = (delayed(_numbered_run)(i, family_name, init_state, runs[i][0], cfg, runs[i][1], snapshot_steps)
-            for i in todo)
-    # Runs arrive in the order they end, one per batch, and are saved here as each arrives: only
-    # this process writes the store, so remote workers (Dask, Ray) need no access to it.
+    if batch_runs == 1:
+        jobs = (delayed(_numbered_run)(i, family_name, init_state, runs[i][0], cfg, runs[i][1], snapshot_steps)
+                for i in todo)
+    else:
+        jobs = (delayed(_numbered_batch)(batch, family_name, init_state, [runs[i] for i in batch], cfg, snapshot_steps)
+                for batch in _batches(todo, runs, batch_runs, n_jobs))
+    # Runs arrive in the order their jobs end, and are saved here as each job's arrive: only this
+    # process writes the store, so remote workers (Dask, Ray) need no access to it.
     with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc) as bar:
-        for i, run, environment in Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(jobs):
-            if stored[i] is not None:
-                stored[i].save(run, environment)
-            flat[i] = run
-            bar.update(1)
+        for done in Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(jobs):
+            for i, run, environment in (done if batch_runs != 1 else [done]):
+                if stored[i] is not None:
+                    stored[i].save(run, environment)
+                flat[i] = run
+                bar.update(1)
     return [flat[j * len(subsets):(j + 1) * len(subsets)] for j in range(replicates)]
+
+
+MAX_BATCH_RUNS = 32
+"""Most runs one worker trains together: past a few dozen, a batch gains little more per run
+(``benchmarks/bench_finetune_batch.py``) and a killed batch loses more finished work."""
+
+
+def _batches(todo: list[int], runs: list[tuple[Sequence[int], int]], batch_runs: int | None,
+             n_jobs: int) -> list[list[int]]:
+    """``todo`` in batches of runs of one subset size (a batch shares one shape), in order; sized to
+    spread the runs evenly over the workers when ``batch_runs`` is None."""
+    if batch_runs is not None and (not isinstance(batch_runs, int) or batch_runs < 1):
+        raise ValueError(f"batch_runs must be None or an integer >= 1, got {batch_runs!r}")
+    by_size: dict[int, list[int]] = {}
+    for i in todo:
+        by_size.setdefault(len(runs[i][0]), []).append(i)
+    batches = []
+    for group in by_size.values():
+        size = batch_runs or max(1, min(MAX_BATCH_RUNS, -(-len(group) // joblib.effective_n_jobs(n_jobs))))
+        batches += [group[k:k + size] for k in range(0, len(group), size)]
+    return batches
+
+
+def _numbered_batch(indices: list[int], family_name: str, init_state, runs: list[tuple[Sequence[int], int]],
+                    cfg: PPOConfig, snapshot_steps: Sequence[int]) -> list[tuple[int, FinetuneResult, dict[str, str]]]:
+    """One job: the ``runs`` trained together (:func:`_finetune_batch`), each returned with its place in
+    the call and the environment of the process that ran it."""
+    environment = _environment()
+    return [(i, run, environment) for i, run in zip(indices, _finetune_batch(family_name, init_state, runs, cfg,
+                                                                              snapshot_steps))]
+
+
+def _finetune_batch(family_name: str, init_state, runs: list[tuple[Sequence[int], int]], cfg: PPOConfig,
+                    snapshot_steps: Sequence[int]) -> list[FinetuneResult]:
+    """:func:`finetune_subset` for each ``(subset, seed)`` of ``runs``, trained together: the same
+    results bit for bit (``train_many`` with ``exact=True``), snapshots taken at the same iterations."""
+    from pgx.algos.ppo_batch import train_many
+
+    family = make_family(family_name)
+    subsets = [tuple(int(t) for t in family.check_tasks(subset)) for subset, _ in runs]
+    batch = cfg.batch_size(len(subsets[0]))
+    wanted = sorted({max(1, -(-int(s) // batch)) for s in snapshot_steps})  # iterations, rounded up
+    snapshots: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in runs]
+
+    def snapshot(iteration: int, r: int, agent: torch.nn.Module) -> None:
+        if iteration + 1 in wanted:
+            snapshots[r][(iteration + 1) * batch] = {k: v.detach().cpu().clone()
+                                                     for k, v in agent.actor.state_dict().items()}
+
+    with single_thread():
+        start = time.perf_counter()
+        results = train_many(family, [(subset, seed) for subset, (_, seed) in zip(subsets, runs)], cfg,
+                             init_state=init_state, on_iteration=snapshot if wanted else None, exact=True)
+        seconds = (time.perf_counter() - start) / len(runs)
+    return [FinetuneResult(subset=subset, actor_state=result.actor_state, critic_state=result.critic_state,
+                           snapshots=snapshots[r], wall_time=seconds, flops=0)
+            for r, (subset, result) in enumerate(zip(subsets, results))]
 
 
 # --- the store of finished runs ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pytest
 import torch
 
 from pgx import finetune
@@ -50,23 +51,36 @@ SCRIPT = textwrap.dedent("""
     from tests.test_interrupt import CFG, REPLICATES, SEED, SNAPSHOTS, SUBSETS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    store, out, counter, init, block_at = sys.argv[1:]
-    compute = finetune.finetune_subset
+    store, out, counter, init, block_at, batch_runs = sys.argv[1:]
     started = 0
 
-    def counted(family_name, init_state, subset, cfg, seed, *rest):
+    def log(runs):
         global started
         with open(counter, "a") as f:
-            f.write(f"{tuple(subset)} {seed}\\n")
+            f.writelines(f"{tuple(subset)} {seed}\\n" for subset, seed in runs)
         if started == int(block_at):
             open(counter + ".blocked", "w").close()
             time.sleep(3600)  # the SIGKILL lands here
         started += 1
-        return compute(family_name, init_state, subset, cfg, seed, *rest)
 
-    finetune.finetune_subset = counted
+    if int(batch_runs) == 1:  # one run per job: the hook wraps the function each job calls
+        compute = finetune.finetune_subset
+
+        def counted(family_name, init_state, subset, cfg, seed, *rest):
+            log([(subset, seed)])
+            return compute(family_name, init_state, subset, cfg, seed, *rest)
+
+        finetune.finetune_subset = counted
+    else:  # batches: the hook wraps the function each batch job calls; block_at counts batches
+        compute = finetune._finetune_batch
+
+        def counted(family_name, init_state, runs, *rest):
+            log(runs)
+            return compute(family_name, init_state, runs, *rest)
+
+        finetune._finetune_batch = counted
     runs = finetune.finetune_subsets("cartpole", torch.load(init), SUBSETS, CFG, SEED, SNAPSHOTS, n_jobs=1,
-                                     replicates=REPLICATES, store=store)
+                                     replicates=REPLICATES, store=store, batch_runs=int(batch_runs))
     torch.save(runs, out)
 """)
 
@@ -109,7 +123,8 @@ def _kill_once_blocked(process: subprocess.Popen, marker: Path) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path):
+@pytest.mark.parametrize("batch_runs", [1, 2], ids=["one run per job", "batches of two"])
+def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path, batch_runs):
     store, init = tmp_path / "store", tmp_path / "init.pt"
     torch.save(_init_state(), init)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PGX_CACHE": str(tmp_path / "cache"),
@@ -117,17 +132,18 @@ def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path):
 
     def command(name: str, block_at: int = -1) -> list[str]:
         return [sys.executable, "-c", SCRIPT, str(store), str(tmp_path / f"{name}.pt"), str(tmp_path / f"{name}.log"),
-                str(init), str(block_at)]
+                str(init), str(block_at), str(batch_runs)]
 
-    # 1. Kill the call (SIGKILL: no handler, no cleanup) as its third run starts: two are on disk.
-    first = subprocess.Popen(command("first", block_at=2), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
+    # 1. Kill the call (SIGKILL: no handler, no cleanup) as its third run (or second batch of two)
+    # starts: two runs are on disk.
+    first = subprocess.Popen(command("first", block_at=2 if batch_runs == 1 else 1), cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _kill_once_blocked(first, tmp_path / "first.log.blocked")
     saved = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in store.glob("*.pt")}
     total = len(SUBSETS) * REPLICATES
     assert len(saved) == 2 and not (tmp_path / "first.pt").exists()
     jobs = [f"{subset} {SEED + j}" for j in range(REPLICATES) for subset in SUBSETS]  # n_jobs=1: in this order
-    assert _counted(tmp_path / "first.log") == jobs[:3]
+    assert _counted(tmp_path / "first.log") == jobs[:2 + batch_runs]
 
     # 2. The same call again: it loads the finished runs and computes the others, once each.
     second = subprocess.run(command("second"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -137,10 +153,11 @@ def test_a_killed_call_resumes_without_recomputing_its_finished_runs(tmp_path):
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in saved} == saved  # finished files left untouched
     assert len(list(store.glob("*.pt"))) == total
 
-    # 3. Bit for bit the runs of an uninterrupted call (here, in this process, without a store).
+    # 3. Bit for bit the runs of an uninterrupted call (here, in this process, without a store, in
+    # one batch: the other way of computing them than the killed call's).
     resumed = torch.load(tmp_path / "second.pt", weights_only=False)
     uninterrupted = finetune_subsets("cartpole", _init_state(), SUBSETS, CFG, SEED, SNAPSHOTS, n_jobs=1,
-                                     replicates=REPLICATES)
+                                     replicates=REPLICATES, batch_runs=None if batch_runs == 1 else 1)
     assert [len(r) for r in resumed] == [len(SUBSETS)] * REPLICATES
     assert [run.from_store for replicate in resumed for run in replicate] == [True] * 2 + [False] * (total - 2)
     assert not any(run.from_store for replicate in uninterrupted for run in replicate)
