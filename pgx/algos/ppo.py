@@ -39,7 +39,7 @@ from pgx.policies import ActorCritic, PolicyConfig
 from pgx.rollouts import RolloutState, collect, flat_actions, gae
 from pgx.runtime import load_checkpoint, load_pickled, pick_device, save_torch, seed_everything
 
-__all__ = ["PPOConfig", "TrainResult", "train", "resume_seed"]
+__all__ = ["PPOConfig", "TrainResult", "train", "resume_seed", "ppo_loss"]
 
 
 @dataclass(frozen=True)
@@ -231,16 +231,7 @@ def train(
                     idx = order[start:start + mb]
                     # one actor pass for log-probabilities and entropy, one critic pass
                     _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[idx], b_actions[idx])
-                    ratio = (new_logp - b_logp[idx]).exp()
-                    adv = b_adv[idx]
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-                    v_loss = (new_value - b_ret[idx]) ** 2
-                    if cfg.clip_vloss:
-                        v_clipped = b_val[idx] + (new_value - b_val[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
-                        v_loss = torch.max(v_loss, (v_clipped - b_ret[idx]) ** 2)
-                    v_loss = 0.5 * v_loss.mean()
-                    loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
+                    loss = ppo_loss(new_logp, entropy, new_value, b_logp[idx], b_adv[idx], b_ret[idx], b_val[idx], cfg)
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm, foreach=True)
@@ -277,6 +268,22 @@ def train(
 _CHECKPOINT_KEYS = ("agent", "optimizer", "generator", "env", "rollout_state", "iteration", "elapsed", "steps",
                     "returns", "config", "task_ids", "seed")
 """What ``train`` saves; a file without them is refused, not half-read."""
+
+
+def ppo_loss(logp: torch.Tensor, entropy: torch.Tensor, new_value: torch.Tensor, old_logp: torch.Tensor,
+             adv: torch.Tensor, ret: torch.Tensor, old_value: torch.Tensor, cfg: PPOConfig) -> torch.Tensor:
+    """One minibatch's loss: the clipped surrogate on advantages normalised within the minibatch,
+    minus the entropy bonus, plus the value loss (clipped only where ``cfg.clip_vloss``). The one
+    definition ``train`` and ``pgx.algos.ppo_batch`` both use, so batched runs keep its bits."""
+    ratio = (logp - old_logp).exp()
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+    v_loss = (new_value - ret) ** 2
+    if cfg.clip_vloss:
+        v_clipped = old_value + (new_value - old_value).clamp(-cfg.clip_coef, cfg.clip_coef)
+        v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
+    v_loss = 0.5 * v_loss.mean()
+    return pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
 
 
 def resume_seed(seed: int, iteration: int) -> int:

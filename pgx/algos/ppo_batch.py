@@ -80,7 +80,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pgx.algos.ppo import PPOConfig, TrainResult
+from pgx.algos.ppo import PPOConfig, TrainResult, ppo_loss
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic
 from pgx.rollouts import RolloutState, gae
@@ -310,19 +310,6 @@ def _collect_many(stack: _Stack, envs: list, states: list[RolloutState], num_ste
 
 # --- the update -------------------------------------------------------------------------------
 
-def _ppo_loss(logp, entropy, new_value, old_logp, adv, ret, old_value, cfg: PPOConfig) -> torch.Tensor:
-    """One run's minibatch loss in ``train``'s very expressions (hence its bits)."""
-    ratio = (logp - old_logp).exp()
-    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-    v_loss = (new_value - ret) ** 2
-    if cfg.clip_vloss:
-        v_clipped = old_value + (new_value - old_value).clamp(-cfg.clip_coef, cfg.clip_coef)
-        v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
-    v_loss = 0.5 * v_loss.mean()
-    return pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
-
-
 def _update_exact(stack: _Stack, optimizer: StackedAdam, data: dict, orders, mbs, n_mb, cfg: PPOConfig,
                   lr: float) -> None:
     """The clipped-objective update, each run's minibatch at its own size through ``train``'s own
@@ -351,7 +338,7 @@ def _update_exact(stack: _Stack, optimizer: StackedAdam, data: dict, orders, mbs
                     logp = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
                     entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(obs.shape[0])
                 value = _forward_one(stack.critic_layers, p, obs).squeeze(-1)
-                losses.append(_ppo_loss(logp, entropy, value, data["logp"][r][idx], data["adv"][r][idx],
+                losses.append(ppo_loss(logp, entropy, value, data["logp"][r][idx], data["adv"][r][idx],
                                         data["ret"][r][idx], data["val"][r][idx], cfg))
             flat = [leaf for r in leaves for leaf in leaves[r].values()]
             grads = torch.autograd.grad(torch.stack(losses).sum(), flat)
