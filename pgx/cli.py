@@ -10,7 +10,6 @@ registered by the modules named in ``$PGX_PLUGINS`` (comma-separated), imported 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -109,7 +108,7 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
                  "verdicts": stages.verdicts(family, profile, seed),
                  "reliability_by_finetuning_steps": truth.reliability_by_steps,
                  "surrogate_s": surrogate_s, "finetune_one_replicate_one_core_s": truth.finetune_time,
-                 "finetune_all_replicates_elapsed_s": _finite_or_none(truth.finetune_elapsed),
+                 "finetune_all_replicates_elapsed_s": truth.finetune_elapsed,
                  "speedup": truth.finetune_time / surrogate_s,
                  "flops_ratio": truth.finetune_flops / (features.gradient_flops + held_out.gradient_flops + fit.fit_flops),
                  "exact_truth_s": exact.seconds, "exact_truth_converged": sum(exact.converged)},
@@ -227,12 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_npz(arrays, args.out / f"{args.stage}.npz")
     print(f"wrote {args.out / (args.stage + '.json')}", file=sys.stderr)
     return 0
-
-
-def _finite_or_none(value: float) -> float | None:
-    """``value``, or None (JSON null) where it is NaN or infinite: ``json.dumps`` would write ``NaN``,
-    which is not JSON (a resumed ground-truth stage records no elapsed time, as NaN)."""
-    return float(value) if math.isfinite(value) else None
 
 
 def _check_cache_dir() -> None:

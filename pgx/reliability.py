@@ -75,13 +75,14 @@ def offdiagonal_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def spearman_brown(rho: float, factor: float = 2.0) -> float:
     """Reliability of a measurement ``factor`` times as long as one with reliability ``rho``:
-    ``factor·ρ / (1 + (factor − 1)·ρ)``. Defined for ρ > −1/(factor − 1); NaN stays NaN."""
+    ``factor·ρ / (1 + (factor − 1)·ρ)``. NaN for ρ ≤ 0: a measurement that does not agree with
+    itself has no reliability to project (the formula would give values below −1 for negative ρ
+    near −1/(factor − 1)); NaN stays NaN."""
     if not factor > 0:
         raise ValueError(f"factor must be > 0, got {factor!r}")
-    if not np.isfinite(rho):
+    if not np.isfinite(rho) or rho <= 0:
         return float("nan")
-    denominator = 1 + (factor - 1) * rho
-    return float(factor * rho / denominator) if denominator > 0 else float("nan")
+    return float(factor * rho / (1 + (factor - 1) * rho))
 
 
 def half_splits(r: int, max_splits: int = 10, seed: int = 0) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:

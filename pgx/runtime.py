@@ -102,7 +102,23 @@ def save_torch(obj: Any, path: str | Path) -> Path:
 
 
 def save_json(obj: Any, path: str | Path) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=_jsonable)))
+    """``obj`` as strict JSON: NaN and infinities (a verdict with nothing to compare, a resumed
+    stage's unknown elapsed time) are written as null, never as ``NaN``, which JSON does not have."""
+    text = json.dumps(_strict(obj), indent=2, default=_jsonable, allow_nan=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _strict(x: Any) -> Any:
+    """``x`` with every non-finite float (Python's or numpy's, in arrays too) replaced by None."""
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _strict(x.tolist())
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    return x
 
 
 def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:

@@ -43,8 +43,9 @@ def test_offdiagonal_correlation():
 def test_spearman_brown():
     assert spearman_brown(0.5) == pytest.approx(2 / 3)
     assert spearman_brown(0.5, factor=3) == pytest.approx(0.75)
-    assert spearman_brown(1.0) == 1.0 and spearman_brown(0.0) == 0.0
-    assert np.isnan(spearman_brown(float("nan")))
+    assert spearman_brown(1.0) == 1.0
+    # No reliability to project: NaN, not a negative "reliability" (ρ = −0.8 would give −8).
+    assert all(np.isnan(spearman_brown(rho)) for rho in (0.0, -0.1, -0.8, float("nan")))
     with pytest.raises(ValueError, match="factor must be > 0, got 0"):
         spearman_brown(0.5, factor=0)
 

@@ -45,11 +45,12 @@ REPORTING_MODULES = ("pgx.progress",)
 """Modules a stage calls only to report (progress lines, remembered durations): they cannot change
 a result, so editing them re-runs nothing."""
 
-VALUE_MODULES = ("pgx.profiles",)
+VALUE_MODULES = ("pgx.profiles", "pgx.transfer_profiles")
 """Modules that reach a stage only as argument values, which joblib hashes with the arguments: a
 :class:`~pgx.profiles.Profile` is checked and specialised to its family (``stage_args``) before
-the arguments are hashed, and has no other behaviour a stage runs. Editing one profile re-runs
-only the stages that profile runs, not every stage of every profile."""
+the arguments are hashed, and has no other behaviour a stage runs; the downstream stages get
+their :class:`~pgx.transfer_profiles.TransferProfile` budgets the same way. Editing one profile
+re-runs only the stages that profile runs, not every stage of every profile."""
 
 
 def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
