@@ -20,8 +20,8 @@ from typing import Any, Callable
 from pgx.envs.family import TaskFamily, as_param_array
 from pgx.envs.gym_family import gym_family
 
-__all__ = ["TaskFamily", "FAMILIES", "make_family", "register_family", "load_plugins", "gym_family", "parse_family_spec",
-           "as_param_array", "BUILTIN_FAMILIES"]
+__all__ = ["TaskFamily", "FAMILIES", "make_family", "registry_entry", "register_family", "load_plugins", "gym_family",
+           "parse_family_spec", "as_param_array", "BUILTIN_FAMILIES"]
 
 
 FAMILIES: dict[str, Callable[..., TaskFamily] | str] = {
@@ -87,13 +87,19 @@ def _parse_value(text: str) -> Any:
     return text
 
 
+def registry_entry(name: str) -> Callable[..., TaskFamily] | str:
+    """What the registry holds for family ``name`` (a factory, or ``"module:function"``), with the
+    one error every caller gives for a name it does not know."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown family {name!r}; known families: {sorted(FAMILIES)}") from None
+
+
 def make_family(spec: str) -> TaskFamily:
     """The task family ``spec`` names (see the module docstring); its ``name`` is ``spec``."""
     name, options = parse_family_spec(spec)
-    try:
-        factory = FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown family {name!r}; known families: {sorted(FAMILIES)}") from None
+    factory = registry_entry(name)
     if isinstance(factory, str):
         module, _, function = factory.partition(":")
         factory = getattr(importlib.import_module(module), function)

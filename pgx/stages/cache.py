@@ -30,7 +30,7 @@ from pathlib import Path
 import joblib
 
 from pgx import progress
-from pgx.envs import FAMILIES, make_family, parse_family_spec
+from pgx.envs import make_family, parse_family_spec, registry_entry
 from pgx.profiles import Profile
 from pgx.runtime import _first_line, is_damage, is_int
 
@@ -104,11 +104,7 @@ def family_version(spec: str, root: Path = PACKAGE_ROOT) -> str:
 
     Computed once per process and factory, for the reason :func:`versioned` gives.
     """
-    name, _ = parse_family_spec(spec)
-    try:
-        factory = FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown family {name!r}; known families: {sorted(FAMILIES)}") from None
+    factory = registry_entry(parse_family_spec(spec)[0])
     if isinstance(factory, str):
         module = factory.partition(":")[0]
     else:
