@@ -30,7 +30,7 @@ def describe(stage: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The fields a person reads: stage, family, seed and profile (where the stage takes them)."""
     family = next((arguments[k] for k in ("family_name", "family_spec", "family") if isinstance(arguments.get(k), str)),
                   None)
-    profile = arguments.get("profile")
+    profile = next((arguments[k] for k in ("profile", "budgets", "cfg") if arguments.get(k) is not None), None)
     return {"stage": stage.lstrip("_"), "family": family, "seed": arguments.get("seed"),
             "profile": getattr(profile, "name", profile if isinstance(profile, str) else None)}
 
