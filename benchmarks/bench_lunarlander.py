@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=102_400)
     args = parser.parse_args()
     table, rate = shares(args.steps)
-    print(f"LunarLander family, {args.steps:,} PPO steps on 10 tasks, one process: {rate:,.0f} env steps/s without the profiler")
+    print(f"LunarLander family, {args.steps:,} PPO steps on 10 tasks, one process: {rate:,.0f} env steps/s "
+          "without the profiler")
     print(table.to_string(index=False))
     seconds = table.set_index("part")["seconds"].to_numpy()
     box2d, lander, vector, rollout = seconds[:4]

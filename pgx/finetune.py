@@ -100,7 +100,7 @@ def finetune_subset(
     if len(set(subset)) != len(subset):
         raise ValueError(f"subset {subset} repeats a task")
     batch = cfg.batch_size(len(subset))
-    wanted = sorted({max(1, -(-int(s) // batch)) for s in snapshot_steps})  # iterations, rounded up
+    wanted = _snapshot_iterations(batch, snapshot_steps)
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
     def snapshot(iteration: int, agent: torch.nn.Module) -> None:
@@ -151,8 +151,9 @@ def finetune_subsets(
         config, the run's seed, snapshot steps, FLOP counting, the versions of torch, numpy,
         gymnasium and the env packages, and the code versions of this module and of the family's
         own. Each file also holds the device and library versions of the process that computed the
-        run (a Dask or Ray worker, not this process); a run is reused only where a run computed now would get the same
-        ones, which a job of the backend reports (on a heterogeneous cluster, one worker's answer).
+        run (a Dask or Ray worker, not this process); a run is reused only where a run computed now
+        would get the same ones, which a job of the backend reports (on a heterogeneous cluster, one
+        worker's answer).
         Runs found there are loaded (the very object that was computed, with ``from_store`` set),
         so a call killed halfway and made again computes only the runs that had not finished; a
         file that is truncated, corrupt, of another run or of another device or library is reported
@@ -200,6 +201,12 @@ def finetune_subsets(
     return [flat[j * len(subsets):(j + 1) * len(subsets)] for j in range(replicates)]
 
 
+def _snapshot_iterations(batch: int, snapshot_steps: Sequence[int]) -> list[int]:
+    """The iterations (counted from 1) at whose end a run's actor is kept: the first to reach each
+    of ``snapshot_steps`` env steps, ``batch`` steps an iteration."""
+    return sorted({max(1, -(-int(s) // batch)) for s in snapshot_steps})
+
+
 MAX_BATCH_RUNS = 32
 """Most runs one worker trains together: past a few dozen, a batch gains little more per run
 (``benchmarks/bench_finetune_batch.py``) and a killed batch loses more finished work."""
@@ -239,7 +246,7 @@ def _finetune_batch(family_name: str, init_state, runs: list[tuple[Sequence[int]
     family = make_family(family_name)
     subsets = [tuple(int(t) for t in family.check_tasks(subset)) for subset, _ in runs]
     batch = cfg.batch_size(len(subsets[0]))
-    wanted = sorted({max(1, -(-int(s) // batch)) for s in snapshot_steps})  # iterations, rounded up
+    wanted = _snapshot_iterations(batch, snapshot_steps)
     snapshots: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in runs]
 
     def snapshot(iteration: int, r: int, agent: torch.nn.Module) -> None:
