@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import cProfile
+import pstats
 import time
 from typing import Callable
+
+import pandas as pd
 
 
 def best_time(run: Callable[[], object], repeats: int) -> float:
@@ -47,3 +51,20 @@ def peak_rss_above_start(call: Callable[[], object], interval: float = 0.001) ->
         sampler.join()
     peak[0] = max(peak[0], process.memory_info().rss)
     return result, seconds, (peak[0] - before) / 2**20
+
+
+def profile_shares(run: Callable[[], object], root: str, wanted: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """cProfile ``run()``: for each label, the cumulative seconds of the functions ``(file suffix,
+    name)`` and their share of the function called ``root`` (the whole run). cProfile adds
+    overhead per Python call, so shares are indicative."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = max(v[3] for k, v in stats.items() if k[2] == root)
+    rows = []
+    for label, (file, name) in wanted.items():
+        cum = sum(v[3] for k, v in stats.items() if k[0].endswith(file) and k[2] == name)
+        rows.append({"part": label, "seconds": cum, "share": cum / total})
+    return pd.DataFrame(rows)

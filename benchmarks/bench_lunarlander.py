@@ -15,12 +15,11 @@ Run by hand: ``python benchmarks/bench_lunarlander.py`` (about a minute).
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import time
 from dataclasses import replace
 
 import pandas as pd
+from _timing import profile_shares
 
 from pgx.algos.ppo import train
 from pgx.envs import make_family
@@ -46,17 +45,9 @@ def shares(steps: int, seed: int = 0) -> tuple[pd.DataFrame, float]:
     train(family, range(family.n_tasks), cfg, seed, progress=False)
     plain = time.perf_counter() - start
 
-    profiler = cProfile.Profile()
-    profiler.enable()
-    train(family, range(family.n_tasks), cfg, seed, progress=False)
-    profiler.disable()
-    stats = pstats.Stats(profiler).stats
-    total = max(v[3] for k, v in stats.items() if k[2] == "train")
-    rows = []
-    for label, (file, name) in PARTS.items():
-        seconds = sum(v[3] for k, v in stats.items() if k[0].endswith(file) and k[2] == name)
-        rows.append({"part": label, "seconds": round(seconds, 2), "share of the run": round(seconds / total, 3)})
-    return pd.DataFrame(rows), steps / plain
+    table = profile_shares(lambda: train(family, range(family.n_tasks), cfg, seed, progress=False), "train", PARTS)
+    table = table.assign(seconds=table["seconds"].round(2), share=table["share"].round(3))
+    return table, steps / plain
 
 
 def main() -> None:
@@ -69,7 +60,7 @@ def main() -> None:
     print(table.to_string(index=False))
     seconds = table.set_index("part")["seconds"].to_numpy()
     box2d, lander, vector, rollout = seconds[:4]
-    total = rollout / table["share of the run"].iloc[3]
+    total = rollout / table["share"].iloc[3]
     print(f"of {total:.2f} s: Box2D {box2d:.2f} s ({box2d / total:.0%}); Gymnasium's Python around it "
           f"{lander - box2d:.2f} s ({(lander - box2d) / total:.0%}); vector env and wrappers {vector - lander:.2f} s "
           f"({(vector - lander) / total:.0%}); the rollout's policy passes and buffers {rollout - vector:.2f} s "

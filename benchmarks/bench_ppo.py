@@ -30,8 +30,6 @@ pgx's one actor pass per minibatch saves over the two it made before.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import time
 from dataclasses import dataclass
 
@@ -39,6 +37,8 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
+
+from _timing import profile_shares
 
 from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
@@ -192,29 +192,13 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return by
 
 
-def _shares(run, root: str, wanted: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    """cProfile ``run()``: for each label, the cumulative seconds of the functions ``(file suffix,
-    name)`` and their share of the function called ``root`` (the whole run)."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    run()
-    profiler.disable()
-    stats = pstats.Stats(profiler).stats
-    total = max(v[3] for k, v in stats.items() if k[2] == root)
-    rows = []
-    for label, (file, name) in wanted.items():
-        cum = sum(v[3] for k, v in stats.items() if k[0].endswith(file) and k[2] == name)
-        rows.append({"part": label, "seconds": cum, "share": cum / total})
-    return pd.DataFrame(rows)
-
-
 def profile_pgx(steps: int = 102_400, seed: int = 0) -> pd.DataFrame:
     """Where pgx's training time goes: cProfile's cumulative seconds of the functions that matter
     (rollout, env step, policy passes, update's backward and Adam step), as a share of the run.
     cProfile adds per-call overhead to Python-heavy parts, so shares are indicative."""
     family = make_family(FAMILY)
     train(family, [0], pgx_config(5_000), seed=seed, progress=False)  # imports and first-call costs out
-    return _shares(lambda: train(family, list(range(family.n_tasks)), pgx_config(steps), seed=seed, progress=False),
+    return profile_shares(lambda: train(family, list(range(family.n_tasks)), pgx_config(steps), seed=seed, progress=False),
                    "train", {
                        "rollout (collect)": ("rollouts.py", "collect"),
                        "  env.step": ("family.py", "step"),
@@ -231,7 +215,7 @@ def profile_sb3(steps: int = 102_400, seed: int = 0) -> pd.DataFrame:
     """Where SB3's time goes on the same run (cProfile, cumulative shares as in ``profile_pgx``)."""
     run_sb3(5_120 * 2, seed)  # first-call costs out
     model = sb3_model(steps, seed)
-    return _shares(lambda: model.learn(steps), "learn", {
+    return profile_shares(lambda: model.learn(steps), "learn", {
         "rollout (collect_rollouts)": ("on_policy_algorithm.py", "collect_rollouts"),
         "  env.step (DummyVecEnv, 40 envs)": ("dummy_vec_env.py", "step_wait"),
         "  policy: forward": ("policies.py", "forward"),
