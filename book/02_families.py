@@ -212,8 +212,8 @@ if highway_specs:
           f"of {len(returns_rows)} (ties: {int((returns_rows['difference'] == 0).sum())})")
     fast_rate = table["fast_steps"].sum() / table["fast_seconds"].sum()
     reference_rate = table["reference_steps"].sum() / table["reference_seconds"].sum()
-    print(f"throughput in these episodes: envpool {fast_rate:,.0f} env steps/s, highway-env (2 worker processes) "
-          f"{reference_rate:,.0f} env steps/s: {fast_rate / reference_rate:.0f}x")
+    print(f"throughput in these episodes (env start-up included): envpool {fast_rate:,.0f} env steps/s, highway-env "
+          f"(2 worker processes) {reference_rate:,.0f} env steps/s: {fast_rate / reference_rate:.0f}x")
 
 # %% [markdown]
 # How to read the lines above. "identical" means highway-env's observation code, given
