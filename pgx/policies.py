@@ -26,7 +26,8 @@ from torch import nn
 from pgx.checks import check_int, check_number
 
 __all__ = ["PolicyConfig", "layer_init", "mlp", "Actor", "CategoricalActor", "GaussianActor", "make_actor",
-           "ActorCritic", "flat_params"]
+           "ActorCritic", "flat_params", "categorical_sample_and_log_prob", "categorical_log_prob_and_entropy",
+           "gaussian_sample_and_log_prob", "gaussian_log_prob", "gaussian_entropy"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,41 @@ def mlp(in_dim: int, out_dim: int, cfg: PolicyConfig, out_std: float) -> nn.Sequ
     return nn.Sequential(*modules)
 
 
+def categorical_sample_and_log_prob(logits: torch.Tensor,
+                                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions drawn from ``softmax(logits)`` (rows of a 2-D ``logits``) and their log-probabilities.
+    The one definition the actor and the batched trainer (``pgx.algos.ppo_batch``) share: the same
+    calls, so the same bits."""
+    action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+    return action, torch.log_softmax(logits, dim=-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+
+def categorical_log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log π(a|s)`` of ``actions`` and the entropy, from the logits (any leading shape)."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+
+
+def gaussian_sample_and_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions ``mean + σ·noise`` (noise from ``generator``) and their log-probabilities."""
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    action = mean + noise * log_std.exp()
+    return action, gaussian_log_prob(mean, log_std, action)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``log N(actions; mean, σ²)`` summed over the action dimensions (the last axis)."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """The entropy of a diagonal Gaussian with ``log_std`` (summed over the last axis); it does not
+    depend on the state."""
+    return (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+
+
 class CategoricalActor(nn.Module):
     """Categorical policy π(a|s) over ``num_actions`` discrete actions; ``forward`` gives logits."""
 
@@ -82,8 +118,7 @@ class CategoricalActor(nn.Module):
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log π(a|s)`` for each row: ``obs (N, obs_dim)``, ``actions (N,)`` → ``(N,)``."""
-        logits = torch.log_softmax(self.net(obs), dim=-1)
-        return logits.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        return categorical_log_prob_and_entropy(self.net(obs), actions)[0]
 
     def entropy(self, obs: torch.Tensor) -> torch.Tensor:
         log_p = torch.log_softmax(self.net(obs), dim=-1)
@@ -93,8 +128,7 @@ class CategoricalActor(nn.Module):
         """``log_prob`` and ``entropy`` from one pass of the network: what a PPO minibatch needs.
         The values are bit-identical to calling both; their gradient flows back through one graph
         instead of two, so it differs from the two calls' in floating-point order only."""
-        log_p = torch.log_softmax(self.net(obs), dim=-1)
-        return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+        return categorical_log_prob_and_entropy(self.net(obs), actions)
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(N,)`` actions drawn from ``generator`` (not the global RNG, so runs reproduce)."""
@@ -104,9 +138,7 @@ class CategoricalActor(nn.Module):
                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``sample`` and ``log_prob`` of the sampled actions from one pass of the network: what a
         rollout needs at every step, for half the work. Bit-identical to calling both."""
-        logits = self.net(obs)
-        action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-        return action, torch.log_softmax(logits, dim=-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        return categorical_sample_and_log_prob(self.net(obs), generator)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action (greedy evaluation)."""
@@ -133,12 +165,10 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log π(a|s)`` summed over action dimensions: ``obs (N, obs_dim)``, ``actions (N, A)`` → ``(N,)``."""
-        z = (actions - self.net(obs)) * torch.exp(-self.log_std)
-        return (-0.5 * z**2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return gaussian_log_prob(self.net(obs), self.log_std, actions)
 
     def entropy(self, obs: torch.Tensor) -> torch.Tensor:
-        per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + self.log_std
-        return per_dim.sum().expand(obs.shape[0])
+        return gaussian_entropy(self.log_std).expand(obs.shape[0])
 
     def log_prob_and_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``log_prob`` and ``entropy`` (see ``CategoricalActor.log_prob_and_entropy``); the
@@ -154,11 +184,7 @@ class GaussianActor(nn.Module):
                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``sample`` and ``log_prob`` of the sampled actions from one pass of the network (see
         ``CategoricalActor.sample_and_log_prob``); bit-identical to calling both."""
-        mean = self.net(obs)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        action = mean + noise * self.log_std.exp()
-        z = (action - mean) * torch.exp(-self.log_std)
-        return action, (-0.5 * z**2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return gaussian_sample_and_log_prob(self.net(obs), self.log_std, generator)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action (greedy evaluation)."""

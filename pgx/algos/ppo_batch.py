@@ -70,7 +70,6 @@ fresh init draws from ``seed_everything(seed)`` per run, as ``train`` does).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from typing import Callable, Sequence
@@ -82,14 +81,14 @@ from torch.nn import functional as F
 
 from pgx.algos.ppo import PPOConfig, TrainResult, ppo_loss
 from pgx.envs import TaskFamily
-from pgx.policies import ActorCritic
+from pgx.policies import (
+    ActorCritic, categorical_log_prob_and_entropy, categorical_sample_and_log_prob, gaussian_entropy,
+    gaussian_log_prob, gaussian_sample_and_log_prob,
+)
 from pgx.rollouts import RolloutState, gae
 from pgx.runtime import pick_device, seed_everything
 
 __all__ = ["StackedAdam", "train_many"]
-
-_LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
-
 
 # --- stacked networks -------------------------------------------------------------------------
 
@@ -156,15 +155,8 @@ class _Stack:
         actions, log_probs, values = [], [], []
         for r, (p, generator) in enumerate(zip(views, generators)):
             out = _forward_one(self.actor_layers, p, obs[r])
-            if self.discrete:  # CategoricalActor.sample_and_log_prob
-                action = torch.multinomial(torch.softmax(out, -1), 1, generator=generator).squeeze(-1)
-                log_prob = torch.log_softmax(out, dim=-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-            else:  # GaussianActor.sample_and_log_prob
-                log_std = p["actor.log_std"]
-                noise = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
-                action = out + noise * log_std.exp()
-                z = (action - out) * torch.exp(-log_std)
-                log_prob = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            action, log_prob = (categorical_sample_and_log_prob(out, generator) if self.discrete
+                                else gaussian_sample_and_log_prob(out, p["actor.log_std"], generator))
             actions.append(action)
             log_probs.append(log_prob)
             values.append(_forward_one(self.critic_layers, p, obs[r]).squeeze(-1))
@@ -264,7 +256,7 @@ def _collect_many(stack: _Stack, envs: list, states: list[RolloutState], num_ste
     finished: list[list[tuple[int, float]]] = [[] for _ in range(R)]
     if not stack.discrete and not exact:
         log_std = stack.log_std()
-        std, inv_std = log_std.exp(), torch.exp(-log_std)
+        std = log_std.exp()
     views = [stack.run_views(r) for r in range(R)] if exact else None
     for t in range(num_steps):
         obs_t = torch.as_tensor(np.stack([s.obs for s in states]), dtype=torch.float32, device=device)
@@ -272,17 +264,16 @@ def _collect_many(stack: _Stack, envs: list, states: list[RolloutState], num_ste
             action, log_probs[t], values[t] = stack.act_exact(obs_t, generators, views)
         else:  # batched passes; sampling still run by run, from each run's generator
             out = stack.actor_out(obs_t)
-            if stack.discrete:  # CategoricalActor.sample_and_log_prob
+            if stack.discrete:
                 probs = torch.softmax(out, -1)
                 action = torch.stack([torch.multinomial(probs[r], 1, generator=generators[r]).squeeze(-1)
                                       for r in range(R)])
-                log_probs[t] = torch.log_softmax(out, dim=-1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-            else:  # GaussianActor.sample_and_log_prob
+                log_probs[t] = categorical_log_prob_and_entropy(out, action)[0]
+            else:
                 noise = torch.stack([torch.randn(out.shape[1:], generator=generators[r], device=device,
                                                  dtype=out.dtype) for r in range(R)])
                 action = out + noise * std
-                z = (action - out) * inv_std
-                log_probs[t] = (-0.5 * z**2 - log_std - _LOG_SQRT_2PI).sum(-1)
+                log_probs[t] = gaussian_log_prob(out, log_std, action)
             values[t] = stack.value(obs_t)
         obs_buf[t], actions_buf[t] = obs_t, action
         action_np = action.cpu().numpy()
@@ -328,15 +319,11 @@ def _update_exact(stack: _Stack, optimizer: StackedAdam, data: dict, orders, mbs
                 idx = orders[r][epoch][j * mbs[r]:(j + 1) * mbs[r]]
                 obs, actions = data["obs"][r][idx], data["actions"][r][idx]
                 out = _forward_one(stack.actor_layers, p, obs)
-                if stack.discrete:  # CategoricalActor.log_prob_and_entropy
-                    log_p = torch.log_softmax(out, dim=-1)
-                    logp = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-                    entropy = -(log_p.exp() * log_p).sum(-1)
-                else:  # GaussianActor.log_prob and .entropy
-                    log_std = p["actor.log_std"]
-                    z = (actions - out) * torch.exp(-log_std)
-                    logp = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-                    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(obs.shape[0])
+                if stack.discrete:
+                    logp, entropy = categorical_log_prob_and_entropy(out, actions)
+                else:
+                    logp = gaussian_log_prob(out, p["actor.log_std"], actions)
+                    entropy = gaussian_entropy(p["actor.log_std"]).expand(obs.shape[0])
                 value = _forward_one(stack.critic_layers, p, obs).squeeze(-1)
                 losses.append(ppo_loss(logp, entropy, value, data["logp"][r][idx], data["adv"][r][idx],
                                         data["ret"][r][idx], data["val"][r][idx], cfg))
@@ -397,14 +384,11 @@ def _update_padded(stack: _Stack, optimizer: StackedAdam, data: dict, orders, mb
 
             out = stack.actor_out(obs)
             if stack.discrete:
-                log_p = torch.log_softmax(out, dim=-1)
-                new_logp = log_p.gather(-1, b_actions[sel].unsqueeze(-1)).squeeze(-1)
-                entropy = masked_mean(-(log_p.exp() * log_p).sum(-1))
+                new_logp, entropy = categorical_log_prob_and_entropy(out, b_actions[sel])
+                entropy = masked_mean(entropy)
             else:
-                log_std = stack.log_std()
-                z = (b_actions[sel] - out) * torch.exp(-log_std)
-                new_logp = (-0.5 * z**2 - log_std - _LOG_SQRT_2PI).sum(-1)
-                entropy = (0.5 + _LOG_SQRT_2PI + stack.params["actor.log_std"]).sum(-1)
+                new_logp = gaussian_log_prob(out, stack.log_std(), b_actions[sel])
+                entropy = gaussian_entropy(stack.params["actor.log_std"])
             new_value = stack.value(obs)
             ratio = (new_logp - b_logp[sel]).exp()
             adv = b_adv[sel]
