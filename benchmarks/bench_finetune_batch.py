@@ -1,6 +1,6 @@
 """Fine-tunings per core-hour: R PPO runs batched in one process (``pgx.algos.ppo_batch.train_many``)
-against today's ways — ``train`` called run after run in one process, and ``finetune_subset`` over
-joblib's loky with 2 processes (what the truth stage does on this 2-core machine) — same run.
+against today's ways before batching — ``train`` called run after run in one process, and ``train``
+over joblib's loky with 2 processes (what the truth stage did on this 2-core machine) — same run.
 
 Batched runs are timed both ways: ``exact=True`` (bit for bit ``train``) and ``exact=False``
 (padded minibatches, within float tolerance). Each family uses the ``default`` profile's
@@ -47,11 +47,13 @@ from joblib import Parallel, delayed
 from pgx.algos.ppo import train
 from pgx.algos.ppo_batch import train_many
 from pgx.envs import make_family
-from pgx.finetune import finetune_subset, single_thread
+from pgx.finetune import single_thread
 from pgx.policies import ActorCritic
 from pgx.profiles import get_profile
 
 SUBSET_SIZE = 5
+REFERENCE = {"highway": "highway:backend=highway-env"}
+"""Today's way before issue 21, where a family changed backend: its runs over loky are timed too."""
 
 
 def run_list(family, count: int) -> list[tuple[tuple[int, ...], int]]:
@@ -71,18 +73,24 @@ def timed(call) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _train_one(name: str, init, subset, cfg, seed: int) -> None:
+    """Today's fine-tuning run before batching: ``train`` on one core (what ``finetune_subset`` ran)."""
+    with single_thread():
+        train(make_family(name), subset, cfg, seed, init_state=init, progress=False)
+
+
 def _warm(name: str, init, cfg) -> int:
     """One one-iteration fine-tuning in a worker: imports, env construction and first kernels done."""
     from dataclasses import replace
 
-    finetune_subset(name, init, tuple(range(SUBSET_SIZE)), replace(cfg, total_timesteps=1), 0)
+    _train_one(name, init, tuple(range(SUBSET_SIZE)), replace(cfg, total_timesteps=1), 0)
     return 0
 
 
 def _cpu_timed_finetune(*args) -> float:
-    """``finetune_subset(*args)`` in a worker; returns the CPU seconds the worker process spent on it."""
+    """``_train_one(*args)`` in a worker; returns the CPU seconds the worker process spent on it."""
     start = time.process_time()
-    finetune_subset(*args)
+    _train_one(*args)
     return time.process_time() - start
 
 
@@ -92,6 +100,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 32, 64])
     parser.add_argument("--sequential-runs", type=int, default=16)
     parser.add_argument("--loky-runs", type=int, default=16)
+    parser.add_argument("--reference-runs", type=int, default=2,
+                        help="runs of the reference backend over loky, where a family has one (highway-env: ~90 s a run)")
     parser.add_argument("--iterations", type=int, default=0,
                         help="cap each run at this many PPO iterations (0: the profile's full budget)")
     args = parser.parse_args()
@@ -131,6 +141,18 @@ def main() -> None:
               f"per core-hour={3600 * loky:7.0f} "
               f"(x{loky / base:.2f} of sequential; by cpu time x{loky_cpu / base_cpu:.2f})", flush=True)
 
+        reference = None
+        if name in REFERENCE and args.reference_runs:
+            with Parallel(n_jobs=2, backend="loky") as parallel:
+                parallel(delayed(_warm)(REFERENCE[name], init, cfg) for _ in range(2))
+                start = time.perf_counter()
+                cpu = sum(parallel(delayed(_cpu_timed_finetune)(REFERENCE[name], init, subset, cfg, seed)
+                                   for subset, seed in runs[:args.reference_runs]))
+                wall = time.perf_counter() - start
+            reference = args.reference_runs / (2 * wall)
+            print(f"  loky x2 {REFERENCE[name]} runs={args.reference_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
+                  f"per core-hour={3600 * reference:7.1f}", flush=True)
+
         for R in args.batch_sizes:
             for exact in (True, False):
                 with single_thread():
@@ -139,7 +161,9 @@ def main() -> None:
                 label = "exact " if exact else "padded"
                 print(f"  batched {label} R={R:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s per core-hour={3600 * rate:7.0f} "
                       f"(x{rate / base:.2f} of sequential, x{rate / loky:.2f} of loky per core; "
-                      f"by cpu time x{(R / cpu) / base_cpu:.2f} and x{(R / cpu) / loky_cpu:.2f})", flush=True)
+                      f"by cpu time x{(R / cpu) / base_cpu:.2f} and x{(R / cpu) / loky_cpu:.2f})"
+                      + (f"; x{rate / reference:.0f} of {REFERENCE[name]} over loky per core" if reference else ""),
+                      flush=True)
 
 if __name__ == "__main__":
     main()

@@ -62,6 +62,7 @@ def cartpole_family() -> TaskFamily:
         description="balance a pole on a cart; tasks differ in the pole's half length (0.05–5 m)",
         reward_range=(0.0, 500.0),
         render_frame=cartpole_frame,
+        merge_axis=1,  # CartPoleVectorEnv draws reset states as uniform(size=(4, k))
     )
 
 

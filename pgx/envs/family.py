@@ -65,6 +65,11 @@ class TaskFamily:
     render_frame: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
     """``param (param_dim,) -> (H, W, 3)`` uint8 picture of one task, for the family chapter
     (None: the chapter draws the task parameters instead)."""
+    merge_axis: int | None = None
+    """Where the base vector env computes every sub-env elementwise and draws its randomness only
+    as ``np_random.uniform(low, high, size)`` for the sub-envs it resets: the axis of ``size`` that
+    runs over those sub-envs. Then many training runs' envs step as one, each run's draws from its
+    own generator (:mod:`pgx.envs.runs`). None (the default): each run keeps an env of its own."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):

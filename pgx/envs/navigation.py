@@ -279,6 +279,7 @@ def navigation_family(goals: str = "clusters", radius: float = 1.0, threshold: f
         description=f"move a point from the origin to an unseen goal on a circle of radius {radius:g}; "
                     f"tasks differ in the goal's angle ({goals} source goals)",
         planted_groups=None if goals != "clusters" else CLUSTER_LABELS,
+        merge_axis=0,  # NavigationVectorEnv draws start positions as uniform(size=(k, 2))
     )
 
 
