@@ -130,8 +130,8 @@ for spec, row in summary.iterrows():
 # sub-envs together. The `default` profile gives highway 205 thousand meta-training steps, five
 # times what highway-env allowed (the other families get 0.5–2 million; the comment beside the
 # budget in `pgx/profiles.py` gives the probe behind the choice, not recomputed here). Subsets,
-# features and truth replicates are now the other families' (60 subsets, 2,048 feature steps per
-# task, r = 4), with 5,120 fine-tuning steps per subset. Whether θ* is useful is the verdict above.
+# features and truth replicates are now at least the other families' (this build's budgets are
+# printed at the top of each chapter). Whether θ* is useful is the verdict above.
 # The `paper` profile gives highway 500 thousand meta-training steps.
 
 # %% [markdown]

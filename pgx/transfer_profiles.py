@@ -107,7 +107,8 @@ TRANSFER_PROFILES: dict[str, TransferProfile] = {
             "navigation": dict(maml=MAMLConfig(meta_iterations=200, meta_batch_size=10, episodes=5),
                                adapt=AdaptConfig(steps=10, episodes=10)),
             # Episodes cut at 300 of LunarLander's 1,000 steps: a landing takes 200–400 steps.
-            "lunarlander": dict(maml=MAMLConfig(meta_iterations=40, meta_batch_size=10, episodes=4, horizon=300),
+            # 100 MAML iterations as the base budget (40 before issue 21).
+            "lunarlander": dict(maml=MAMLConfig(meta_iterations=100, meta_batch_size=10, episodes=4, horizon=300),
                                 adapt=AdaptConfig(steps=5, episodes=5, horizon=300), num_targets=20),
             # highway on envpool (issue 21) runs the base budgets (it ran 10 MAML iterations of one
             # episode, 3 adaptation steps and 10 targets on highway-env's Python).

@@ -32,7 +32,7 @@ import joblib
 from pgx import progress
 from pgx.envs import make_family, parse_family_spec, registry_entry
 from pgx.profiles import Profile
-from pgx.runtime import _first_line, is_damage, is_int
+from pgx.runtime import _first_line, atomic_write, is_damage, is_int
 
 __all__ = ["code_version", "versioned", "family_version", "key_version", "TRAINERS", "trainer_version",
            "checkpoint_path", "cache_dir", "memory", "cached", "stage_args"]
@@ -310,11 +310,13 @@ def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
     the errors of a damaged file count (``runtime.is_damage``): an unreadable directory, a full
     memory or a missing module is raised, not papered over by hours of recomputation."""
     if not store.check_call_in_cache(*args, **kwargs):
-        return store(*args, **kwargs)
-    shelved = store.call_and_shelve(*args, **kwargs)
-    path = Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
+        result, kept = store(*args, **kwargs)
+        _seal(_output_path(store, args, kwargs))
+        return result, kept
+    path = _output_path(store, args, kwargs)
     try:
-        result, kept = shelved.get()
+        _check_seal(path)
+        result, kept = store.call_and_shelve(*args, **kwargs).get()
         if not isinstance(kept, list):
             raise TypeError(f"expected (result, warnings), got warnings of type {type(kept).__name__}")
     except Exception as e:
@@ -324,7 +326,41 @@ def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
         warnings.warn(f"stage cache file {path} cannot be read ({_first_line(e)}); "
                       f"recomputing {store.func.__name__} and overwriting it", RuntimeWarning, stacklevel=3)
         result, kept = store.call(*args, **kwargs)[0]
+        _seal(path)
     return result, kept
+
+
+class DamagedResult(ValueError):
+    """A stage result whose bytes no longer match the checksum written beside them."""
+
+
+def _output_path(store, args: tuple, kwargs: dict) -> Path:
+    shelved = store.call_and_shelve(*args, **kwargs)  # a reference to the stored result; nothing is loaded
+    return Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
+
+
+def _seal_path(path: Path) -> Path:
+    return path.with_name("output.sha256")
+
+
+def _seal(path: Path) -> None:
+    """Write the sha256 of a result file just written beside it (atomically): a pickle whose bytes
+    flip later can still load without error (a bit-flip test found half of the damaged files did),
+    so only a checksum tells a damaged result from a good one."""
+    if not path.is_file():  # joblib could not persist the result (it warned): nothing to seal
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    atomic_write(_seal_path(path), lambda tmp: tmp.write_text(digest))
+
+
+def _check_seal(path: Path) -> None:
+    """Raise :class:`DamagedResult` (a damage error: the result is recomputed) where the result file
+    does not match its checksum, or has none (written by a process killed between the two writes)."""
+    seal = _seal_path(path)
+    if not seal.is_file():
+        raise DamagedResult(f"no checksum {seal.name} beside it")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != seal.read_text().strip():
+        raise DamagedResult(f"its bytes do not match the checksum in {seal.name}")
 
 
 def stage_args(family_name: str, profile: Profile, seed: int) -> Profile:
