@@ -16,23 +16,24 @@ machine, where 2 loky processes rarely get 2 whole cores, it is the steadier mea
 Run by hand:
 ``OMP_NUM_THREADS=1 python benchmarks/bench_finetune_batch.py [--families cartpole navigation highway]``.
 
-Measured here (2-core machine shared with other jobs, load 2-5; torch 2.13 CPU; one run of the
-script, 16 sequential and 16 loky runs): fine-tunings per CPU-core-hour, batched over sequential
-``train`` (R = 16 / 32 / 64):
+Measured here (2026-12-07, the cores otherwise idle; torch 2.13 CPU; one run of the script, 16
+sequential and 16 loky runs): fine-tunings per core-hour, batched over sequential ``train``
+(R = 16 / 32 / 64), and over loky's per core:
 
-==========  ==================  ==================  ===========================
-family      exact=True          exact=False         loky x2 over sequential
-==========  ==================  ==================  ===========================
-CartPole    1.39 / 1.33 / 1.40  1.51 / 1.80 / 1.84  0.84 (CPU time), 0.74 (wall)
-navigation  1.35 / 1.21 / 1.17  1.95 / 1.50 / 1.87  0.97 (CPU time), 0.92 (wall)
-highway     1.10 / 1.20 / 1.14  1.51 / 1.59 / 1.38  0.88 (CPU time), 0.44 (wall)
-==========  ==================  ==================  ===========================
+==========  ==================  ==================  ====================  ==========================
+family      exact=True          exact=False         exact=False / loky    loky x2 over sequential
+==========  ==================  ==================  ====================  ==========================
+CartPole    1.51 / 1.49 / 1.45  2.47 / 2.43 / 2.36  2.53 / 2.49 / 2.42    0.98 (wall), 1.00 (CPU)
+navigation  1.42 / 1.38 / 1.36  2.74 / 2.56 / 2.55  2.83 / 2.65 / 2.64    0.97 (wall), 0.99 (CPU)
+highway     1.48 / 1.37 / 1.11  2.10 / 2.02 / 2.01  2.49 / 2.40 / 2.38    0.84 (wall), 1.01 (CPU)
+==========  ==================  ==================  ====================  ==========================
 
-Short of the issue's 3x: with the default fine-tuning config (minibatches of 640 rows; 80 on
-highway) the update is arithmetic-bound — a single run's matmuls are already large, and
-``torch.tanh`` here costs ~3 ns an element, about a third of the update — and every run still steps
-its own vector env (CartPole's gymnasium vector env ~0.1 ms a call, envpool's ~0.3 ms), which
-batching the networks cannot remove. Wall-time ratios swing with the other jobs' load (printed too).
+Highway against its reference backend (what the truth ran on before issue 21): highway-env over
+loky, 2 runs, 52.7 runs per core-hour; batched padded on envpool 141-147x that.
+
+Short of the issue's 3x on CartPole and navigation: the padded batch is bound by its matmuls
+(60-70 GFLOP/s on one core, about half of the batch's time); the sequential baseline is a run
+of ``train`` on the same core. Wall-time ratios swing with other jobs' load: run it on idle cores.
 """
 
 from __future__ import annotations

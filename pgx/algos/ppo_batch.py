@@ -68,9 +68,13 @@ What is equal, and why (torch 2.13, CPU, one thread; ``tests/test_ppo_batch.py``
   measured p 0.75, padded minus exact -0.08 ± 0.90), while the same test tells a 30% lower
   learning rate apart (tested).
 
-Speed (``benchmarks/bench_finetune_batch.py``, default fine-tuning configs, one core): per CPU
-core-hour 1.1-1.4x sequential ``train`` with ``exact=True`` and 1.4-2x with ``exact=False`` on
-CartPole, navigation and highway; the update's arithmetic and each run's own env stepping bound it.
+Speed (``benchmarks/bench_finetune_batch.py``, default fine-tuning configs, one core, 2026-12-07,
+cores otherwise idle): runs per core-hour over ``train`` one at a time, R = 16 / 32 / 64 — CartPole
+padded 2.47 / 2.43 / 2.36x (exact 1.51 / 1.49 / 1.45x), navigation padded 2.74 / 2.56 / 2.55x
+(exact 1.42 / 1.38 / 1.36x), highway padded 2.10 / 2.02 / 2.01x. The padded batch is bound by
+its matmuls: they run at 60-70 GFLOP/s on one core here (``baddbmm`` at these shapes as fast as
+one large ``mm``) and take about half of a CartPole batch's time (cProfile, R = 32); the rest is
+the sigmoid-tanh, sampling run by run, masking and the env.
 
 Not supported (``train`` has them): checkpoint/resume inside a run (a batch's unit of resume is a
 finished run, kept by the fine-tune store) and the global RNG state that ``train``'s
