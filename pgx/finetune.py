@@ -266,7 +266,7 @@ def default_store() -> Path:
     """The store the stages keep finished runs in: inside the stage cache directory, so that deleting
     it, or ``memory.clear()``, to force a recompute deletes the runs too. joblib, whose results lie
     beside it (``stages/pgx/...``), counts only its own result folders when it trims the cache."""
-    from pgx.stages.cache import cache_dir
+    from pgx.keys import cache_dir
 
     return cache_dir() / "stages" / "finetune_runs"
 
@@ -297,11 +297,11 @@ built-in family (all of them: which one a family, or a plugin's, uses is not kno
 
 def _key_versions(family_name: str) -> dict[str, str]:
     """What else a run's numbers depend on, in the key: the code of this module with all it imports
-    and of the family's own module (``pgx.stages.cache.trainer_version``; not the calling stage's,
+    and of the family's own module (``pgx.keys.trainer_version``; not the calling stage's,
     so an edit to the surrogate or the affinity reuses every run), and the library versions.
     (Imported here, where it is needed, so that workers importing this module do not import every
     stage.)"""
-    from pgx.stages.cache import trainer_version
+    from pgx.keys import trainer_version
 
     return {"code": trainer_version("finetune", family_name), **_library_versions()}
 

@@ -6,7 +6,7 @@ cache) as one JSON line appended to the file named by ``$PGX_PROGRESS``, when th
 book's fill step (``pgx.book_fill``) sets it and prints the lines as they come, whatever process or
 notebook kernel computes the stage. Durations are kept per (stage, family, profile) beside the
 stage cache, so a rebuild can say what to expect. This module only reports: nothing here can
-change a result, so it is left out of every stage's code version (``pgx.stages.cache``).
+change a result, so it is left out of every stage's code version (``pgx.keys``).
 """
 
 from __future__ import annotations

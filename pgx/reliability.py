@@ -23,9 +23,9 @@ import numpy as np
 from pgx.affinity import affinity_matrix
 from pgx.clustering import sdp_cluster
 from pgx.runtime import is_int
-from pgx.validation import grouping_nmi, per_task_spearman
+from pgx.validation import grouping_nmi, offdiagonal_correlation, per_task_spearman
 
-__all__ = ["Reliability", "offdiagonal_correlation", "spearman_brown", "half_splits", "split_half_reliability"]
+__all__ = ["Reliability", "spearman_brown", "half_splits", "split_half_reliability"]
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,6 @@ class Reliability:
                 "full-r off-diagonal r (Spearman–Brown)": self.full_offdiagonal,
                 "full-r Spearman ρ (Spearman–Brown)": self.full_spearman,
                 "full-r group stability (bootstrap, optimistic)": self.full_nmi}
-
-
-def offdiagonal_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of the strictly upper-triangular entries of two ``(n, n)`` matrices (NaN
-    when either is constant there)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"need two square matrices of the same shape, got {a.shape} and {b.shape}")
-    upper = np.triu_indices(a.shape[0], 1)
-    x, y = a[upper], b[upper]
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def spearman_brown(rho: float, factor: float = 2.0) -> float:

@@ -13,7 +13,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from pgx.clustering import random_grouping
 
-__all__ = ["relative_error", "per_task_spearman", "grouping_nmi", "random_nmi", "exact_objective_scores", "compare"]
+__all__ = ["relative_error", "offdiagonal_correlation", "per_task_spearman", "grouping_nmi", "random_nmi", "exact_objective_scores", "compare"]
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -25,6 +25,19 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
     if not np.isfinite(norm) or norm == 0:
         raise ValueError(f"‖T‖_F is {norm}; the relative error is undefined")
     return float(np.linalg.norm(estimate - truth) / norm)
+
+
+def offdiagonal_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the strictly upper-triangular entries of two ``(n, n)`` matrices (NaN
+    when either is constant there)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"need two square matrices of the same shape, got {a.shape} and {b.shape}")
+    upper = np.triu_indices(a.shape[0], 1)
+    x, y = a[upper], b[upper]
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def per_task_spearman(estimated: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -95,7 +108,6 @@ def compare(
     relative error needs both matrices in the same units (``same_units``); it is NaN otherwise.
     """
     from pgx.clustering import sdp_cluster
-    from pgx.reliability import offdiagonal_correlation
 
     row = {"NMI": grouping_nmi(sdp_cluster(estimate, k=k, seed=seed), sdp_cluster(truth, k=k, seed=seed)),
            "relative error": relative_error(estimate, truth) if same_units and np.any(truth) else float("nan"),

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from pgx.stages.cache import PACKAGE_ROOT, code_version
+from pgx.keys import PACKAGE_ROOT, code_version
 
 FILES = {
     "__init__.py": '"""The package."""\nVERSION = 1\n',
@@ -55,7 +55,7 @@ def _edit(path, old, new):
     ("helper.py", "return 1", "return  1  # spacing and a comment"),
     ("unrelated.py", "return 3", "return 30"),
     # Named only in a string, as the family registry names its families: a stage's key carries
-    # the family's version on its own (pgx.stages.cache.family_version), not every family's.
+    # the family's version on its own (pgx.keys.family_version), not every family's.
     ("registry/family_d.py", "return 4", "return 40"),
 ])
 def test_edits_that_cannot_change_a_result_keep_the_version(package, file, old, new):
@@ -78,7 +78,7 @@ def test_edits_to_code_the_stage_runs_change_the_version(package, file, old, new
 
 
 def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
-    from pgx.stages.cache import _closure
+    from pgx.keys import _closure
 
     truth = _closure("pgx.stages.truth", PACKAGE_ROOT, "pgx")
     pipeline = _closure("pgx.stages.pipeline", PACKAGE_ROOT, "pgx")

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from pgx.envs import FAMILIES
-from pgx.stages.cache import PACKAGE_ROOT, TRAINERS, family_version, key_version, trainer_version, versioned
+from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, trainer_version, versioned
 
 STAGE_MODULES = ("pgx.stages.pipeline", "pgx.stages.truth", "pgx.stages.downstream", "pgx.stages.hessian_bound",
                  "pgx.stages.metaworld")

@@ -11,7 +11,7 @@ import joblib
 from pgx import progress
 from pgx.book_fill import ROOT, _Watcher, _select, chapters
 from pgx.stages import cache
-from pgx.stages.cache import PACKAGE_ROOT, _closure
+from pgx.keys import PACKAGE_ROOT, _closure
 
 CALLS: list[int] = []
 

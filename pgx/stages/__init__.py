@@ -13,7 +13,8 @@ downstream. Each stage is a function of ``(family spec, profile, seed)``, cached
 A later downstream stage (MAML transfer, Meta-World) gets a module of its own here.
 """
 
-from pgx.stages.cache import cache_dir, code_version, stage_args
+from pgx.keys import cache_dir, code_version
+from pgx.stages.cache import stage_args
 from pgx.stages.fidelity import FidelityResult, highway_fidelity
 from pgx.stages.hessian_bound import GeneralizationResult, generalization
 from pgx.stages.pipeline import (

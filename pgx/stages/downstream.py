@@ -30,7 +30,8 @@ from pgx.algos.maml import MAMLConfig, MAMLResult
 from pgx.algos.ppo import TrainResult
 from pgx.envs import as_param_array, make_family
 from pgx.profiles import Profile
-from pgx.stages.cache import cached, checkpoint_path, key_version, stage_args, versioned
+from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.stages.cache import cached, stage_args
 from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
 from pgx.transfer_profiles import TransferProfile, get_transfer_profile
 

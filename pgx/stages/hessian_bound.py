@@ -15,7 +15,8 @@ from pgx.generalization import (
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, key_version, stage_args, versioned
+from pgx.keys import key_version, versioned
+from pgx.stages.cache import cached, stage_args
 from pgx.stages.pipeline import estimate_affinity
 
 CODE_VERSION = versioned(__name__)

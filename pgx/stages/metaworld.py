@@ -26,7 +26,8 @@ from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, 
 from pgx.metaworld_profiles import GROUPINGS, METHODS, MetaWorldProfile, get_metaworld_profile
 from pgx.runtime import is_int, seed_everything
 from pgx.sac_features import sac_samples
-from pgx.stages.cache import cached, checkpoint_path, key_version, versioned
+from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.stages.cache import cached
 from pgx.stages.pipeline import FIT_ROLLOUT, SCORE_ROLLOUT, fit_scaled
 from pgx.surrogate import first_order_scores
 

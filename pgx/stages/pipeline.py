@@ -23,7 +23,8 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, checkpoint_path, key_version, stage_args, versioned
+from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.stages.cache import cached, stage_args
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 
 CODE_VERSION = versioned(__name__)

@@ -19,7 +19,8 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, key_version, stage_args, versioned
+from pgx.keys import key_version, versioned
+from pgx.stages.cache import cached, stage_args
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
     SCORE_ROLLOUT,
