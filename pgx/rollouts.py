@@ -16,28 +16,16 @@ import numpy as np
 import torch
 
 from pgx.envs import TaskFamily
+from pgx.envs.autoreset import EnvState, step_envs
 from pgx.policies import ActorCritic
 
 __all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples", "flat_actions",
            "center_per_task"]
 
 
-@dataclass
-class RolloutState:
-    """Where the envs are between two rollouts; carried across PPO iterations and checkpoints."""
-
-    obs: np.ndarray
-    """``(num_envs, obs_dim)`` observation the next action is chosen on."""
-    reset_next: np.ndarray
-    """``(num_envs,)`` bool: the next step of this sub-env is an autoreset step."""
-    episode_return: np.ndarray
-    """``(num_envs,)`` running undiscounted return of the current episode."""
-
-    @classmethod
-    def start(cls, env: gym.vector.VectorEnv, seed: int) -> "RolloutState":
-        obs, _ = env.reset(seed=seed)
-        n = env.num_envs
-        return cls(obs=obs, reset_next=np.zeros(n, bool), episode_return=np.zeros(n))
+RolloutState = EnvState
+"""Where the envs are between two rollouts (:class:`pgx.envs.autoreset.EnvState`); carried across
+PPO iterations and checkpoints."""
 
 
 @dataclass
@@ -85,20 +73,9 @@ def collect(
         action, log_probs[t], values[t] = agent.act(obs_t, generator)
         obs_buf[t], actions_buf[t] = obs_t, action
         flags["valid"][t] = ~state.reset_next
-
-        next_obs, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
-        reward = np.asarray(reward, dtype=np.float64)
-        if not np.all(np.isfinite(reward)):
-            bad = np.flatnonzero(~np.isfinite(reward))
-            raise ValueError(f"non-finite reward {reward[bad[0]]} from sub-env {int(bad[0])} at step {t}")
-        rewards[t], flags["terminated"][t], flags["truncated"][t] = reward, terminated, truncated
-
-        state.episode_return += reward
-        done = np.logical_or(terminated, truncated)
-        for e in np.flatnonzero(done):
-            finished.append((int(e), float(state.episode_return[e])))
-        state.episode_return[done] = 0.0
-        state.obs, state.reset_next = next_obs, done
+        out = step_envs(env.step, action.cpu().numpy(), state, f"at step {t}")
+        rewards[t], flags["terminated"][t], flags["truncated"][t] = out.reward, out.terminated, out.truncated
+        finished += [(int(e), float(ret)) for (e,), ret in zip(out.finished, out.finished_returns)]
     next_value = agent.get_value(torch.as_tensor(state.obs, dtype=torch.float32, device=device))
     on_device = {k: torch.from_numpy(v).to(device) for k, v in (("rewards", rewards), *flags.items())}
     return Rollout(obs=obs_buf, actions=actions_buf, log_probs=log_probs, values=values, **on_device,

@@ -10,6 +10,7 @@ import pickle
 import random
 import struct
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,7 +20,7 @@ import torch
 
 __all__ = ["is_int", "seed_everything", "MAX_SEED", "env_seed", "pick_device", "atomic_write", "save_torch",
            "save_json", "save_npz", "LOAD_ERRORS", "is_damage", "UnreadableCheckpoint", "load_checkpoint",
-           "load_pickled"]
+           "load_pickled", "pickled_env"]
 
 MAX_SEED = 2**32 - 1
 """Largest seed the CLI and ``$PGX_SEED`` take: seeds derived from it (resets, fine-tuning runs) stay
@@ -196,6 +197,44 @@ def load_pickled(blob: bytes, path: str | Path, what: str) -> Any:
             raise
         raise UnreadableCheckpoint(f"the {what} saved in checkpoint {path} cannot be unpickled ({_first_line(e)}); "
                                    f"delete {path} to start the run over") from e
+
+
+def pickled_env(env) -> bytes | None:
+    """The env's state as bytes for a training checkpoint (PPO's and SAC's), or None where it cannot
+    be pickled (Box2D, highway-env, MuJoCo, worker processes): a resumed run then restarts the
+    episodes in progress from a seeded reset, and a warning says so."""
+    rebuilt = _rebuilt_on_unpickle(env)
+    if rebuilt is not None:
+        warnings.warn(f"{rebuilt} pickles by re-construction, without its state; a resumed run will restart its "
+                      "episodes from a seeded reset", stacklevel=3)
+        return None
+    try:
+        return pickle.dumps(env)
+    except Exception as e:  # pickling fails with TypeError, AttributeError or a SWIG error
+        warnings.warn(f"{type(env.unwrapped).__name__} cannot be pickled ({type(e).__name__}); a resumed run will restart "
+                      "its episodes from a seeded reset", stacklevel=3)
+        return None
+
+
+def _rebuilt_on_unpickle(env) -> str | None:
+    """The name of an env inside ``env`` that pickles as its constructor call (gymnasium's
+    ``EzPickle``: Box2D and MuJoCo envs), else None. Such a pickle loads as a fresh, un-reset env,
+    so it cannot carry episodes across a resume. Walks wrappers (``env``) and vector envs (``envs``)
+    through their ``__dict__``, so no wrapper attribute forwarding is triggered."""
+    from gymnasium.utils import EzPickle
+
+    todo, seen = [env], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, EzPickle):
+            return type(node).__name__
+        attributes = getattr(node, "__dict__", {})
+        todo += [attributes["env"]] if "env" in attributes else []
+        todo += list(attributes.get("envs", []) or [])
+    return None
 
 
 def _first_line(error: BaseException) -> str:

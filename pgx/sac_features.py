@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pgx.envs import TaskFamily
+from pgx.envs.autoreset import EnvState, step_envs
 from pgx.rollouts import Samples
 from pgx.runtime import is_int
 
@@ -50,19 +51,17 @@ def policy_rollout(actor, family: TaskFamily, steps_per_task: int, seed: int, ac
     quota[: n * envs_per_task: envs_per_task] += steps_per_task % envs_per_task  # the first sub-env takes the rest
     generator = torch.Generator().manual_seed(int(seed))
     try:
-        obs, _ = env.reset(seed=int(seed))
-        resetting = np.zeros(env.num_envs, dtype=bool)
+        state = EnvState.start(env, int(seed))
         kept_obs, kept_u, kept_task = [], [], []
         counts = np.zeros(env.num_envs, dtype=np.int64)
         while (counts < quota).any():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32)
+            obs_t = torch.as_tensor(state.obs, dtype=torch.float32)
             u = actor.sample(obs_t, generator)
-            keep = ~resetting & (counts < quota)
+            keep = ~state.reset_next & (counts < quota)
             if keep.any():
                 kept_obs.append(obs_t[keep]), kept_u.append(u[keep]), kept_task.append(slot_task[keep])
                 counts += keep
-            obs, _, terminated, truncated, _ = env.step(action_of(u))
-            resetting = np.asarray(terminated) | np.asarray(truncated)
+            step_envs(env.step, action_of(u), state, f"after {int(counts.sum())} kept samples")
     finally:
         env.close()
     task_ids = torch.as_tensor(np.concatenate(kept_task), dtype=torch.long)

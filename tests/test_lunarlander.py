@@ -82,11 +82,11 @@ def test_bad_gravity_is_named():
 def test_lunarlander_is_not_resumed_from_a_reconstructing_pickle():
     """gymnasium's LunarLander pickles as its constructor call (EzPickle): the copy is not reset and
     its first step fails. Resume must treat it as unpicklable and restart episodes instead."""
-    from pgx.algos.ppo import _pickled
+    from pgx.runtime import pickled_env
 
     env = make_family("lunarlander").source_envs([0, 1])
     try:
         with pytest.warns(UserWarning, match="LunarLander pickles by re-construction"):
-            assert _pickled(env) is None
+            assert pickled_env(env) is None
     finally:
         env.close()

@@ -451,3 +451,35 @@ def test_init_state_starts_from_given_weights():
     no_updates = SACConfig(**{**TINY.__dict__, "total_steps": 20, "learning_starts": 100})
     tuned = train(fam, no_updates, seed=5, progress=False, init_state=base.init_state())
     assert _same(base.actor_state, tuned.actor_state) and torch.equal(base.log_alpha, tuned.log_alpha)
+
+
+def test_evaluation_on_a_numpy_family_seeds_each_sub_env():
+    """SAC's evaluation resets sub-env e with its own seed: a numpy family's one vector env (CartPole
+    would not take a list of seeds) does it through per-sub-env generators, and each episode's
+    start equals that of an env of its own reset with the seed (issue 22: SAC's evaluation on the
+    navigation family failed on the list of seeds)."""
+    from pgx.envs.runs import reset_each
+
+    family = make_family("navigation:observe_task=true,start_noise=0.05")
+    env = family.source_envs([0, 1], 2)
+    try:
+        obs, _ = reset_each(family, env, [5, 6, 7, 8])
+    finally:
+        env.close()
+    for e, seed in enumerate([5, 6, 7, 8]):
+        own = family.source_envs([0], 1)
+        try:
+            np.testing.assert_array_equal(obs[e, :2], own.reset(seed=seed)[0][0, :2])
+        finally:
+            own.close()
+    assert not np.array_equal(obs[0, :2], obs[1, :2])
+    cartpole = make_family("cartpole")
+    env = cartpole.source_envs([0, 1], 1)
+    try:
+        obs, _ = reset_each(cartpole, env, [3, 4])
+        np.testing.assert_array_equal(obs[1, :4], gym.make("CartPole-v1").reset(seed=4)[0])
+    finally:
+        env.close()
+    cfg = SACConfig(total_steps=200, eval_every=100, eval_episodes=2, batch_size=16, learning_starts=50)
+    result = train(family, cfg, seed=0, task_ids=[0, 1], progress=False)
+    assert result.eval_returns.size and np.isfinite(result.eval_returns).all()

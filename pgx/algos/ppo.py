@@ -21,9 +21,7 @@ matter here:
 
 from __future__ import annotations
 
-import pickle
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -37,7 +35,7 @@ from pgx.checks import check_bool, check_instance, check_int, check_number
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic, PolicyConfig
 from pgx.rollouts import RolloutState, collect, flat_actions, gae
-from pgx.runtime import load_checkpoint, load_pickled, pick_device, save_torch, seed_everything
+from pgx.runtime import load_checkpoint, load_pickled, pick_device, pickled_env, save_torch, seed_everything
 
 __all__ = ["PPOConfig", "TrainResult", "train", "resume_seed", "ppo_loss"]
 
@@ -191,7 +189,7 @@ def train(
         save_torch(
             {
                 "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "env": _pickled(env), "rollout_state": state,
+                "generator": generator.get_state(), "env": pickled_env(env), "rollout_state": state,
                 "iteration": iteration, "elapsed": elapsed, "steps": steps_log, "returns": returns_log,
                 "config": asdict(cfg), "task_ids": task_ids, "seed": seed,
             },
@@ -289,40 +287,3 @@ def ppo_loss(logp: torch.Tensor, entropy: torch.Tensor, new_value: torch.Tensor,
 def resume_seed(seed: int, iteration: int) -> int:
     """Reset seed of the envs when a run resumes at ``iteration`` without a pickled env."""
     return seed + 1_000_003 * (iteration + 1)
-
-
-def _pickled(env) -> bytes | None:
-    """The env's state as bytes, or None where it cannot be pickled (Box2D, highway-env, MuJoCo,
-    worker processes): resume then restarts the episodes in progress (see the module docstring)."""
-    rebuilt = _rebuilt_on_unpickle(env)
-    if rebuilt is not None:
-        warnings.warn(f"{rebuilt} pickles by re-construction, without its state; a resumed run will restart its "
-                      "episodes from a seeded reset", stacklevel=3)
-        return None
-    try:
-        return pickle.dumps(env)
-    except Exception as e:  # pickling fails with TypeError, AttributeError or a SWIG error
-        warnings.warn(f"{type(env.unwrapped).__name__} cannot be pickled ({type(e).__name__}); a resumed run will restart "
-                      "its episodes from a seeded reset", stacklevel=3)
-        return None
-
-
-def _rebuilt_on_unpickle(env) -> str | None:
-    """The name of an env inside ``env`` that pickles as its constructor call (gymnasium's
-    ``EzPickle``: Box2D and MuJoCo envs), else None. Such a pickle loads as a fresh, un-reset env,
-    so it cannot carry episodes across a resume. Walks wrappers (``env``) and vector envs (``envs``)
-    through their ``__dict__``, so no wrapper attribute forwarding is triggered."""
-    from gymnasium.utils import EzPickle
-
-    todo, seen = [env], set()
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, EzPickle):
-            return type(node).__name__
-        attributes = getattr(node, "__dict__", {})
-        todo += [attributes["env"]] if "env" in attributes else []
-        todo += list(attributes.get("envs", []) or [])
-    return None

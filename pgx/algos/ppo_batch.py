@@ -95,12 +95,13 @@ from torch.nn import functional as F
 
 from pgx.algos.ppo import PPOConfig, TrainResult, ppo_loss
 from pgx.envs import TaskFamily
+from pgx.envs.autoreset import EnvState, step_envs
 from pgx.envs.runs import MergedRuns, SeparateRuns, run_envs
 from pgx.policies import (
     ActorCritic, categorical_log_prob_and_entropy, categorical_sample_and_log_prob, gaussian_entropy,
     gaussian_log_prob, gaussian_sample_and_log_prob,
 )
-from pgx.rollouts import RolloutState, gae
+from pgx.rollouts import gae
 from pgx.runtime import pick_device, seed_everything
 
 __all__ = ["StackedAdam", "train_many"]
@@ -289,7 +290,7 @@ def _clip_per_run(grads: list[torch.Tensor], max_norm: float) -> None:
 # --- rollout ----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def _collect_many(stack: _Stack, envs: MergedRuns | SeparateRuns, state: RolloutState, num_steps: int,
+def _collect_many(stack: _Stack, envs: MergedRuns | SeparateRuns, state: EnvState, num_steps: int,
                   generators: list[torch.Generator], device: torch.device, exact: bool) -> dict:
     """``pgx.rollouts.collect`` for R runs at once: arrays ``(T, R, E, ...)``; ``state`` holds the
     runs' ``(R, E, ...)`` arrays, and each run's env block and generator are used exactly as
@@ -327,18 +328,10 @@ def _collect_many(stack: _Stack, envs: MergedRuns | SeparateRuns, state: Rollout
             values[t] = stack.value(obs_t)
         obs_buf[t], actions_buf[t] = obs_t, action
         flags["valid"][t] = ~state.reset_next
-        next_obs, reward, terminated, truncated = envs.step(action.cpu().numpy(), state.reset_next)
-        reward = np.asarray(reward, dtype=np.float64)
-        if not np.all(np.isfinite(reward)):
-            r, e = np.argwhere(~np.isfinite(reward))[0]
-            raise ValueError(f"non-finite reward {reward[r, e]} from sub-env {int(e)} of run {int(r)} at step {t}")
-        rewards[t], flags["terminated"][t], flags["truncated"][t] = reward, terminated, truncated
-        state.episode_return += reward
-        done = np.logical_or(terminated, truncated)
-        for r, e in np.argwhere(done):
-            finished[r].append((int(e), float(state.episode_return[r, e])))
-        state.episode_return[done] = 0.0
-        state.obs, state.reset_next = next_obs, done
+        out = step_envs(envs.step, action.cpu().numpy(), state, f"at step {t}")
+        rewards[t], flags["terminated"][t], flags["truncated"][t] = out.reward, out.terminated, out.truncated
+        for (r, e), ret in zip(out.finished, out.finished_returns):
+            finished[r].append((int(e), float(ret)))
     last_obs = torch.as_tensor(state.obs, dtype=torch.float32, device=device)
     next_value = stack.value_exact(last_obs, views) if exact else stack.value(last_obs)
     on_device = {k: torch.from_numpy(v).to(device) for k, v in (("rewards", rewards), *flags.items())}
@@ -522,8 +515,7 @@ def train_many(
     generators = [torch.Generator(device=dev).manual_seed(seed) for seed in seeds]
     envs = run_envs(family, subsets, cfg.envs_per_task, merge=merge_envs)
     try:
-        obs = envs.reset(seeds)
-        state = RolloutState(obs=obs, reset_next=np.zeros(obs.shape[:2], bool), episode_return=np.zeros(obs.shape[:2]))
+        state = EnvState.at(envs.reset(seeds))
         steps_log: list[int] = []
         returns_log: list[list[np.ndarray]] = [[] for _ in range(R)]
         elapsed = 0.0

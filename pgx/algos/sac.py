@@ -67,11 +67,12 @@ from gymnasium import spaces
 from torch import nn
 from tqdm.auto import tqdm
 
-from pgx.algos.ppo import _pickled
 from pgx.checks import check_instance, check_int, check_number, check_optional_number
 from pgx.envs import TaskFamily
+from pgx.envs.autoreset import EnvState, step_envs
+from pgx.envs.runs import reset_each
 from pgx.nets import ArchConfig, make_network
-from pgx.runtime import is_int, load_checkpoint, load_pickled, pick_device, save_torch
+from pgx.runtime import is_int, load_checkpoint, load_pickled, pick_device, pickled_env, save_torch
 
 __all__ = ["SACConfig", "SACResult", "TanhGaussianActor", "TwinQ", "SACAgent", "Batch", "SACOptimisers",
            "make_optimisers", "tanh_log_abs_det", "to_env_action", "soft_q_target", "critic_loss", "actor_loss",
@@ -571,7 +572,7 @@ def evaluate(family: TaskFamily, actor: TanhGaussianActor, task_ids: Sequence[in
                          f"{len(ids) * episodes}")
     try:
         device = next(actor.parameters()).device
-        obs, _ = env.reset(seed=[int(seed) + EVAL_STRIDE * int(t) + e for t in ids for e in range(episodes)])
+        obs, _ = reset_each(family, env, [int(seed) + EVAL_STRIDE * int(t) + e for t in ids for e in range(episodes)])
         returns = np.zeros(env.num_envs)
         success = np.zeros(env.num_envs, dtype=bool)
         reports_success = False
@@ -643,22 +644,18 @@ class SACResult:
 
 
 @dataclass
-class _EnvState:
-    """Where the sub-envs are between two vector steps (and across a checkpoint)."""
+class _EnvState(EnvState):
+    """Where the sub-envs are between two vector steps (and across a checkpoint), with whether each
+    episode has reported success."""
 
-    obs: np.ndarray
-    """``(num_envs, obs_dim)`` observation the next action is chosen on."""
-    reset_next: np.ndarray
-    """``(num_envs,)`` the next step of this sub-env is an autoreset step (not a transition)."""
-    episode_return: np.ndarray
-    episode_success: np.ndarray
+    episode_success: np.ndarray = None  # type: ignore[assignment]
     """``(num_envs,)`` the current episode has reported success at some step."""
 
     @classmethod
-    def start(cls, env: gym.vector.VectorEnv, seed: int) -> _EnvState:
-        obs, _ = env.reset(seed=seed)
-        n = env.num_envs
-        return cls(obs=obs, reset_next=np.zeros(n, bool), episode_return=np.zeros(n), episode_success=np.zeros(n, bool))
+    def at(cls, obs: np.ndarray) -> _EnvState:
+        state = super().at(obs)
+        state.episode_success = np.zeros(state.reset_next.shape, bool)
+        return state
 
 
 def train(
@@ -746,7 +743,7 @@ def train(
         save_torch({
             "agent": agent.state_dict(), "optimisers": optimisers.state_dict(), "generator": generator.get_state(),
             "rng": rng.bit_generator.state, "buffer": buffer.state_dict() if save_buffer else None,
-            "env": _pickled(env), "env_state": state, "step": step, "first_update": first_update,
+            "env": pickled_env(env), "env_state": state, "step": step, "first_update": first_update,
             "log": log, "wall_time": wall_time, "config": asdict(cfg), "task_ids": task_ids, "seed": seed,
         }, path)
 
@@ -769,35 +766,29 @@ def train(
             else:
                 with torch.no_grad():
                     u = agent.actor.sample(obs, generator)
-            next_obs, reward, terminated, truncated, info = env.step(to_env_action(u, family.action_space))
-            reward = np.asarray(reward, dtype=np.float64)
-            if not np.all(np.isfinite(reward)):
-                bad = int(np.flatnonzero(~np.isfinite(reward))[0])
-                raise ValueError(f"non-finite reward {reward[bad]} from sub-env {bad} at env step {env_steps}")
+            obs_before = state.obs
+            out = step_envs(env.step, to_env_action(u, family.action_space), state, f"at env step {env_steps}")
 
             # 2. Store the real transitions: a NEXT_STEP reset step is none, and the next_obs of a
             #    truncating step is its real final observation (bootstrapped: only `terminated` stops the target)
-            real = ~state.reset_next
-            buffer.add(env_slot[real], state.obs[real], u.cpu().numpy()[real], reward[real], next_obs[real],
-                       np.asarray(terminated)[real])
+            real = out.real
+            buffer.add(env_slot[real], obs_before[real], u.cpu().numpy()[real], out.reward[real], state.obs[real],
+                       out.terminated[real])
 
-            # 3. Episode bookkeeping (reset steps report neither termination nor truncation)
-            state.episode_return += np.where(real, reward, 0.0)
-            flags = _success_flags(info, num_envs)
+            # 3. Episode bookkeeping (step_envs keeps the returns; success is SAC's own)
+            flags = _success_flags(out.info, num_envs)
             if flags is not None:
                 reports_success = True
                 state.episode_success |= real & flags
-            done = np.logical_or(terminated, truncated)
-            for e in np.flatnonzero(done):
+            for (e,), episode_return in zip(out.finished, out.finished_returns):
                 slot = env_slot[e]
                 succeeded = float(state.episode_success[e]) if reports_success else np.nan
                 log["episode_steps"].append(env_steps)
                 log["episode_tasks"].append(task_ids[slot])
-                log["episode_returns"].append(float(state.episode_return[e]))
+                log["episode_returns"].append(float(episode_return))
                 log["episode_success"].append(succeeded)
-                recent_return[slot], recent_success[slot] = state.episode_return[e], succeeded
-            state.episode_return[done], state.episode_success[done] = 0.0, False
-            state.obs, state.reset_next = next_obs, done
+                recent_return[slot], recent_success[slot] = episode_return, succeeded
+            state.episode_success[out.done] = False
 
             # 4. Gradient updates on batch_size transitions of every task
             if k >= first_update:
@@ -816,7 +807,7 @@ def train(
                 log["eval_success"].append(success)
                 log["eval_returns"].append(returns)
                 bar.set_postfix(_postfix(recent_return, recent_success, success, returns), refresh=False)
-            elif done.any():
+            elif out.done.any():
                 bar.set_postfix(_postfix(recent_return, recent_success, *_last_eval(log)), refresh=False)
             if path is not None and (last or _crossed(env_steps, num_envs, cfg.checkpoint_every)):
                 save_checkpoint(k + 1, wall_before + time.perf_counter() - started)

@@ -28,7 +28,7 @@ from gymnasium.utils import seeding
 
 from pgx.envs.family import TaskFamily, as_param_array
 
-__all__ = ["BlockRNG", "MergedRuns", "SeparateRuns", "run_envs"]
+__all__ = ["BlockRNG", "MergedRuns", "SeparateRuns", "run_envs", "reset_each"]
 
 
 class BlockRNG:
@@ -78,10 +78,11 @@ class SeparateRuns:
         """``(R, E, obs_dim)``: run r's env reset with ``seeds[r]``, as ``RolloutState.start`` does."""
         return np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(self.envs, seeds)])
 
-    def step(self, actions: np.ndarray, resetting: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``actions (R, E, ...)`` → ``obs, reward, terminated, truncated``, each ``(R, E, ...)``."""
+    def step(self, actions: np.ndarray) -> tuple:
+        """``actions (R, E, ...)`` → Gymnasium's ``obs, reward, terminated, truncated, info``, the
+        arrays ``(R, E, ...)`` (the runs' infos are dropped: ``{}``)."""
         out = [env.step(a)[:4] for env, a in zip(self.envs, actions)]
-        return tuple(np.stack([o[i] for o in out]) for i in range(4))
+        return (*(np.stack([o[i] for o in out]) for i in range(4)), {})
 
     def close(self) -> None:
         for env in self.envs:
@@ -99,21 +100,25 @@ class MergedRuns:
         self.env = family.envs(as_param_array(family.source_params)[ids], ids)
         self.axis = family.merge_axis
         self.rng: BlockRNG | None = None
+        self.resetting = np.zeros(len(ids), dtype=bool)
+        """The sub-envs whose next step is an autoreset (NEXT_STEP): what that step's draws are for."""
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
         self.rng = BlockRNG([seeding.np_random(int(s))[0] for s in seeds], self.block, self.axis)
         self.env.unwrapped.np_random = self.rng
         obs, _ = self.env.reset()  # no seed: the base env keeps the BlockRNG
+        self.resetting[:] = False
         return obs.reshape(self.runs, self.block, -1)
 
-    def step(self, actions: np.ndarray, resetting: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``resetting (R, E)``: the sub-envs whose step is an autoreset (NEXT_STEP), whose draws these are."""
-        self.rng.pending = np.asarray(resetting, dtype=bool).reshape(-1)
+    def step(self, actions: np.ndarray) -> tuple:
+        """As :meth:`SeparateRuns.step`; the autoreset steps' draws come from their runs' generators."""
+        self.rng.pending = self.resetting
         flat = np.asarray(actions).reshape(self.runs * self.block, *np.shape(actions)[2:])
         obs, reward, terminated, truncated, _ = self.env.step(flat)
+        self.resetting = np.logical_or(terminated, truncated)
         shape = (self.runs, self.block)
         return (obs.reshape(*shape, -1), np.asarray(reward).reshape(shape),
-                np.asarray(terminated).reshape(shape), np.asarray(truncated).reshape(shape))
+                np.asarray(terminated).reshape(shape), np.asarray(truncated).reshape(shape), {})
 
     def close(self) -> None:
         self.env.close()
@@ -125,3 +130,23 @@ def run_envs(family: TaskFamily, subsets: Sequence[Sequence[int]], envs_per_task
     if merge and family.merge_axis is not None:
         return MergedRuns(family, subsets, envs_per_task)
     return SeparateRuns(family, subsets, envs_per_task)
+
+
+def reset_each(family: TaskFamily, env, seeds: Sequence[int]) -> tuple[np.ndarray, dict]:
+    """Reset sub-env e of ``env`` (one of ``family``'s vector envs) as if it were an env of its own
+    reset with ``seeds[e]``: Gymnasium's list-of-seeds reset where the env takes one (vector envs
+    of single envs, envpool's highway); for a numpy family's single vector env (``merge_axis``,
+    which seeds one generator for all its sub-envs) each sub-env's reset draws come from its own
+    generator through :class:`BlockRNG`. Later autoresets draw from one generator seeded
+    ``seeds[0]``: callers that reset this way (evaluation) play one episode per sub-env."""
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != env.num_envs:
+        raise ValueError(f"reset_each got {len(seeds)} seeds for {env.num_envs} sub-envs")
+    if family.merge_axis is None:
+        return env.reset(seed=seeds)
+    base = env.unwrapped
+    base.np_random = BlockRNG([seeding.np_random(s)[0] for s in seeds], 1, family.merge_axis)
+    try:
+        return env.reset()
+    finally:
+        base.np_random = seeding.np_random(seeds[0])[0]
