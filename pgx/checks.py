@@ -8,6 +8,7 @@ value: a config holds exactly what it was given, and so pickles (and caches) exa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Any, Collection, Mapping
@@ -17,7 +18,7 @@ import numpy as np
 from pgx.runtime import is_int
 
 __all__ = ["is_real", "check_int", "check_optional_int", "check_number", "check_optional_number", "check_bool",
-           "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets"]
+           "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets", "FamilyBudgets"]
 
 
 def is_real(value: object) -> bool:
@@ -123,3 +124,35 @@ def check_budgets(owner: str, family_budgets: Any) -> None:
             not isinstance(name, str) or not isinstance(changes, Mapping) for name, changes in family_budgets.items()):
         raise ValueError(f"{owner}.family_budgets must map family names to {{field: value}} mappings, "
                          f"got {family_budgets!r}")
+
+
+class FamilyBudgets:
+    """What every kind of profile (:class:`~pgx.profiles.Profile`, the downstream and the Meta-World
+    budgets) does with its per-family overrides, written once: a frozen dataclass with fields
+    ``name``, ``family`` and ``family_budgets`` inherits it.
+
+    :attr:`label` names the kind in messages (``"profile"``, ``"transfer profile"``, ...).
+    """
+
+    label = "profile"
+
+    def check_family_budgets(self, owner: str) -> None:
+        """``family_budgets`` maps family names to changes of known fields, and each family's budgets
+        pass the same checks as the base ones (built once here, so a bad value fails at import)."""
+        check_budgets(owner, self.family_budgets)
+        known = {f.name for f in dataclasses.fields(self)} - {"name", "family", "family_budgets"}
+        for family, changes in self.family_budgets.items():
+            bad = sorted(set(changes) - known)
+            if bad:
+                raise ValueError(f"{self.label} {self.name!r}: budgets for {family!r} name unknown fields {bad}")
+            dataclasses.replace(self, family_budgets={}, **changes)
+
+    def for_family(self, family: str):
+        """The budgets ``family`` runs with (a spec such as ``"navigation:goals=partial"`` uses its
+        base name's); idempotent."""
+        base = family.partition(":")[0]
+        if self.family is not None:
+            if self.family != base:
+                raise ValueError(f"{self.label} was specialised for {self.family!r}, cannot run family {family!r}")
+            return self
+        return dataclasses.replace(self, family=base, family_budgets={}, **self.family_budgets.get(base, {}))

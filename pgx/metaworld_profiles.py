@@ -13,11 +13,11 @@ published ones, and the chapter says so. ``paper`` is the published budget, mean
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from pgx.algos.sac import EVAL_STRIDE, SACConfig
-from pgx.checks import check_budgets, check_instance, check_int, check_ints, check_name
+from pgx.checks import FamilyBudgets, check_instance, check_int, check_ints, check_name
 from pgx.nets import ArchConfig
 from pgx.surrogate import SurrogateConfig
 
@@ -36,7 +36,8 @@ GROUPINGS: tuple[str, ...] = ("PolicyGradEx", "random", "gradient similarity")
 
 
 @dataclass(frozen=True)
-class MetaWorldProfile:
+class MetaWorldProfile(FamilyBudgets):
+    label = "Meta-World profile"
     name: str
     sac: SACConfig
     """Multitask SAC on all tasks: the meta-policy θ* (its actor's kind is ``mlp``: MT-SAC) and the
@@ -82,30 +83,19 @@ class MetaWorldProfile:
             raise ValueError(f"{owner}.eval_episodes must be <= {EVAL_STRIDE}, got {self.eval_episodes}")
         check_ints(owner, "seeds", self.seeds, 0)
         check_name(owner, "family", self.family, optional=True)
-        check_budgets(owner, self.family_budgets)
         if not isinstance(self.methods, tuple) or not all(isinstance(m, str) for m in self.methods):
             raise ValueError(f"{owner}.methods must be a tuple of method names, got {self.methods!r}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"Meta-World profile {self.name!r}: unknown method {unknown[0]!r}; known: {list(METHODS)}")
         ArchConfig(kind=self.group_arch)  # a bad kind is refused here, naming it
-        known = {f.name for f in fields(self)} - {"name", "family", "family_budgets"}
-        for fam, changes in self.family_budgets.items():
-            bad = sorted(set(changes) - known)
-            if bad:
-                raise ValueError(f"Meta-World profile {self.name!r}: budgets for {fam!r} name unknown fields {bad}")
-            replace(self, family_budgets={}, **changes)
+        self.check_family_budgets(owner)
 
     def for_family(self, family: str) -> "MetaWorldProfile":
         """The budgets ``family`` (``"mt10"``, ``"mt50"``, or a spec of either) runs with; idempotent."""
-        base = family.partition(":")[0]
-        if base not in ("mt10", "mt50"):
+        if family.partition(":")[0] not in ("mt10", "mt50"):
             raise ValueError(f"Meta-World budgets are for mt10 or mt50, got family {family!r}")
-        if self.family is not None:
-            if self.family != base:
-                raise ValueError(f"Meta-World profile was specialised for {self.family!r}, cannot run {family!r}")
-            return self
-        return replace(self, family=base, family_budgets={}, **self.family_budgets.get(base, {}))
+        return super().for_family(family)
 
     def arch(self, kind: str) -> ArchConfig:
         """The network of ``kind`` at this profile's width (the SAC trainer gives CARE the tasks' texts)."""

@@ -17,11 +17,11 @@ with. Stages call it themselves; a chapter prints ``profile.for_family(f).budget
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from pgx.algos.ppo import PPOConfig
-from pgx.checks import (check_bool, check_budgets, check_instance, check_int, check_ints, check_name, check_numbers,
+from pgx.checks import (FamilyBudgets, check_bool, check_instance, check_int, check_ints, check_name, check_numbers,
                         is_real)
 from pgx.generalization import GeneralizationConfig
 from pgx.runtime import is_int
@@ -31,7 +31,7 @@ __all__ = ["Profile", "PROFILES", "get_profile", "FIDELITY_BUDGETS"]
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(FamilyBudgets):
     name: str
     meta_ppo: PPOConfig
     """Multitask PPO that trains the meta-policy θ* on all source tasks."""
@@ -120,23 +120,7 @@ class Profile:
         if not isinstance(distances, tuple) or not distances or any(not (is_real(d) and 0 < d < 1) for d in distances):
             raise ValueError(f"profile {self.name!r}: table1_distances must be non-empty, each in (0, 1), got "
                              f"{self.table1_distances!r}")
-        check_budgets(owner, self.family_budgets)
-        known = {f.name for f in fields(self)} - {"name", "family", "family_budgets"}
-        for fam, changes in self.family_budgets.items():
-            bad = sorted(set(changes) - known)
-            if bad:
-                raise ValueError(f"profile {self.name!r}: budgets for {fam!r} name unknown fields {bad}")
-            replace(self, family_budgets={}, **changes)  # the family's budgets pass the same checks
-
-    def for_family(self, family: str) -> "Profile":
-        """The budgets ``family`` runs with (a family spec such as ``"navigation:goals=partial"``
-        uses the budgets of its base name); idempotent."""
-        base = family.partition(":")[0]
-        if self.family is not None:
-            if self.family != base:
-                raise ValueError(f"profile was specialised for {self.family!r}, cannot run family {family!r}")
-            return self
-        return replace(self, family=base, family_budgets={}, **self.family_budgets.get(base, {}))
+        self.check_family_budgets(owner)
 
     def budgets(self) -> dict[str, object]:
         """The numbers a chapter prints so a reader knows what produced its figures."""

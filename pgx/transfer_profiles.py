@@ -14,18 +14,19 @@ prints what it ran with. Everything else here is our choice, after the MAML-RL r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from pgx.algos.maml import MAMLConfig
-from pgx.checks import check_budgets, check_instance, check_int, check_ints, check_name
+from pgx.checks import FamilyBudgets, check_instance, check_int, check_ints, check_name
 from pgx.transfer import AdaptConfig
 
 __all__ = ["TransferProfile", "TRANSFER_PROFILES", "get_transfer_profile"]
 
 
 @dataclass(frozen=True)
-class TransferProfile:
+class TransferProfile(FamilyBudgets):
+    label = "transfer profile"
     name: str
     maml: MAMLConfig
     """MAML meta-training; every MAML method (groups' representatives or all tasks) uses it."""
@@ -48,25 +49,10 @@ class TransferProfile:
         check_int(owner, "num_targets", self.num_targets)
         check_ints(owner, "seeds", self.seeds, 0)
         check_name(owner, "family", self.family, optional=True)
-        check_budgets(owner, self.family_budgets)
         if self.adapt.lr != self.maml.inner_lr:
             raise ValueError(f"transfer profile {self.name!r}: adapt.lr ({self.adapt.lr}) must equal maml.inner_lr "
                              f"({self.maml.inner_lr}): targets adapt with MAML's own inner step")
-        known = {f.name for f in fields(self)} - {"name", "family", "family_budgets"}
-        for fam, changes in self.family_budgets.items():
-            bad = sorted(set(changes) - known)
-            if bad:
-                raise ValueError(f"transfer profile {self.name!r}: budgets for {fam!r} name unknown fields {bad}")
-            replace(self, family_budgets={}, **changes)  # the family's budgets pass the same checks
-
-    def for_family(self, family: str) -> "TransferProfile":
-        """The budgets ``family`` (a spec: its base name counts) runs with; idempotent."""
-        base = family.partition(":")[0]
-        if self.family is not None:
-            if self.family != base:
-                raise ValueError(f"transfer profile was specialised for {self.family!r}, cannot run {family!r}")
-            return self
-        return replace(self, family=base, family_budgets={}, **self.family_budgets.get(base, {}))
+        self.check_family_budgets(owner)
 
     def budgets(self) -> dict[str, object]:
         """What a chapter prints so a reader knows what produced its figures."""
