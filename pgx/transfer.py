@@ -24,10 +24,10 @@ import torch
 from torch.func import vmap
 
 from pgx.algos.maml import adapt, as_tuple
+from pgx.checks import check_int, check_number, check_optional_int
 from pgx.envs import TaskFamily, as_param_array
 from pgx.episodes import collect_episodes, stack_params
 from pgx.policies import Actor
-from pgx.runtime import is_int
 
 __all__ = ["AdaptConfig", "Adaptation", "adaptation_curves", "representatives", "nearest_source_tasks"]
 
@@ -48,17 +48,13 @@ class AdaptConfig:
     """Cut episodes after this many steps (None: the family's ``max_episode_steps``)."""
 
     def __post_init__(self) -> None:
-        if not is_int(self.steps) or self.steps < 0:
-            raise ValueError(f"AdaptConfig.steps must be an int >= 0, got {self.steps!r}")
-        if not is_int(self.episodes) or self.episodes < 1:
-            raise ValueError(f"AdaptConfig.episodes must be an int >= 1, got {self.episodes!r}")
-        if not isinstance(self.lr, (int, float)) or not np.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"AdaptConfig.lr must be a finite number > 0, got {self.lr!r}")
-        if self.horizon is not None and (not is_int(self.horizon) or self.horizon < 1):
-            raise ValueError(f"AdaptConfig.horizon must be None or an int >= 1, got {self.horizon!r}")
-        if not (0 < self.gamma <= 1) or not (0 <= self.gae_lambda <= 1):
-            raise ValueError(f"AdaptConfig.gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma!r} "
-                             f"and {self.gae_lambda!r}")
+        owner = "AdaptConfig"  # the checks MAMLConfig makes of the same quantities
+        check_int(owner, "steps", self.steps, 0)
+        check_int(owner, "episodes", self.episodes)
+        check_number(owner, "lr", self.lr, 0)
+        check_number(owner, "gamma", self.gamma, 0, 1)
+        check_number(owner, "gae_lambda", self.gae_lambda, 0, 1, low_open=False)
+        check_optional_int(owner, "horizon", self.horizon)
 
 
 @dataclass
@@ -124,10 +120,13 @@ def adaptation_curves(actor: Actor, family: TaskFamily, target_ids, cfg: AdaptCo
                       trajectories=trajectories, env_steps=env_steps)
 
 
-def _standardised(params) -> np.ndarray:
+def _standardised(params, like=None) -> np.ndarray:
+    """``params`` standardised with the mean and spread of ``like`` (default: their own), per
+    parameter; a parameter that does not vary is only centred."""
     values = as_param_array(params)
-    scale = values.std(axis=0)
-    return (values - values.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    reference = values if like is None else as_param_array(like)
+    scale = reference.std(axis=0)
+    return (values - reference.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
 
 
 def representatives(labels, source_params) -> list[int]:
@@ -152,7 +151,5 @@ def nearest_source_tasks(source_params, target_params) -> np.ndarray:
     targets = as_param_array(target_params)
     if sources.shape[1] != targets.shape[1]:
         raise ValueError(f"source and target parameters differ in dimension: {sources.shape[1]} vs {targets.shape[1]}")
-    mean, scale = sources.mean(axis=0), sources.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    s, t = (sources - mean) / scale, (targets - mean) / scale
+    s, t = _standardised(sources), _standardised(targets, like=sources)
     return np.argmin(np.linalg.norm(t[:, None] - s[None], axis=-1), axis=1)

@@ -182,9 +182,8 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
     # Each target starts from the policy of its nearest source task's group.
     nearest = nearest_source_tasks(family.source_params, np.asarray(family.target_params)[list(targets)])
     actors = {g: run.agent(family, policy).actor for g, run in per_group.items()}
-    names = [name for name, _ in actors[next(iter(actors))].named_parameters()]
-    start = {name: torch.stack([dict(actors[int(labels[t])].named_parameters())[name].detach() for t in nearest])
-             for name in names}
+    weights = {g: {name: p.detach() for name, p in actor.named_parameters()} for g, actor in actors.items()}
+    start = {name: torch.stack([weights[int(labels[t])][name] for t in nearest]) for name in next(iter(weights.values()))}
     adaptations[METHODS[5]] = adaptation_curves(actors[next(iter(actors))], family, targets, budgets.adapt,
                                                 adapt_seed, start=start)
     return TransferResult(family=family_name, seed=seed, groups=groups, representatives=reps, target_ids=targets,
