@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["is_int", "seed_everything", "MAX_SEED", "env_seed", "pick_device", "atomic_write", "save_torch",
            "save_json", "save_npz", "LOAD_ERRORS", "is_damage", "UnreadableCheckpoint", "load_checkpoint",
-           "load_pickled", "pickled_env"]
+           "load_pickled", "pickled_env", "load_run_checkpoint", "resumed_envs"]
 
 MAX_SEED = 2**32 - 1
 """Largest seed the CLI and ``$PGX_SEED`` take: seeds derived from it (resets, fine-tuning runs) stay
@@ -183,6 +183,31 @@ def load_checkpoint(path: str | Path, map_location: Any, keys: Iterable[str], we
         raise UnreadableCheckpoint(f"checkpoint {path} lacks {missing}: it is not a checkpoint of this trainer; "
                                    f"delete {path} to start the run over")
     return saved
+
+
+def load_run_checkpoint(path: str | Path | None, map_location: Any, keys: Iterable[str],
+                        run: dict[str, Any]) -> dict | None:
+    """A trainer's checkpoint to resume from: None where ``path`` is None or absent; else the
+    checkpoint (:func:`load_checkpoint`), refused naming the file where its ``run`` entries (the
+    config, tasks and seed that determine the run) differ from this run's."""
+    if path is None or not Path(path).exists():
+        return None
+    saved = load_checkpoint(path, map_location, keys)
+    if any(saved[key] != value for key, value in run.items()):
+        raise ValueError(f"checkpoint {path} was written by a different run (config, tasks or seed differ); "
+                         f"delete it to start over")
+    return saved
+
+
+def resumed_envs(saved: dict | None, path: str | Path | None, state_key: str, make_env: Callable[[], Any],
+                 start: Callable[[Any, int], Any], seed: int) -> tuple[Any, Any]:
+    """``(env, state)`` a trainer's run continues with: the checkpoint's pickled env and its state
+    where it holds one (exact resume), else ``make_env()`` started by ``start(env, seed)`` (a fresh
+    run, or a resumed one whose env could not be pickled: its episodes restart, reproducibly)."""
+    if saved is not None and saved["env"] is not None:
+        return load_pickled(saved["env"], path, "env"), saved[state_key]
+    env = make_env()
+    return env, start(env, seed)
 
 
 def load_pickled(blob: bytes, path: str | Path, what: str) -> Any:

@@ -191,7 +191,7 @@ def test_maml_runs_on_discrete_and_box_and_resumes_exactly(tmp_path):
         for k in full.actor_state:
             torch.testing.assert_close(resumed.actor_state[k], full.actor_state[k])
         np.testing.assert_array_equal(resumed.returns_after, full.returns_after)
-        with pytest.raises(ValueError, match="another run"):
+        with pytest.raises(ValueError, match="different run"):
             train(family, [0, 1], cfg, seed=6, checkpoint_path=path, progress=False)
 
 

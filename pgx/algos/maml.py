@@ -45,7 +45,7 @@ from pgx.envs import TaskFamily
 from pgx.episodes import EpisodeBatch, collect_episodes, stack_params
 from pgx.gradients import log_prob_at
 from pgx.policies import Actor, PolicyConfig, make_actor
-from pgx.runtime import load_checkpoint, pick_device, save_torch, seed_everything
+from pgx.runtime import load_run_checkpoint, pick_device, save_torch, seed_everything
 
 __all__ = ["MAMLConfig", "MAMLResult", "pg_loss", "adapt", "meta_loss", "meta_gradient", "meta_gradient_loop",
            "batch_seed", "train"]
@@ -235,12 +235,10 @@ def train(
     curve: dict[str, list[float]] = {"before": [], "after": [], "steps": []}
     start_iteration, wall_before = 0, 0.0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and path.exists():
-        # weights_only=False, as PPO and SAC load theirs: a config or seed given as numpy scalars (which
-        # configs accept) is pickled as numpy objects, which weights_only would refuse.
-        state = load_checkpoint(path, dev, _CHECKPOINT_KEYS)
-        if state["task_ids"] != task_ids or state["config"] != asdict(cfg) or state["seed"] != seed:
-            raise ValueError(f"checkpoint {path} is of another run (tasks, config or seed differ); delete it to start over")
+    # weights_only=False, as PPO and SAC load theirs: a config or seed given as numpy scalars (which
+    # configs accept) is pickled as numpy objects, which weights_only would refuse.
+    state = load_run_checkpoint(path, dev, _CHECKPOINT_KEYS, {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
+    if state is not None:
         actor.load_state_dict(state["actor"])
         optimizer.load_state_dict(state["optimizer"])
         curve, start_iteration, wall_before = state["curve"], state["iteration"], state["wall_time"]

@@ -35,7 +35,7 @@ from pgx.checks import check_bool, check_instance, check_int, check_number
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic, PolicyConfig
 from pgx.rollouts import RolloutState, collect, flat_actions, gae
-from pgx.runtime import load_checkpoint, load_pickled, pick_device, pickled_env, save_torch, seed_everything
+from pgx.runtime import load_run_checkpoint, pick_device, pickled_env, resumed_envs, save_torch, seed_everything
 
 __all__ = ["PPOConfig", "TrainResult", "train", "resume_seed", "ppo_loss"]
 
@@ -167,23 +167,16 @@ def train(
     returns_log: list[np.ndarray] = []
 
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    saved = None
-    if ckpt is not None and ckpt.exists():
-        # weights_only=False: the checkpoint holds the env's pickle (exact resume), unpickled below anyway.
-        saved = load_checkpoint(ckpt, dev, _CHECKPOINT_KEYS)
-        if saved["config"] != asdict(cfg) or saved["task_ids"] != task_ids or saved["seed"] != seed:
-            raise ValueError(f"checkpoint {ckpt} was written by a different run (config, tasks or seed differ); "
-                             f"delete it to start over")
+    # The checkpoint holds the env's pickle (exact resume), so it is loaded with weights_only=False.
+    saved = load_run_checkpoint(ckpt, dev, _CHECKPOINT_KEYS, {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
+    if saved is not None:
         agent.load_state_dict(saved["agent"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"].cpu())
         start_iter, elapsed = saved["iteration"], saved["elapsed"]
         steps_log, returns_log = saved["steps"], saved["returns"]
-    if saved is not None and saved["env"] is not None:
-        env, state = load_pickled(saved["env"], ckpt, "env"), saved["rollout_state"]
-    else:  # a fresh run, or a resumed one whose env could not be pickled: restart episodes, reproducibly
-        env = family.source_envs(task_ids, cfg.envs_per_task)
-        state = RolloutState.start(env, seed if saved is None else resume_seed(seed, start_iter))
+    env, state = resumed_envs(saved, ckpt, "rollout_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
+                              RolloutState.start, seed if saved is None else resume_seed(seed, start_iter))
 
     def save_checkpoint(iteration: int, elapsed: float) -> None:
         save_torch(

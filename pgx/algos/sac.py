@@ -72,7 +72,7 @@ from pgx.envs import TaskFamily
 from pgx.envs.autoreset import EnvState, step_envs
 from pgx.envs.runs import reset_each
 from pgx.nets import ArchConfig, make_network
-from pgx.runtime import is_int, load_checkpoint, load_pickled, pick_device, pickled_env, save_torch
+from pgx.runtime import is_int, load_run_checkpoint, pick_device, pickled_env, resumed_envs, save_torch
 
 __all__ = ["SACConfig", "SACResult", "TanhGaussianActor", "TwinQ", "SACAgent", "Batch", "SACOptimisers",
            "make_optimisers", "tanh_log_abs_det", "to_env_action", "soft_q_target", "critic_loss", "actor_loss",
@@ -714,14 +714,9 @@ def train(
                             "episode_tasks": [], "episode_returns": [], "episode_success": []}
 
     path = Path(checkpoint) if checkpoint is not None else None
-    saved = None
-    if path is not None and path.exists():
-        # weights_only=False: the checkpoint holds numpy arrays (buffer, RNG) and the env's pickle,
-        # which resume unpickles anyway.
-        saved = load_checkpoint(path, dev, _CHECKPOINT_KEYS)
-        if saved["config"] != asdict(cfg) or saved["task_ids"] != task_ids or saved["seed"] != seed:
-            raise ValueError(f"checkpoint {path} was written by a different run (config, tasks or seed differ); "
-                             f"delete it to start over")
+    # The checkpoint holds numpy arrays (buffer, RNG) and the env's pickle: loaded with weights_only=False.
+    saved = load_run_checkpoint(path, dev, _CHECKPOINT_KEYS, {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
+    if saved is not None:
         agent.load_state_dict(saved["agent"])
         optimisers.load_state_dict(saved["optimisers"])
         generator.set_state(saved["generator"].cpu())
@@ -732,11 +727,8 @@ def train(
             first_update = saved["first_update"]
         else:  # refill the empty buffer with the policy's own actions before updating again
             first_update = max(saved["first_update"], start + max(random_steps, 1) - 1)
-    if saved is not None and saved["env"] is not None:
-        env, state = load_pickled(saved["env"], path, "env"), saved["env_state"]
-    else:  # a fresh run, or a resumed one whose env could not be pickled: restart episodes, reproducibly
-        env = family.source_envs(task_ids, cfg.envs_per_task)
-        state = _EnvState.start(env, seed if saved is None else _derived_seed(seed, start, 1))
+    env, state = resumed_envs(saved, path, "env_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
+                              _EnvState.start, seed if saved is None else _derived_seed(seed, start, 1))
     eval_env = None  # built at the first evaluation and reused
 
     def save_checkpoint(step: int, wall_time: float) -> None:
