@@ -57,3 +57,32 @@ def test_unknown_plugin_module_is_named(monkeypatch):
     monkeypatch.setenv("PGX_PLUGINS", "no_such_module_xyz")
     with pytest.raises(ValueError, match="cannot import plugin module 'no_such_module_xyz'"):
         load_plugins()
+
+
+def test_a_family_is_built_once_per_spec_and_anew_after_re_registration():
+    """make_family returns the same frozen family for a spec (stages ask for it many times), and
+    builds anew when another factory is registered under the name."""
+    from pgx.envs import make_family, register_family
+
+    assert make_family("cartpole") is make_family("cartpole")
+    assert make_family("cartpole:observe_task=false") is not make_family("cartpole")
+    calls = []
+
+    def first():
+        calls.append(1)
+        return make_family("navigation").with_options(name="tmp_once")
+
+    def second():
+        calls.append(2)
+        return make_family("navigation").with_options(name="tmp_once")
+
+    from pgx.envs import FAMILIES
+
+    try:
+        register_family("tmp_once", first)
+        make_family("tmp_once"), make_family("tmp_once")
+        register_family("tmp_once", second, overwrite=True)
+        make_family("tmp_once")
+        assert calls == [1, 2]
+    finally:
+        FAMILIES.pop("tmp_once", None)

@@ -97,9 +97,26 @@ def registry_entry(name: str) -> Callable[..., TaskFamily] | str:
 
 
 def make_family(spec: str) -> TaskFamily:
-    """The task family ``spec`` names (see the module docstring); its ``name`` is ``spec``."""
-    name, options = parse_family_spec(spec)
+    """The task family ``spec`` names (see the module docstring); its ``name`` is ``spec``.
+
+    Built once per spec and registered factory, then the same (frozen) object is returned: a
+    stage asks for its family in many places (one ground-truth call asked six times), and a
+    family's construction can load assets. Registering another factory under the name builds anew.
+    """
+    name, _ = parse_family_spec(spec)
     factory = registry_entry(name)
+    built = _BUILT.get(spec)
+    if built is None or built[0] is not factory:
+        built = _BUILT[spec] = (factory, _build_family(spec, factory))
+    return built[1]
+
+
+_BUILT: dict[str, tuple[Any, TaskFamily]] = {}
+"""spec → (the registry entry it was built from, the family)."""
+
+
+def _build_family(spec: str, factory: Callable[..., TaskFamily] | str) -> TaskFamily:
+    name, options = parse_family_spec(spec)
     if isinstance(factory, str):
         module, _, function = factory.partition(":")
         factory = getattr(importlib.import_module(module), function)
