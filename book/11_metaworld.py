@@ -60,7 +60,7 @@ from IPython.display import display
 from pgx.clustering import groups_from_labels
 from pgx.envs import make_family
 from pgx.envs.metaworld import EPISODE_STEPS, GOAL_SEED, REWARD_VERSION, task_names
-from pgx.metaworld_profiles import GROUPINGS
+from pgx.clustering import GROUPINGS
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
 from pgx.report import (

@@ -44,7 +44,7 @@ METAWORLD = ("mt10", "mt50")
 def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str = "first_order") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run ``stage``; return its JSON summary and its arrays."""
     from pgx import stages
-    from pgx.clustering import gradient_similarity_grouping, random_grouping, sdp_cluster
+    from pgx.clustering import groupings
 
     if family.partition(":")[0] in METAWORLD:
         return _run_metaworld(stage, family, profile_name, seed, route)
@@ -75,11 +75,8 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
         k = profile.num_groups
         n = res.affinity.shape[0]
         feats = stages.gradient_features(family, profile, seed).features
-        labels = {
-            "policygradex": sdp_cluster(res.affinity, k=k, seed=seed),
-            "random": random_grouping(n, k, seed),
-            "gradient_similarity": gradient_similarity_grouping(feats.task_policy_gradients(n), k, seed=seed),
-        }
+        labels = {name.lower().replace(" ", "_"): found  # JSON keys: policygradex, random, gradient_similarity
+                  for name, found in groupings(res.affinity, feats.task_policy_gradients(n), k, seed).items()}
         return {**head, "route": route, "k": k, "labels": {m: l.tolist() for m, l in labels.items()}}, labels
     if stage == "validate":
         truth = stages.ground_truth(family, profile, seed)

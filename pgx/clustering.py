@@ -39,6 +39,9 @@ __all__ = [
     "gradient_similarity",
     "gradient_similarity_grouping",
     "groups_from_labels",
+    "GROUPINGS",
+    "RANDOM_SEED_OFFSET",
+    "groupings",
 ]
 
 _SCS_OPTIONS = {"eps_abs": 1e-6, "eps_rel": 1e-6, "max_iters": 200_000}
@@ -385,3 +388,24 @@ def groups_from_labels(labels: np.ndarray) -> list[list[int]]:
     """
     labels = _check_labels(labels)
     return [np.flatnonzero(labels == label).tolist() for label in np.unique(labels)]
+
+
+GROUPINGS: tuple[str, ...] = ("PolicyGradEx", "random", "gradient similarity")
+"""The groupings every comparison sets side by side (the CLI's ``group``, the grouping chapter,
+Table 3, the Meta-World chapter), in this order."""
+
+RANDOM_SEED_OFFSET = 1000
+"""The random grouping of seed s is drawn with seed ``s + 1000``: apart from the seeds the other
+groupings' SDP rounding uses (the ground truth's chance draws continue at ``s + 1000 + r``)."""
+
+
+def groupings(affinity: np.ndarray, task_gradients: np.ndarray, k: int, seed: int,
+              solver: str = "auto") -> dict[str, np.ndarray]:
+    """:data:`GROUPINGS` → ``(n,)`` labels: PolicyGradEx (the SDP on the estimated affinity), a
+    random partition, and gradient similarity (the SDP on the cosines of the tasks' policy
+    gradients). The one definition every caller uses, so that a grouping named the same is the
+    same grouping everywhere."""
+    affinity = np.asarray(affinity)
+    return {"PolicyGradEx": sdp_cluster(affinity, k=k, seed=seed, solver=solver),
+            "random": random_grouping(affinity.shape[0], k, seed + RANDOM_SEED_OFFSET),
+            "gradient similarity": gradient_similarity_grouping(task_gradients, k, seed=seed, solver=solver)}

@@ -21,7 +21,7 @@ from pgx.checks import FamilyBudgets, check_instance, check_int, check_ints, che
 from pgx.nets import ArchConfig
 from pgx.surrogate import SurrogateConfig
 
-__all__ = ["MetaWorldProfile", "METAWORLD_PROFILES", "get_metaworld_profile", "METHODS", "GROUPINGS"]
+__all__ = ["MetaWorldProfile", "METAWORLD_PROFILES", "get_metaworld_profile", "METHODS"]
 
 METHODS: dict[str, str] = {
     "MT-SAC": "mlp",
@@ -31,8 +31,6 @@ METHODS: dict[str, str] = {
     "CARE": "care",
 }
 """Single policies on all tasks (Table 3's multitask baselines) → their network kind."""
-GROUPINGS: tuple[str, ...] = ("PolicyGradEx", "random", "gradient similarity")
-"""Groupings whose groups each train one network of ``group_arch``."""
 
 
 @dataclass(frozen=True)

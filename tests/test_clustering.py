@@ -257,3 +257,19 @@ def test_solve_sdp_rejects_bad_affinity():
 def test_other_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_groupings_are_the_three_every_caller_compares():
+    """One definition of PolicyGradEx, random and gradient-similarity groups (issue 22: the CLI drew
+    its random groups with another seed than Table 3)."""
+    from pgx.clustering import GROUPINGS, RANDOM_SEED_OFFSET, groupings
+
+    rng = np.random.default_rng(0)
+    affinity = rng.normal(size=(6, 6))
+    affinity = affinity + affinity.T
+    gradients = rng.normal(size=(6, 4))
+    found = groupings(affinity, gradients, 2, seed=3)
+    assert tuple(found) == GROUPINGS
+    np.testing.assert_array_equal(found["PolicyGradEx"], sdp_cluster(affinity, k=2, seed=3))
+    np.testing.assert_array_equal(found["random"], random_grouping(6, 2, 3 + RANDOM_SEED_OFFSET))
+    np.testing.assert_array_equal(found["gradient similarity"], gradient_similarity_grouping(gradients, k=2, seed=3))

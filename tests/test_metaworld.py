@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from pgx.clustering import GROUPINGS
 from pgx.envs import make_family
 from pgx.envs.metaworld import EPISODE_STEPS, MT10_TASKS, MT50_TASKS, make_mt10_env, task_descriptions, task_names
-from pgx.metaworld_profiles import GROUPINGS, METAWORLD_PROFILES, get_metaworld_profile
+from pgx.metaworld_profiles import METAWORLD_PROFILES, get_metaworld_profile
 from pgx.report import agreement_beyond_chance, metaworld_kinds
 
 FOUR = "mt10:tasks=reach-v3+push-v3+drawer-close-v3+window-open-v3"
@@ -222,12 +223,12 @@ def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
         assert sorted(set(labels.tolist())) == [0, 1] and len(labels) == 4  # a partition into k = 2 groups
     # eq. 5 of the stage's own scores, z-normalised (zero diagonal); the groups are its SDP's
     from pgx.affinity import affinity_matrix
-    from pgx.clustering import random_grouping, sdp_cluster
+    from pgx.clustering import RANDOM_SEED_OFFSET, random_grouping, sdp_cluster
 
     np.testing.assert_array_equal(g.affinity, affinity_matrix(g.subsets, g.scores, 4))
     np.testing.assert_allclose(np.diag(g.affinity), 0.0, atol=1e-12)
     np.testing.assert_array_equal(g.groups["PolicyGradEx"], sdp_cluster(g.affinity, k=2, seed=0))
-    np.testing.assert_array_equal(g.groups["random"], random_grouping(4, 2, 0))
+    np.testing.assert_array_equal(g.groups["random"], random_grouping(4, 2, RANDOM_SEED_OFFSET))
     assert g.features.features.shape == (4 * budgets.steps_per_task, budgets.projection_dim)
     assert np.isfinite(g.features.advantages).all() and g.parameters > 0
     table = mw.multitask_table(FOUR, 0, budgets)

@@ -28,9 +28,10 @@ import torch
 
 from pgx.algos.maml import MAMLConfig, MAMLResult
 from pgx.algos.ppo import TrainResult
+from pgx.clustering import GROUPINGS, groupings
 from pgx.envs import as_param_array, make_family
-from pgx.profiles import Profile
 from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.profiles import Profile
 from pgx.stages.cache import cached, stage_args
 from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
 from pgx.transfer_profiles import TransferProfile, get_transfer_profile
@@ -42,7 +43,6 @@ family's (``key_version``)."""
 __all__ = ["METHODS", "GROUPINGS", "TransferResult", "maml_transfer", "source_distributions", "hidden_task_spec",
            "unseen_targets", "target_subset", "transfer_profile"]
 
-GROUPINGS = ("PolicyGradEx", "random", "gradient similarity")
 """The groupings whose representatives MAML meta-trains on."""
 
 METHODS = ("MAML, PolicyGradEx groups", "MAML, all source tasks", "MAML, random groups",
@@ -109,15 +109,12 @@ def _ppo_run(family_spec: str, profile: Profile, seed: int, task_ids: tuple[int,
 def _groupings(family_name: str, profile: Profile, seed: int) -> dict[str, np.ndarray]:
     """The k groups of each grouping, from the grouping stages of ``family_name`` (task shown where
     the family shows it: that is where PolicyGradEx estimates affinities)."""
-    from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
     from pgx.stages.pipeline import estimate_affinity, gradient_features
 
-    n, k = make_family(family_name).n_tasks, profile.num_groups
-    first_order = estimate_affinity(family_name, profile, seed, "first_order").affinity
-    similarity = gradient_similarity(gradient_features(family_name, profile, seed).features.task_policy_gradients(n))
-    return {"PolicyGradEx": sdp_cluster(first_order, k=k, seed=seed),
-            "random": random_grouping(n, k, seed + 1000),
-            "gradient similarity": sdp_cluster(similarity, k=k, seed=seed)}
+    n = make_family(family_name).n_tasks
+    return groupings(estimate_affinity(family_name, profile, seed, "first_order").affinity,
+                     gradient_features(family_name, profile, seed).features.task_policy_gradients(n),
+                     profile.num_groups, seed)
 
 
 # --- Table 3 ------------------------------------------------------------------------------------

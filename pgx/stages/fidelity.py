@@ -17,8 +17,8 @@ import torch
 
 from pgx.envs import make_family
 from pgx.envs.highway_fidelity import ALPHA, FIXED_POLICIES, compare_backends, holm, same_state_agreement
-from pgx.profiles import FIDELITY_BUDGETS, Profile
 from pgx.keys import key_version, versioned
+from pgx.profiles import FIDELITY_BUDGETS, Profile
 from pgx.stages.cache import cached, stage_args
 from pgx.stages.pipeline import meta_train
 

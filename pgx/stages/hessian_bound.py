@@ -12,10 +12,10 @@ from pgx.generalization import (
     EstimatorComparison, compare_trace_estimators, largest_group, policy_gradient_hvp, source_samples,
     standardise_advantages, train_and_measure,
 )
+from pgx.keys import key_version, versioned
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
-from pgx.keys import key_version, versioned
 from pgx.stages.cache import cached, stage_args
 from pgx.stages.pipeline import estimate_affinity
 

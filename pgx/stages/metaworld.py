@@ -20,13 +20,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.algos.sac import EVAL_STRIDE, SACAgent, SACConfig, SACResult, evaluate, to_env_action, train
-from pgx.clustering import gradient_similarity_grouping, groups_from_labels, random_grouping, sdp_cluster
+from pgx.clustering import groupings, groups_from_labels
 from pgx.envs import make_family
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
-from pgx.metaworld_profiles import GROUPINGS, METHODS, MetaWorldProfile, get_metaworld_profile
+from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.metaworld_profiles import METHODS, MetaWorldProfile, get_metaworld_profile
 from pgx.runtime import is_int, seed_everything
 from pgx.sac_features import sac_samples
-from pgx.keys import checkpoint_path, key_version, versioned
 from pgx.stages.cache import cached
 from pgx.stages.pipeline import FIT_ROLLOUT, SCORE_ROLLOUT, fit_scaled
 from pgx.surrogate import first_order_scores
@@ -140,7 +140,7 @@ class MetaWorldGrouping:
     scores: np.ndarray
     affinity: np.ndarray
     groups: dict[str, np.ndarray]
-    """:data:`~pgx.metaworld_profiles.GROUPINGS` → ``(n,)`` labels."""
+    """:data:`~pgx.clustering.GROUPINGS` → ``(n,)`` labels."""
     times: dict[str, float]
     """Seconds of each stage: meta-training, rollouts, gradients, surrogate fit, scores, SDP."""
     gradient_flops: int
@@ -188,11 +188,8 @@ def _grouping(family_spec: str, budgets: MetaWorldProfile, seed: int, code_versi
     affinity = affinity_matrix(subsets, scores, n)
     score_time = time.perf_counter() - start
     start = time.perf_counter()
-    groups = {"PolicyGradEx": sdp_cluster(affinity, k=k, seed=seed)}
-    sdp_time = time.perf_counter() - start
-    groups["random"] = random_grouping(n, k, seed)
-    groups["gradient similarity"] = gradient_similarity_grouping(feats.task_policy_gradients(n), k, seed)
-    assert tuple(groups) == GROUPINGS
+    groups = groupings(affinity, feats.task_policy_gradients(n), k, seed)
+    sdp_time = time.perf_counter() - start  # the two SDPs (and a random draw)
     return MetaWorldGrouping(
         meta=meta, features=feats, held_out=held_out, subsets=subsets, scores=scores, affinity=affinity,
         groups=groups, gradient_flops=flops, parameters=sum(p.numel() for p in agent.actor.parameters()),

@@ -19,11 +19,11 @@ from pgx.algos.ppo import TrainResult, train
 from pgx.envs import TaskFamily, as_param_array, make_family
 from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
+from pgx.keys import checkpoint_path, key_version, versioned
 from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
-from pgx.keys import checkpoint_path, key_version, versioned
 from pgx.stages.cache import cached, stage_args
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 

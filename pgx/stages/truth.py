@@ -15,11 +15,11 @@ from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.envs import make_family
 from pgx.evaluation import evaluate
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
+from pgx.keys import key_version, versioned
 from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.keys import key_version, versioned
 from pgx.stages.cache import cached, stage_args
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
