@@ -18,7 +18,7 @@ import numpy as np
 from pgx.runtime import is_int
 
 __all__ = ["is_real", "check_int", "check_optional_int", "check_number", "check_optional_number", "check_bool",
-           "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets", "FamilyBudgets"]
+           "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets", "FamilyBudgets", "KeyedByChanges"]
 
 
 def is_real(value: object) -> bool:
@@ -126,7 +126,48 @@ def check_budgets(owner: str, family_budgets: Any) -> None:
                          f"got {family_budgets!r}")
 
 
-class FamilyBudgets:
+class KeyedByChanges:
+    """A frozen config dataclass pickled — and so hashed into every cache key that holds it — as the
+    fields that differ from their defaults: adding a field with a default keeps every existing
+    key, so a new option re-runs nothing until a profile sets it. Unpickling restores the others'
+    defaults. A value equal to its default but of another type (``1.0`` for ``1``) is kept."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            default = _default(f)
+            if default is _NO_DEFAULT or type(value) is not type(default) or not _equal(value, default):
+                state[f.name] = value
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for f in dataclasses.fields(self):
+            value = state[f.name] if f.name in state else _default(f)
+            if value is _NO_DEFAULT:
+                raise ValueError(f"a pickled {type(self).__name__} lacks {f.name!r}, which has no default")
+            object.__setattr__(self, f.name, value)
+
+
+_NO_DEFAULT = object()
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _NO_DEFAULT
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # an array's ambiguous truth value: not a default worth dropping
+        return False
+
+
+class FamilyBudgets(KeyedByChanges):
     """What every kind of profile (:class:`~pgx.profiles.Profile`, the downstream and the Meta-World
     budgets) does with its per-family overrides, written once: a frozen dataclass with fields
     ``name``, ``family`` and ``family_budgets`` inherits it.

@@ -43,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pgx.algos.ppo import PPOConfig, TrainResult, train
+from pgx.checks import KeyedByChanges
 from pgx.envs import TaskFamily
 from pgx.hessian import (
     HessianVectorProduct,
@@ -77,7 +78,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GeneralizationConfig:
+class GeneralizationConfig(KeyedByChanges):
     """Budgets of the generalization measurements (Figure 3)."""
 
     iterations: int = 60

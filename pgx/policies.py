@@ -23,7 +23,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from pgx.checks import check_int, check_number
+from pgx.checks import KeyedByChanges, check_int, check_number
 
 __all__ = ["PolicyConfig", "layer_init", "mlp", "Actor", "CategoricalActor", "GaussianActor", "make_actor",
            "ActorCritic", "flat_params", "categorical_sample_and_log_prob", "categorical_log_prob_and_entropy",
@@ -31,7 +31,7 @@ __all__ = ["PolicyConfig", "layer_init", "mlp", "Actor", "CategoricalActor", "Ga
 
 
 @dataclass(frozen=True)
-class PolicyConfig:
+class PolicyConfig(KeyedByChanges):
     """Shape of the actor-critic MLPs."""
 
     hidden: int = 64

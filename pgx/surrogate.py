@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pgx.checks import check_choice, check_number, check_optional_number
+from pgx.checks import KeyedByChanges, check_choice, check_number, check_optional_number
 from pgx.gradients import GaussianProjector, check_samples
 from pgx.runtime import is_int
 
@@ -41,7 +41,7 @@ STEPS = ("trust_region", "rescale")
 
 
 @dataclass(frozen=True)
-class SurrogateConfig:
+class SurrogateConfig(KeyedByChanges):
     """How the per-subset logistic regressions are solved and scaled."""
 
     l2: float = 1e-2

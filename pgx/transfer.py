@@ -24,7 +24,7 @@ import torch
 from torch.func import vmap
 
 from pgx.algos.maml import adapt, as_tuple
-from pgx.checks import check_int, check_number, check_optional_int
+from pgx.checks import KeyedByChanges, check_int, check_number, check_optional_int
 from pgx.envs import TaskFamily, as_param_array
 from pgx.episodes import collect_episodes, stack_params
 from pgx.policies import Actor
@@ -33,7 +33,7 @@ __all__ = ["AdaptConfig", "Adaptation", "adaptation_curves", "representatives", 
 
 
 @dataclass(frozen=True)
-class AdaptConfig:
+class AdaptConfig(KeyedByChanges):
     """How a starting policy is adapted to each unseen target task."""
 
     steps: int = 10

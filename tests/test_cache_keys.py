@@ -128,3 +128,51 @@ def test_stages_name_checkpoints_by_the_trainer_not_by_themselves(monkeypatch, t
         paths = {_captured_checkpoint(monkeypatch, target, stage, *args, version) for version in ("a", "b")}
         assert len(paths) == 1
         assert str(next(iter(paths))).startswith(str(tmp_path / "checkpoints"))
+
+
+_HASHES = """
+import joblib
+from pgx.metaworld_profiles import get_metaworld_profile
+from pgx.profiles import get_profile
+from pgx.transfer_profiles import get_transfer_profile
+for name in ("smoke", "default"):
+    print(joblib.hash(get_profile(name).for_family("cartpole")), joblib.hash(get_profile(name).for_family("lunarlander")),
+          joblib.hash(get_transfer_profile(name).for_family("cartpole")), joblib.hash(get_metaworld_profile(name)))
+"""
+
+
+def _profile_hashes(root) -> str:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(root.parent)}
+    out = subprocess.run([sys.executable, "-c", _HASHES], env=env, capture_output=True, text=True, cwd=root.parent)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _add_field(path, cls: str, line: str) -> None:
+    """Add a defaulted field as the last field of dataclass ``cls`` (before its first method)."""
+    text = path.read_text()
+    start = text.index(f"class {cls}(")
+    method = text.index("\n    def ", start)
+    path.write_text(text[:method] + f"\n    {line}\n" + text[method:])
+
+
+def test_adding_a_defaulted_profile_or_config_field_rekeys_no_stage(package):
+    """Profiles and configs are hashed as the fields that differ from their defaults
+    (``checks.KeyedByChanges``): a new option with a default leaves every profile's hash — the
+    value part of every stage key — as it was, so it re-runs nothing until a profile sets it;
+    setting it changes the hash (the check can fail)."""
+    before = _profile_hashes(package)
+    assert before.count("\n") == 2
+    _add_field(package / "profiles.py", "Profile", "new_budget: int = 7")
+    _add_field(package / "algos" / "ppo.py", "PPOConfig", "new_option: bool = False")
+    _add_field(package / "transfer_profiles.py", "TransferProfile", "new_targets: int = 3")
+    _add_field(package / "metaworld_profiles.py", "MetaWorldProfile", "new_width: int = 1")
+    assert _profile_hashes(package) == before
+    text = (package / "profiles.py").read_text()
+    (package / "profiles.py").write_text(text.replace('"default": Profile(\n        name="default",',
+                                                       '"default": Profile(\n        name="default", new_budget=8,'))
+    after = _profile_hashes(package).splitlines()
+    assert after[0] == before.splitlines()[0] and after[1] != before.splitlines()[1]  # default's changed, smoke's not

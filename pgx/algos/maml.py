@@ -40,7 +40,7 @@ import torch
 from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
-from pgx.checks import check_bool, check_instance, check_int, check_number, check_optional_int
+from pgx.checks import KeyedByChanges, check_bool, check_instance, check_int, check_number, check_optional_int
 from pgx.envs import TaskFamily
 from pgx.episodes import EpisodeBatch, collect_episodes, stack_params
 from pgx.gradients import log_prob_at
@@ -54,7 +54,7 @@ Params = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class MAMLConfig:
+class MAMLConfig(KeyedByChanges):
     meta_iterations: int = 100
     """Outer (Adam) steps."""
     meta_batch_size: int = 10

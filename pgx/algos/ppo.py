@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pgx.checks import check_bool, check_instance, check_int, check_number
+from pgx.checks import KeyedByChanges, check_bool, check_instance, check_int, check_number
 from pgx.envs import TaskFamily
 from pgx.policies import ActorCritic, PolicyConfig
 from pgx.rollouts import RolloutState, collect, flat_actions, gae
@@ -41,7 +41,7 @@ __all__ = ["PPOConfig", "TrainResult", "train", "resume_seed", "ppo_loss"]
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(KeyedByChanges):
     total_timesteps: int = 500_000
     """Environment steps over all sub-envs (reset steps included)."""
     envs_per_task: int = 2

@@ -67,7 +67,7 @@ from gymnasium import spaces
 from torch import nn
 from tqdm.auto import tqdm
 
-from pgx.checks import check_instance, check_int, check_number, check_optional_number
+from pgx.checks import KeyedByChanges, check_instance, check_int, check_number, check_optional_number
 from pgx.envs import TaskFamily
 from pgx.envs.autoreset import EnvState, step_envs
 from pgx.envs.runs import reset_each
@@ -83,7 +83,7 @@ __all__ = ["SACConfig", "SACResult", "TanhGaussianActor", "TwinQ", "SACAgent", "
 # --- config ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(KeyedByChanges):
     total_steps: int = 1_000_000
     """Environment steps summed over all sub-envs, autoreset steps included (as PPO counts them);
     the run takes ``total_steps // (len(task_ids) * envs_per_task)`` vector-env steps."""

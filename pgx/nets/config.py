@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from pgx.checks import check_int, check_number
+from pgx.checks import KeyedByChanges, check_int, check_number
 from pgx.runtime import is_int
 
 __all__ = ["KINDS", "ArchConfig"]
@@ -19,7 +19,7 @@ layer before its output layer."""
 
 
 @dataclass(frozen=True)
-class ArchConfig:
+class ArchConfig(KeyedByChanges):
     """Shape of a multitask network; ``kind`` picks the architecture, the rest size it."""
 
     kind: str = "mlp"
