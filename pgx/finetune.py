@@ -14,14 +14,12 @@ inside the stage cache, so deleting the stage cache deletes the finished runs wi
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -290,11 +288,6 @@ def _weights_fingerprint(init_state: tuple[dict[str, torch.Tensor], dict[str, to
     return digest.hexdigest()
 
 
-LIBRARIES = ("numpy", "gymnasium", "highway-env", "envpool", "box2d", "metaworld", "mujoco")
-"""Distributions whose versions can change a run's numbers besides torch: the env packages of every
-built-in family (all of them: which one a family, or a plugin's, uses is not known here)."""
-
-
 def _key_versions(family_name: str) -> dict[str, str]:
     """What else a run's numbers depend on, in the key: the code of this module with all it imports
     and of the family's own module (``pgx.keys.trainer_version``; not the calling stage's,
@@ -307,19 +300,9 @@ def _key_versions(family_name: str) -> dict[str, str]:
 
 
 def _library_versions() -> dict[str, str]:
-    return dict(_installed_versions())
+    from pgx.keys import library_versions
 
-
-@functools.cache
-def _installed_versions() -> tuple[tuple[str, str], ...]:
-    """torch's and each installed distribution of :data:`LIBRARIES`' version (a process's do not change)."""
-    found = [("torch", torch.__version__)]
-    for name in LIBRARIES:
-        try:
-            found.append((name, version(name)))
-        except PackageNotFoundError:
-            pass
-    return tuple(found)
+    return dict(library_versions())
 
 
 def _environment() -> dict[str, str]:

@@ -27,7 +27,7 @@ import joblib
 from pgx.envs import parse_family_spec, registry_entry
 
 __all__ = ["PACKAGE_ROOT", "code_version", "versioned", "family_version", "key_version", "TRAINERS",
-           "trainer_version", "checkpoint_path", "cache_dir"]
+           "trainer_version", "checkpoint_path", "cache_dir", "LIBRARIES", "library_versions", "libraries_version"]
 
 
 PACKAGE_ROOT = Path(__file__).parent
@@ -146,10 +146,39 @@ def _outside_version(factory, module: str | None) -> str:
 
 def key_version(code: str, family_spec: str, root: Path = PACKAGE_ROOT) -> str:
     """What a stage call's or a checkpoint's key carries of the code, readable in the key:
-    ``"pgx.stages.pipeline@… + pgx.envs.highway@…"``. ``code`` is the :func:`versioned` module
-    whose code the call runs (the stage's module, or the trainer's for a checkpoint); the family's
-    module counts through :func:`family_version` only, so one family's edit re-keys that family."""
-    return f"{code} + {family_version(family_spec, root)}"
+    ``"pgx.stages.pipeline@… + pgx.envs.highway@… + libraries@…"``. ``code`` is the
+    :func:`versioned` module whose code the call runs (the stage's module, or the trainer's for a
+    checkpoint); the family's module counts through :func:`family_version` only, so one family's
+    edit re-keys that family; the libraries part is :func:`library_versions`, so an upgrade of a
+    library that can change a result re-runs what was computed with the old one."""
+    return f"{code} + {family_version(family_spec, root)} + {libraries_version()}"
+
+
+LIBRARIES = ("numpy", "scipy", "scikit-learn", "cvxpy", "scs", "gymnasium", "highway-env", "envpool", "box2d",
+             "metaworld", "mujoco")
+"""Distributions whose versions can change a result, besides torch: the numerics (numpy, scipy, the
+surrogate's and the SDP's solvers) and the env packages of every built-in family (all of them:
+which one a family, or a plugin's, uses is not known here)."""
+
+
+@functools.cache
+def library_versions() -> tuple[tuple[str, str], ...]:
+    """torch's and each installed distribution of :data:`LIBRARIES`' version (a process's do not change)."""
+    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = [("torch", torch.__version__)]
+    for name in LIBRARIES:
+        try:
+            found.append((name, version(name)))
+        except PackageNotFoundError:
+            pass
+    return tuple(found)
+
+
+def libraries_version() -> str:
+    """``"libraries@<hash>"`` of :func:`library_versions`, for keys."""
+    return "libraries@" + hashlib.sha256(repr(library_versions()).encode()).hexdigest()[:16]
 
 
 TRAINERS = {"ppo": "pgx.algos.ppo", "maml": "pgx.algos.maml", "sac": "pgx.algos.sac", "finetune": "pgx.finetune"}

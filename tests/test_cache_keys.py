@@ -80,8 +80,9 @@ def test_a_trainer_edit_rekeys_its_runs(package):
 
 def test_keys_are_readable():
     version = key_version(versioned("pgx.stages.pipeline"), "highway:observe_task=false")
-    stage, family = version.split(" + ")
+    stage, family, libraries = version.split(" + ")
     assert stage.startswith("pgx.stages.pipeline@") and family.startswith("pgx.envs.highway@")
+    assert libraries.startswith("libraries@")
 
 
 def test_registered_families_are_versioned_by_their_module(monkeypatch):
@@ -176,3 +177,18 @@ def test_adding_a_defaulted_profile_or_config_field_rekeys_no_stage(package):
                                                        '"default": Profile(\n        name="default", new_budget=8,'))
     after = _profile_hashes(package).splitlines()
     assert after[0] == before.splitlines()[0] and after[1] != before.splitlines()[1]  # default's changed, smoke's not
+
+
+def test_a_library_version_in_the_keys_rekeys_what_it_touches(monkeypatch):
+    """An upgrade of a library that can change a result (numpy here) changes every stage's and
+    every training run's key: what was computed with the old one is computed again."""
+    from pgx import keys
+
+    before = {(m, f): key_version(versioned(m), f) for m in STAGE_MODULES for f in ("cartpole", "mt10")}
+    runs = {t: trainer_version(t, "cartpole") for t in TRAINERS}
+    other = tuple((name, "0.0+other" if name == "numpy" else v) for name, v in keys.library_versions())
+    monkeypatch.setattr(keys, "library_versions", lambda: other)
+    assert all(key_version(versioned(m), f) != k for (m, f), k in before.items())
+    assert all(trainer_version(t, "cartpole") != v for t, v in runs.items())
+    monkeypatch.undo()
+    assert {(m, f): key_version(versioned(m), f) for m, f in before} == before  # nothing else moves them

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgx import finetune
+from pgx import finetune, keys
 from pgx.algos.maml import MAMLConfig, train as maml_train
 from pgx.algos.ppo import PPOConfig
 from pgx.envs import make_family
@@ -232,8 +232,8 @@ def test_runs_that_differ_in_anything_are_kept_apart(tmp_path, monkeypatch):
     assert finetune_subset("cartpole", _init_state(), SUBSETS[0], TINY, SEED, count_flops=True,
                            store=store).flops == counted.flops
     # the library versions are in the key: a run made under another numpy is kept apart too
-    other = tuple((name, "0.0+other" if name == "numpy" else v) for name, v in finetune._installed_versions())
-    monkeypatch.setattr(finetune, "_installed_versions", lambda: other)
+    other = tuple((name, "0.0+other" if name == "numpy" else v) for name, v in keys.library_versions())
+    monkeypatch.setattr(keys, "library_versions", lambda: other)
     finetune_subsets(**base)
     assert len(list(store.glob("*.pt"))) == len(variants) + 3
 
@@ -248,8 +248,8 @@ def test_a_stored_run_is_reused_only_where_it_would_be_computed_again(tmp_path, 
     caller's), and is loaded only where a run computed now would get the same ones."""
     store, real = tmp_path / "store", finetune._environment()
     # This process now sees another numpy; the loky workers, processes of their own, do not.
-    elsewhere = tuple((name, "0.0+elsewhere" if name == "numpy" else v) for name, v in finetune._installed_versions())
-    monkeypatch.setattr(finetune, "_installed_versions", lambda: elsewhere)
+    elsewhere = tuple((name, "0.0+elsewhere" if name == "numpy" else v) for name, v in keys.library_versions())
+    monkeypatch.setattr(keys, "library_versions", lambda: elsewhere)
     assert finetune._environment() == {**real, "numpy": "0.0+elsewhere"}
     computed = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=2, store=store)[0]
     files = sorted(store.glob("*.pt"))
