@@ -95,6 +95,49 @@ def _cpu_timed_finetune(*args) -> float:
     return time.process_time() - start
 
 
+def finetune_config(name: str, iterations: int = 0):
+    """The ``default`` profile's fine-tuning config of family ``name``, capped at ``iterations`` PPO
+    iterations per run where given (0: its full budget)."""
+    from dataclasses import replace
+
+    cfg = get_profile("default").for_family(name).finetune_ppo
+    if iterations:
+        cfg = replace(cfg, total_timesteps=min(cfg.total_timesteps, iterations * cfg.batch_size(SUBSET_SIZE)))
+    return cfg
+
+
+def rates(name: str, batch_sizes=(16,), sequential_runs: int = 16, iterations: int = 0, exact: bool = False):
+    """Fine-tunings per core-hour on one core (torch on one thread): ``train`` one run after
+    another, then ``train_many`` over the first R runs for each R of ``batch_sizes`` (padded, and
+    ``exact`` too where asked), same process, same run list. A DataFrame, one row per way."""
+    import pandas as pd
+
+    family, cfg = make_family(name), finetune_config(name, iterations)
+    runs = run_list(family, max(list(batch_sizes) + [sequential_runs]))
+    init = init_state(family, cfg)
+    rows = []
+    with single_thread():
+        train(family, runs[0][0], cfg, 0, init_state=init, progress=False)  # warm-up: imports, first kernels
+
+        def sequential():
+            for subset, seed in runs[:sequential_runs]:
+                train(family, subset, cfg, seed, init_state=init, progress=False)
+
+        wall, cpu = timed(sequential)
+        rows.append(dict(family=name, way="train, one run at a time", R=1, runs=sequential_runs, wall_s=wall, cpu_s=cpu))
+        for R in batch_sizes:
+            for mode in ((True, False) if exact else (False,)):
+                wall, cpu = timed(lambda: train_many(family, runs[:R], cfg, init_state=init, exact=mode))
+                rows.append(dict(family=name, way=f"train_many, {'exact' if mode else 'padded'}", R=R, runs=R,
+                                 wall_s=wall, cpu_s=cpu))
+    table = pd.DataFrame(rows)
+    table["per_core_hour"] = 3600 * table.runs / table.wall_s
+    table["x_sequential"] = table.per_core_hour / table.per_core_hour.iloc[0]
+    table["x_sequential_cpu"] = (table.runs / table.cpu_s) / (table.runs / table.cpu_s).iloc[0]
+    table.attrs.update(iterations=cfg.num_iterations(SUBSET_SIZE), steps_per_iteration=cfg.batch_size(SUBSET_SIZE))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--families", nargs="+", default=["cartpole", "navigation", "highway"])
@@ -107,30 +150,19 @@ def main() -> None:
                         help="cap each run at this many PPO iterations (0: the profile's full budget)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    profile = get_profile("default")
     for name in args.families:
-        family = make_family(name)
-        cfg = profile.for_family(name).finetune_ppo
-        if args.iterations:
-            from dataclasses import replace
-            cfg = replace(cfg, total_timesteps=min(cfg.total_timesteps, args.iterations * cfg.batch_size(SUBSET_SIZE)))
-        runs = run_list(family, max(args.batch_sizes + [args.sequential_runs, args.loky_runs]))
-        init = init_state(family, cfg)
+        cfg = finetune_config(name, args.iterations)
         print(f"\n{name}: {cfg.num_iterations(SUBSET_SIZE)} iterations of {cfg.batch_size(SUBSET_SIZE)} steps per run "
               f"(total_timesteps={cfg.total_timesteps}, envs_per_task={cfg.envs_per_task}, num_steps={cfg.num_steps}, "
               f"minibatches={cfg.num_minibatches}, epochs={cfg.update_epochs})", flush=True)
-        with single_thread():
-            train(family, runs[0][0], cfg, 0, init_state=init, progress=False)  # warm-up: imports, first kernels
+        table = rates(name, args.batch_sizes, args.sequential_runs, args.iterations, exact=True)
+        base, base_cpu = table.runs[0] / table.wall_s[0], table.runs[0] / table.cpu_s[0]
+        print(f"  sequential     runs={args.sequential_runs:3d} wall={table.wall_s[0]:7.1f}s cpu={table.cpu_s[0]:7.1f}s "
+              f"per core-hour={3600 * base:7.0f}", flush=True)
 
-            def sequential():
-                for subset, seed in runs[:args.sequential_runs]:
-                    train(family, subset, cfg, seed, init_state=init, progress=False)
-
-            wall, cpu = timed(sequential)
-            base, base_cpu = args.sequential_runs / wall, args.sequential_runs / cpu
-            print(f"  sequential     runs={args.sequential_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
-                  f"per core-hour={3600 * base:7.0f}", flush=True)
-
+        family = make_family(name)
+        runs = run_list(family, max(args.loky_runs, args.reference_runs))
+        init = init_state(family, cfg)
         with Parallel(n_jobs=2, backend="loky") as parallel:
             parallel(delayed(_warm)(name, init, cfg) for _ in range(2))  # workers started and imports done
             start = time.perf_counter()
@@ -154,17 +186,14 @@ def main() -> None:
             print(f"  loky x2 {REFERENCE[name]} runs={args.reference_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
                   f"per core-hour={3600 * reference:7.1f}", flush=True)
 
-        for R in args.batch_sizes:
-            for exact in (True, False):
-                with single_thread():
-                    wall, cpu = timed(lambda: train_many(family, runs[:R], cfg, init_state=init, exact=exact))
-                rate = R / wall
-                label = "exact " if exact else "padded"
-                print(f"  batched {label} R={R:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s per core-hour={3600 * rate:7.0f} "
-                      f"(x{rate / base:.2f} of sequential, x{rate / loky:.2f} of loky per core; "
-                      f"by cpu time x{(R / cpu) / base_cpu:.2f} and x{(R / cpu) / loky_cpu:.2f})"
-                      + (f"; x{rate / reference:.0f} of {REFERENCE[name]} over loky per core" if reference else ""),
-                      flush=True)
+        for row in table.iloc[1:].itertuples():
+            rate, cpu_rate = row.runs / row.wall_s, row.runs / row.cpu_s
+            print(f"  batched {row.way.split(', ')[1]:6s} R={row.R:3d} wall={row.wall_s:7.1f}s cpu={row.cpu_s:7.1f}s "
+                  f"per core-hour={3600 * rate:7.0f} (x{rate / base:.2f} of sequential, x{rate / loky:.2f} of loky per "
+                  f"core; by cpu time x{cpu_rate / base_cpu:.2f} and x{cpu_rate / loky_cpu:.2f})"
+                  + (f"; x{rate / reference:.0f} of {REFERENCE[name]} over loky per core" if reference else ""),
+                  flush=True)
+
 
 if __name__ == "__main__":
     main()

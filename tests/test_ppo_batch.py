@@ -264,3 +264,27 @@ def test_padded_long_runs_equal_exact_statistically():
     assert ttest_rel(exact, padded).pvalue > 0.01, (exact, padded)
     slower = curve_means(replace(cfg, learning_rate=0.7 * cfg.learning_rate), False)
     assert ttest_rel(exact, slower).pvalue < 0.01, (exact, slower)
+
+
+@pytest.mark.parametrize("spec", ["cartpole", "navigation:start_noise=0.05", "lunarlander"])
+def test_training_starts_are_keyed_by_seed_and_task(spec):
+    """A training run's sub-env j of task t starts from seed (seed, t, j): the same task starts the
+    same way in every subset (common random numbers across the truth's subsets), and seed s + 1 is
+    not seed s shifted by one sub-env (Gymnasium's seed + i rule: issue 22)."""
+    from pgx.envs.runs import start_training_envs
+
+    family = make_family(spec)
+
+    def starts(subset, seed):
+        env = family.source_envs(subset, 2)
+        try:
+            return start_training_envs(family, env, seed, np.repeat(subset, 2))
+        finally:
+            env.close()
+
+    dims = family.base_obs_dim
+    a, b = starts((0, 3), 7), starts((3, 5), 7)
+    np.testing.assert_array_equal(a[2:4, :dims], b[0:2, :dims])  # task 3's two sub-envs, wherever they sit
+    assert not np.array_equal(a[2, :dims], a[3, :dims])  # its two sub-envs differ from each other
+    shifted = starts((0, 3), 8)
+    assert not np.array_equal(shifted[0, :dims], a[1, :dims])

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from pgx.checks import KeyedByChanges, check_bool, check_instance, check_int, check_number
 from pgx.envs import TaskFamily
+from pgx.envs.runs import start_training_envs
 from pgx.policies import ActorCritic, PolicyConfig
 from pgx.rollouts import RolloutState, collect, flat_actions, gae
 from pgx.runtime import load_run_checkpoint, pick_device, pickled_env, resumed_envs, save_torch, seed_everything
@@ -175,8 +176,10 @@ def train(
         generator.set_state(saved["generator"].cpu())
         start_iter, elapsed = saved["iteration"], saved["elapsed"]
         steps_log, returns_log = saved["steps"], saved["returns"]
+    sub_env_tasks = np.repeat(task_ids, cfg.envs_per_task)  # source_envs lays sub-envs out task-major
     env, state = resumed_envs(saved, ckpt, "rollout_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
-                              RolloutState.start, seed if saved is None else resume_seed(seed, start_iter))
+                              lambda env, s: RolloutState.at(start_training_envs(family, env, s, sub_env_tasks)),
+                              seed if saved is None else resume_seed(seed, start_iter))
 
     def save_checkpoint(iteration: int, elapsed: float) -> None:
         save_torch(

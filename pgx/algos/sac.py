@@ -70,7 +70,7 @@ from tqdm.auto import tqdm
 from pgx.checks import KeyedByChanges, check_instance, check_int, check_number, check_optional_number
 from pgx.envs import TaskFamily
 from pgx.envs.autoreset import EnvState, step_envs
-from pgx.envs.runs import reset_each
+from pgx.envs.runs import reset_each, start_training_envs
 from pgx.nets import ArchConfig, make_network
 from pgx.runtime import is_int, load_run_checkpoint, pick_device, pickled_env, resumed_envs, save_torch
 
@@ -728,7 +728,8 @@ def train(
         else:  # refill the empty buffer with the policy's own actions before updating again
             first_update = max(saved["first_update"], start + max(random_steps, 1) - 1)
     env, state = resumed_envs(saved, path, "env_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
-                              _EnvState.start, seed if saved is None else _derived_seed(seed, start, 1))
+                              lambda env, s: _EnvState.at(start_training_envs(family, env, s, np.asarray(task_ids)[env_slot])),
+                              seed if saved is None else _derived_seed(seed, start, 1))
     eval_env = None  # built at the first evaluation and reused
 
     def save_checkpoint(step: int, wall_time: float) -> None:

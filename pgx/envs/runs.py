@@ -28,7 +28,7 @@ from gymnasium.utils import seeding
 
 from pgx.envs.family import TaskFamily, as_param_array
 
-__all__ = ["BlockRNG", "MergedRuns", "SeparateRuns", "run_envs", "reset_each"]
+__all__ = ["BlockRNG", "MergedRuns", "SeparateRuns", "run_envs", "reset_each", "task_seeds", "start_training_envs"]
 
 
 class BlockRNG:
@@ -66,6 +66,8 @@ class SeparateRuns:
     """One vector env per run, stepped one after another: every family."""
 
     def __init__(self, family: TaskFamily, subsets: Sequence[Sequence[int]], envs_per_task: int):
+        self.family = family
+        self.tasks = [np.repeat(family.check_tasks(s), envs_per_task) for s in subsets]
         self.envs = []
         try:
             for subset in subsets:
@@ -75,8 +77,10 @@ class SeparateRuns:
             raise
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
-        """``(R, E, obs_dim)``: run r's env reset with ``seeds[r]``, as ``RolloutState.start`` does."""
-        return np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(self.envs, seeds)])
+        """``(R, E, obs_dim)``: run r's env started with ``seeds[r]`` as a training run starts its own
+        (:func:`start_training_envs`)."""
+        return np.stack([start_training_envs(self.family, env, seed, tasks)
+                         for env, seed, tasks in zip(self.envs, seeds, self.tasks)])
 
     def step(self, actions: np.ndarray) -> tuple:
         """``actions (R, E, ...)`` → Gymnasium's ``obs, reward, terminated, truncated, info``, the
@@ -95,7 +99,8 @@ class MergedRuns:
     def __init__(self, family: TaskFamily, subsets: Sequence[Sequence[int]], envs_per_task: int):
         if family.merge_axis is None:
             raise ValueError(f"{family.name}: the family's envs cannot be merged (merge_axis is None)")
-        ids = np.concatenate([np.repeat(family.check_tasks(s), envs_per_task) for s in subsets])
+        self.tasks = [np.repeat(family.check_tasks(s), envs_per_task) for s in subsets]
+        ids = np.concatenate(self.tasks)
         self.runs, self.block = len(subsets), len(ids) // len(subsets)
         self.env = family.envs(as_param_array(family.source_params)[ids], ids)
         self.axis = family.merge_axis
@@ -104,9 +109,15 @@ class MergedRuns:
         """The sub-envs whose next step is an autoreset (NEXT_STEP): what that step's draws are for."""
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
-        self.rng = BlockRNG([seeding.np_random(int(s))[0] for s in seeds], self.block, self.axis)
-        self.env.unwrapped.np_random = self.rng
+        """Each run started as :func:`start_training_envs` starts its own env: sub-env by sub-env
+        from its (seed, task) seed, then the run's later resets from its first sub-env's seed."""
+        per_env = [s for seed, tasks in zip(seeds, self.tasks) for s in task_seeds(seed, tasks)]
+        base = self.env.unwrapped
+        base.np_random = BlockRNG([seeding.np_random(s)[0] for s in per_env], 1, self.axis)
         obs, _ = self.env.reset()  # no seed: the base env keeps the BlockRNG
+        self.rng = BlockRNG([seeding.np_random(per_env[r * self.block])[0] for r in range(self.runs)], self.block,
+                            self.axis)
+        base.np_random = self.rng
         self.resetting[:] = False
         return obs.reshape(self.runs, self.block, -1)
 
@@ -150,3 +161,23 @@ def reset_each(family: TaskFamily, env, seeds: Sequence[int]) -> tuple[np.ndarra
         return env.reset()
     finally:
         base.np_random = seeding.np_random(seeds[0])[0]
+
+
+def task_seeds(seed: int, sub_env_tasks: Sequence[int]) -> list[int]:
+    """The reset seed of each sub-env of a training run, keyed by ``(seed, task, j)`` for the j-th
+    sub-env of its task: the same task starts the same way in every subset a run of that seed
+    trains on (common random numbers across subsets), and no sub-env of seed s shares its starts
+    with another sub-env of seed s + 1 (Gymnasium's ``seed + i`` rule would)."""
+    seen: dict[int, int] = {}
+    seeds = []
+    for task in (int(t) for t in sub_env_tasks):
+        j = seen.get(task, 0)
+        seen[task] = j + 1
+        seeds.append(int(np.random.SeedSequence([int(seed), task, j]).generate_state(1)[0]))
+    return seeds
+
+
+def start_training_envs(family: TaskFamily, env, seed: int, sub_env_tasks: Sequence[int]) -> np.ndarray:
+    """Reset a training run's env (PPO's, SAC's, each run of a batch) at its start or restart: sub-env
+    e from :func:`task_seeds` through :func:`reset_each`. Returns the first observations."""
+    return reset_each(family, env, task_seeds(seed, sub_env_tasks))[0]
