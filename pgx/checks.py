@@ -18,7 +18,8 @@ import numpy as np
 from pgx.runtime import is_int
 
 __all__ = ["is_real", "check_int", "check_optional_int", "check_number", "check_optional_number", "check_bool",
-           "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets", "FamilyBudgets", "KeyedByChanges"]
+           "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets",
+           "FamilyBudgets", "KeyedByChanges"]
 
 
 def is_real(value: object) -> bool:

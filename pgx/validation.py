@@ -13,7 +13,8 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from pgx.clustering import random_grouping
 
-__all__ = ["relative_error", "offdiagonal_correlation", "per_task_spearman", "grouping_nmi", "random_nmi", "exact_objective_scores", "compare"]
+__all__ = ["relative_error", "offdiagonal_correlation", "per_task_spearman", "grouping_nmi", "random_nmi",
+           "exact_objective_scores", "compare"]
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:

@@ -137,7 +137,8 @@ from pgx.metaworld_profiles import get_metaworld_profile
 from pgx.profiles import get_profile
 from pgx.transfer_profiles import get_transfer_profile
 for name in ("smoke", "default"):
-    print(joblib.hash(get_profile(name).for_family("cartpole")), joblib.hash(get_profile(name).for_family("lunarlander")),
+    print(joblib.hash(get_profile(name).for_family("cartpole")),
+          joblib.hash(get_profile(name).for_family("lunarlander")),
           joblib.hash(get_transfer_profile(name).for_family("cartpole")), joblib.hash(get_metaworld_profile(name)))
 """
 

@@ -258,7 +258,8 @@ def test_padded_long_runs_equal_exact_statistically():
     init = (agent.actor.state_dict(), agent.critic.state_dict())
 
     def curve_means(config, exact):
-        return np.array([np.nanmean(r.task_returns) for r in train_many(family, runs, config, init_state=init, exact=exact)])
+        trained = train_many(family, runs, config, init_state=init, exact=exact)
+        return np.array([np.nanmean(r.task_returns) for r in trained])
 
     exact, padded = curve_means(cfg, True), curve_means(cfg, False)
     assert ttest_rel(exact, padded).pvalue > 0.01, (exact, padded)

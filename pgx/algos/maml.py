@@ -237,7 +237,8 @@ def train(
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     # weights_only=False, as PPO and SAC load theirs: a config or seed given as numpy scalars (which
     # configs accept) is pickled as numpy objects, which weights_only would refuse.
-    state = load_run_checkpoint(path, dev, _CHECKPOINT_KEYS, {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
+    state = load_run_checkpoint(path, dev, _CHECKPOINT_KEYS,
+                                {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
     if state is not None:
         actor.load_state_dict(state["actor"])
         optimizer.load_state_dict(state["optimizer"])

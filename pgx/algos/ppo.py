@@ -169,7 +169,8 @@ def train(
 
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     # The checkpoint holds the env's pickle (exact resume), so it is loaded with weights_only=False.
-    saved = load_run_checkpoint(ckpt, dev, _CHECKPOINT_KEYS, {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
+    saved = load_run_checkpoint(ckpt, dev, _CHECKPOINT_KEYS,
+                                {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
     if saved is not None:
         agent.load_state_dict(saved["agent"])
         optimizer.load_state_dict(saved["optimizer"])

@@ -715,7 +715,8 @@ def train(
 
     path = Path(checkpoint) if checkpoint is not None else None
     # The checkpoint holds numpy arrays (buffer, RNG) and the env's pickle: loaded with weights_only=False.
-    saved = load_run_checkpoint(path, dev, _CHECKPOINT_KEYS, {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
+    saved = load_run_checkpoint(path, dev, _CHECKPOINT_KEYS,
+                                {"config": asdict(cfg), "task_ids": task_ids, "seed": seed})
     if saved is not None:
         agent.load_state_dict(saved["agent"])
         optimisers.load_state_dict(saved["optimisers"])
@@ -728,7 +729,8 @@ def train(
         else:  # refill the empty buffer with the policy's own actions before updating again
             first_update = max(saved["first_update"], start + max(random_steps, 1) - 1)
     env, state = resumed_envs(saved, path, "env_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
-                              lambda env, s: _EnvState.at(start_training_envs(family, env, s, np.asarray(task_ids)[env_slot])),
+                              lambda env, s: _EnvState.at(start_training_envs(family, env, s,
+                                                                              np.asarray(task_ids)[env_slot])),
                               seed if saved is None else _derived_seed(seed, start, 1))
     eval_env = None  # built at the first evaluation and reused
 

@@ -1,14 +1,16 @@
 """Many training runs' vector envs behind one interface: stepped together where the family allows it.
 
 ``pgx.algos.ppo_batch.train_many`` trains R runs at once; run r has its own vector env of E
-sub-envs (its subset's tasks), reset with its own seed. Stepping R envs one by one costs R Python
-calls per step (CartPole's Gymnasium vector env ~60 µs a call, 13% of a batched run). A family whose
+sub-envs (its subset's tasks), started as every training run starts (:func:`start_training_envs`:
+sub-env by sub-env, from seeds keyed by the run's seed and the sub-env's task). Stepping R envs
+one by one costs R Python calls per step (CartPole's Gymnasium vector env ~60 µs a call, 13% of a
+batched run). A family whose
 base vector env computes every sub-env elementwise with numpy — CartPole's ``CartPoleVectorEnv``,
 navigation's ``NavigationVectorEnv`` — can step all R × E sub-envs in one env: the arithmetic of
 each sub-env is the same elementwise arithmetic on a longer array. What would differ is the
 randomness, because one vector env draws every sub-env's reset state from one generator.
 :class:`BlockRNG` stands in for that generator: each draw is split into the runs' blocks and each
-block is drawn from its run's own generator, seeded as ``env.reset(seed=s)`` seeds it, at the size
+block is drawn from its run's own generator, seeded as the run's own env's would be, at the size
 the run's own env would have asked for (a size-0 draw leaves a generator's state alone, so a run
 with nothing to reset draws nothing). Run r's sub-envs therefore see what they would see in their
 own env, bit for bit (``tests/test_ppo_batch.py``).

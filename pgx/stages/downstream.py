@@ -180,7 +180,8 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
     nearest = nearest_source_tasks(family.source_params, np.asarray(family.target_params)[list(targets)])
     actors = {g: run.agent(family, policy).actor for g, run in per_group.items()}
     weights = {g: {name: p.detach() for name, p in actor.named_parameters()} for g, actor in actors.items()}
-    start = {name: torch.stack([weights[int(labels[t])][name] for t in nearest]) for name in next(iter(weights.values()))}
+    start = {name: torch.stack([weights[int(labels[t])][name] for t in nearest])
+             for name in next(iter(weights.values()))}
     adaptations[METHODS[5]] = adaptation_curves(actors[next(iter(actors))], family, targets, budgets.adapt,
                                                 adapt_seed, start=start)
     return TransferResult(family=family_name, seed=seed, groups=groups, representatives=reps, target_ids=targets,
