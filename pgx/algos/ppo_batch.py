@@ -48,8 +48,8 @@ What is equal, and why (torch 2.13, CPU, one thread; ``tests/test_ppo_batch.py``
   fresh and given initial weights; clipped and unclipped value loss; runs with different minibatch
   counts). Why, by construction rather than by luck of the BLAS: every run's env stream is
   its own env's, from the same seeds (one merged env elementwise, or its own env); every network
-  pass, in the rollout and in the update, is run by run with the calls ``nn.Sequential`` makes (``F.linear``, ``torch.tanh``) on the run's own tensors at their own
-  shapes, sampling and losses with ``act``'s and ``train``'s expressions, each run's generator drawn
+  pass, in the rollout and in the update, is run by run with the calls ``nn.Sequential`` makes
+  (``F.linear``, ``torch.tanh``) on the run's own tensors at their own shapes, sampling and losses with ``act``'s and ``train``'s expressions, each run's generator drawn
   in ``train``'s order; gradients are clipped by ``clip_grad_norm_`` itself, per run; and
   :class:`StackedAdam` computes ``torch.optim.Adam``'s parameters bit for bit from the same
   gradients (tested alone). (A batched ``baddbmm`` is *not* a safe substitute: it matches
