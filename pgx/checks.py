@@ -19,7 +19,7 @@ from pgx.runtime import is_int
 
 __all__ = ["is_real", "check_int", "check_optional_int", "check_number", "check_optional_number", "check_bool",
            "check_instance", "check_choice", "check_ints", "check_numbers", "check_name", "check_budgets",
-           "FamilyBudgets", "KeyedByChanges"]
+           "FamilyBudgets", "KeyedByChanges", "option"]
 
 
 def is_real(value: object) -> bool:
@@ -127,18 +127,28 @@ def check_budgets(owner: str, family_budgets: Any) -> None:
                          f"got {family_budgets!r}")
 
 
+def option(default: Any) -> Any:
+    """A config field added after results were cached: ``new: bool = option(False)``. While it
+    holds its default it is left out of the config's pickle, and so of every cache key (see
+    :class:`KeyedByChanges`): adding it re-runs nothing until a profile sets it. Its default must
+    never change afterwards (a config at the default would keep its old keys and load results
+    computed under the old default); to change it, declare it a plain field, which re-keys once."""
+    return dataclasses.field(default=default, metadata={"option": True})
+
+
 class KeyedByChanges:
-    """A frozen config dataclass pickled — and so hashed into every cache key that holds it — as the
-    fields that differ from their defaults: adding a field with a default keeps every existing
-    key, so a new option re-runs nothing until a profile sets it. Unpickling restores the others'
-    defaults. A value equal to its default but of another type (``1.0`` for ``1``) is kept."""
+    """A frozen config dataclass whose :func:`option` fields are pickled — and so hashed into every
+    cache key that holds the config — only where they differ from their defaults: a new option
+    keeps every existing key. Every other field is always pickled, so changing a plain field's
+    default re-keys what it can change. Unpickling restores an omitted option's default. A value
+    equal to its default but of another type (``1.0`` for ``1``) is kept."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             default = _default(f)
-            if default is _NO_DEFAULT or type(value) is not type(default) or not _equal(value, default):
+            if not f.metadata.get("option") or type(value) is not type(default) or not _equal(value, default):
                 state[f.name] = value
         return state
 

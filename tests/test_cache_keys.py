@@ -154,30 +154,37 @@ def _profile_hashes(root) -> str:
 
 
 def _add_field(path, cls: str, line: str) -> None:
-    """Add a defaulted field as the last field of dataclass ``cls`` (before its first method)."""
+    """Add a field as the last field of dataclass ``cls`` (before its first method)."""
     text = path.read_text()
+    if "from pgx.checks import option" not in text:
+        text = text.replace("from __future__ import annotations\n",
+                            "from __future__ import annotations\n\nfrom pgx.checks import option\n", 1)
     start = text.index(f"class {cls}(")
     method = text.index("\n    def ", start)
     path.write_text(text[:method] + f"\n    {line}\n" + text[method:])
 
 
-def test_adding_a_defaulted_profile_or_config_field_rekeys_no_stage(package):
-    """Profiles and configs are hashed as the fields that differ from their defaults
-    (``checks.KeyedByChanges``): a new option with a default leaves every profile's hash — the
-    value part of every stage key — as it was, so it re-runs nothing until a profile sets it;
-    setting it changes the hash (the check can fail)."""
+def test_adding_an_option_to_a_profile_or_config_rekeys_no_stage(package):
+    """Profiles and configs pickle their ``option`` fields only where set (``checks.KeyedByChanges``):
+    a new option leaves every profile's hash — the value part of every stage key — as it was, so
+    it re-runs nothing until a profile sets it; setting it changes the hash; and a plain field
+    added with a default does change every hash (what keeps a changed default from serving old
+    results). The checks can fail."""
     before = _profile_hashes(package)
     assert before.count("\n") == 2
-    _add_field(package / "profiles.py", "Profile", "new_budget: int = 7")
-    _add_field(package / "algos" / "ppo.py", "PPOConfig", "new_option: bool = False")
-    _add_field(package / "transfer_profiles.py", "TransferProfile", "new_targets: int = 3")
-    _add_field(package / "metaworld_profiles.py", "MetaWorldProfile", "new_width: int = 1")
+    _add_field(package / "profiles.py", "Profile", "new_budget: int = option(7)")
+    _add_field(package / "algos" / "ppo.py", "PPOConfig", "new_option: bool = option(False)")
+    _add_field(package / "transfer_profiles.py", "TransferProfile", "new_targets: int = option(3)")
+    _add_field(package / "metaworld_profiles.py", "MetaWorldProfile", "new_width: int = option(1)")
     assert _profile_hashes(package) == before
     text = (package / "profiles.py").read_text()
     (package / "profiles.py").write_text(text.replace('"default": Profile(\n        name="default",',
                                                        '"default": Profile(\n        name="default", new_budget=8,'))
     after = _profile_hashes(package).splitlines()
     assert after[0] == before.splitlines()[0] and after[1] != before.splitlines()[1]  # default's changed, smoke's not
+    _add_field(package / "profiles.py", "Profile", "plain_budget: int = 2")
+    plain = [line.split()[:2] for line in _profile_hashes(package).splitlines()]  # the two Profile hashes per line
+    assert all(a != b for new, old in zip(plain, (line.split()[:2] for line in after)) for a, b in zip(new, old))
 
 
 def test_a_library_version_in_the_keys_rekeys_what_it_touches(monkeypatch):
