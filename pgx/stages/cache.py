@@ -104,8 +104,9 @@ class DamagedResult(ValueError):
 
 
 def _output_path(store, args: tuple, kwargs: dict) -> Path:
-    shelved = store.call_and_shelve(*args, **kwargs)  # a reference to the stored result; nothing is loaded
-    return Path(shelved.store_backend.location, shelved.func_id, shelved.args_id, "output.pkl")
+    """Where joblib keeps this call's result (its layout: location/function/arguments/output.pkl),
+    found without asking joblib for the result, which would compute it again if it were missing."""
+    return Path(store.store_backend.location, store.func_id, store._get_args_id(*args, **kwargs), "output.pkl")
 
 
 def _seal_path(path: Path) -> Path:
