@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import io
 import warnings
 from pathlib import Path
 
@@ -84,8 +85,9 @@ def _load_or_compute(store, args: tuple, kwargs: dict) -> tuple:
         return result, kept
     path = _output_path(store, args, kwargs)
     try:
-        _check_seal(path)
-        result, kept = store.call_and_shelve(*args, **kwargs).get()
+        data = path.read_bytes()  # read once: checked against its checksum, then unpickled
+        _check_seal(path, data)
+        result, kept = joblib.numpy_pickle.load(io.BytesIO(data))
         if not isinstance(kept, list):
             raise TypeError(f"expected (result, warnings), got warnings of type {type(kept).__name__}")
     except Exception as e:
@@ -123,13 +125,14 @@ def _seal(path: Path) -> None:
     atomic_write(_seal_path(path), lambda tmp: tmp.write_text(digest))
 
 
-def _check_seal(path: Path) -> None:
-    """Raise :class:`DamagedResult` (a damage error: the result is recomputed) where the result file
-    does not match its checksum, or has none (written by a process killed between the two writes)."""
+def _check_seal(path: Path, data: bytes) -> None:
+    """Raise :class:`DamagedResult` (a damage error: the result is recomputed) where ``data``, the
+    result file's bytes, does not match its checksum, or it has none (written by a process killed
+    between the two writes)."""
     seal = _seal_path(path)
     if not seal.is_file():
         raise DamagedResult(f"no checksum {seal.name} beside it")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != seal.read_text().strip():
+    if hashlib.sha256(data).hexdigest() != seal.read_text().strip():
         raise DamagedResult(f"its bytes do not match the checksum in {seal.name}")
 
 
