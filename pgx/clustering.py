@@ -18,6 +18,7 @@ unless k > n/2 groups are asked for (k = n excepted), which that solver is slow 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -399,13 +400,23 @@ RANDOM_SEED_OFFSET = 1000
 groupings' SDP rounding uses (the ground truth's chance draws continue at ``s + 1000 + r``)."""
 
 
-def groupings(affinity: np.ndarray, task_gradients: np.ndarray, k: int, seed: int,
-              solver: str = "auto") -> dict[str, np.ndarray]:
+def groupings(affinity: np.ndarray, task_gradients: np.ndarray, k: int, seed: int, solver: str = "auto",
+              seconds: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """:data:`GROUPINGS` → ``(n,)`` labels: PolicyGradEx (the SDP on the estimated affinity), a
     random partition, and gradient similarity (the SDP on the cosines of the tasks' policy
     gradients). The one definition every caller uses, so that a grouping named the same is the
-    same grouping everywhere."""
+    same grouping everywhere.
+
+    :param seconds: where given, each grouping's wall time is written into it under its name
+        (PolicyGradEx's is its SDP's: what the method costs after the affinity)."""
     affinity = np.asarray(affinity)
-    return {"PolicyGradEx": sdp_cluster(affinity, k=k, seed=seed, solver=solver),
-            "random": random_grouping(affinity.shape[0], k, seed + RANDOM_SEED_OFFSET),
-            "gradient similarity": gradient_similarity_grouping(task_gradients, k, seed=seed, solver=solver)}
+    methods = {"PolicyGradEx": lambda: sdp_cluster(affinity, k=k, seed=seed, solver=solver),
+               "random": lambda: random_grouping(affinity.shape[0], k, seed + RANDOM_SEED_OFFSET),
+               "gradient similarity": lambda: gradient_similarity_grouping(task_gradients, k, seed=seed, solver=solver)}
+    found = {}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        found[name] = method()
+        if seconds is not None:
+            seconds[name] = time.perf_counter() - start
+    return found

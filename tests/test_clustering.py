@@ -268,8 +268,9 @@ def test_groupings_are_the_three_every_caller_compares():
     affinity = rng.normal(size=(6, 6))
     affinity = affinity + affinity.T
     gradients = rng.normal(size=(6, 4))
-    found = groupings(affinity, gradients, 2, seed=3)
-    assert tuple(found) == GROUPINGS
+    seconds = {}
+    found = groupings(affinity, gradients, 2, seed=3, seconds=seconds)
+    assert tuple(found) == GROUPINGS and tuple(seconds) == GROUPINGS and min(seconds.values()) >= 0
     np.testing.assert_array_equal(found["PolicyGradEx"], sdp_cluster(affinity, k=2, seed=3))
     np.testing.assert_array_equal(found["random"], random_grouping(6, 2, 3 + RANDOM_SEED_OFFSET))
     np.testing.assert_array_equal(found["gradient similarity"], gradient_similarity_grouping(gradients, k=2, seed=3))
