@@ -177,7 +177,7 @@ def train(
         generator.set_state(saved["generator"].cpu())
         start_iter, elapsed = saved["iteration"], saved["elapsed"]
         steps_log, returns_log = saved["steps"], saved["returns"]
-    sub_env_tasks = np.repeat(task_ids, cfg.envs_per_task)  # source_envs lays sub-envs out task-major
+    sub_env_tasks = family.source_env_tasks(task_ids, cfg.envs_per_task)
     env, state = resumed_envs(saved, ckpt, "rollout_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
                               lambda env, s: RolloutState.at(start_training_envs(family, env, s, sub_env_tasks)),
                               seed if saved is None else resume_seed(seed, start_iter))

@@ -729,8 +729,8 @@ def train(
         else:  # refill the empty buffer with the policy's own actions before updating again
             first_update = max(saved["first_update"], start + max(random_steps, 1) - 1)
     env, state = resumed_envs(saved, path, "env_state", lambda: family.source_envs(task_ids, cfg.envs_per_task),
-                              lambda env, s: _EnvState.at(start_training_envs(family, env, s,
-                                                                              np.asarray(task_ids)[env_slot])),
+                              lambda env, s: _EnvState.at(start_training_envs(
+                                  family, env, s, family.source_env_tasks(task_ids, cfg.envs_per_task))),
                               seed if saved is None else _derived_seed(seed, start, 1))
     eval_env = None  # built at the first evaluation and reused
 

@@ -149,12 +149,15 @@ class TaskFamily:
                                self.action_space)
 
     def source_envs(self, task_ids: Sequence[int], envs_per_task: int = 1) -> gym.vector.VectorEnv:
-        """Vectorised env with ``envs_per_task`` sub-envs for each source task in ``task_ids``.
-
-        Sub-envs are laid out task-major: ``[t0, t0, ..., t1, t1, ...]``.
-        """
-        ids = np.repeat(self.check_tasks(task_ids), envs_per_task)
+        """Vectorised env with ``envs_per_task`` sub-envs for each source task in ``task_ids``, laid
+        out as :meth:`source_env_tasks` says."""
+        ids = self.source_env_tasks(task_ids, envs_per_task)
         return self.envs(as_param_array(self.source_params)[ids], ids)
+
+    def source_env_tasks(self, task_ids: Sequence[int], envs_per_task: int = 1) -> np.ndarray:
+        """The source task of each sub-env of ``source_envs(task_ids, envs_per_task)``: task-major,
+        ``[t0, t0, ..., t1, t1, ...]``."""
+        return np.repeat(self.check_tasks(task_ids), envs_per_task)
 
     def target_envs(self, target_ids: Sequence[int], envs_per_task: int = 1) -> gym.vector.VectorEnv:
         """Vectorised env over unseen target tasks; their one-hot is all zeros (no source id)."""

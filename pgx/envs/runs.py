@@ -69,7 +69,7 @@ class SeparateRuns:
 
     def __init__(self, family: TaskFamily, subsets: Sequence[Sequence[int]], envs_per_task: int):
         self.family = family
-        self.tasks = [np.repeat(family.check_tasks(s), envs_per_task) for s in subsets]
+        self.tasks = [family.source_env_tasks(s, envs_per_task) for s in subsets]
         self.envs = []
         try:
             for subset in subsets:
@@ -101,7 +101,7 @@ class MergedRuns:
     def __init__(self, family: TaskFamily, subsets: Sequence[Sequence[int]], envs_per_task: int):
         if family.merge_axis is None:
             raise ValueError(f"{family.name}: the family's envs cannot be merged (merge_axis is None)")
-        self.tasks = [np.repeat(family.check_tasks(s), envs_per_task) for s in subsets]
+        self.tasks = [family.source_env_tasks(s, envs_per_task) for s in subsets]
         ids = np.concatenate(self.tasks)
         self.runs, self.block = len(subsets), len(ids) // len(subsets)
         self.env = family.envs(as_param_array(family.source_params)[ids], ids)
