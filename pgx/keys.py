@@ -4,8 +4,9 @@ Every cached stage result, training checkpoint and stored fine-tuning run is key
 that can change it. :func:`code_version` hashes a module with the pgx modules it imports,
 transitively (docstrings, comments and formatting left out); :func:`family_version` hashes one
 family's module, found through the registry, so an edit to one family re-keys that family alone;
-:func:`key_version` joins the two, and :func:`trainer_version` does the same for a trainer, so an
-edit to what runs after training (the surrogate, the affinity) finds θ* and every fine-tuning run
+:func:`key_version` joins the two with the versions of the libraries that can change a result
+(:func:`library_versions`), and :func:`trainer_version` does the same for a trainer, so an edit
+to what runs after training (the surrogate, the affinity) finds θ* and every fine-tuning run
 where they were. This module sits below the stages and the trainers (``pgx.finetune`` keys its
 store with it) and imports neither.
 """

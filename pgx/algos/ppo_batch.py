@@ -46,16 +46,17 @@ What is equal, and why (torch 2.13, CPU, one thread; ``tests/test_ppo_batch.py``
 * **bit-identical with** ``exact=True``: everything — every run's returns log and final actor and
   critic parameters equal ``train``'s with ``torch.equal`` (CartPole, Discrete; navigation, Box;
   fresh and given initial weights; clipped and unclipped value loss; runs with different minibatch
-  counts). Why, by construction rather than by luck of the BLAS: every run's env stream is
-  its own env's, from the same seeds (one merged env elementwise, or its own env); every network
-  pass, in the rollout and in the update, is run by run with the calls ``nn.Sequential`` makes
-  (``F.linear``, ``torch.tanh``) on the run's own tensors at their own shapes, sampling and losses with ``act``'s and ``train``'s expressions, each run's generator drawn
-  in ``train``'s order; gradients are clipped by ``clip_grad_norm_`` itself, per run; and
-  :class:`StackedAdam` computes ``torch.optim.Adam``'s parameters bit for bit from the same
-  gradients (tested alone). (A batched ``baddbmm`` is *not* a safe substitute: it matches
-  ``nn.Linear``'s ``addmm`` bits for most shapes here but not for one-wide outputs nor for fewer
-  than 4 rows, where the BLAS picks other kernels — measured.) What is shared: the Python loop, the
-  envs' stepping (one call where merged), one backward and one optimiser step per minibatch position.
+  counts). Why, by construction rather than by luck of the BLAS: every run's env stream is its own
+  env's, from the same seeds (one merged env elementwise, or its own env); every network pass, in
+  the rollout and in the update, is run by run with the calls ``nn.Sequential`` makes (``F.linear``,
+  ``torch.tanh``) on the run's own tensors at their own shapes, sampling and losses with ``act``'s
+  and ``train``'s expressions, each run's generator drawn in ``train``'s order; gradients are
+  clipped by ``clip_grad_norm_`` itself, per run; and :class:`StackedAdam` computes
+  ``torch.optim.Adam``'s parameters bit for bit from the same gradients (tested alone). (A batched
+  ``baddbmm`` is *not* a safe substitute: it matches ``nn.Linear``'s ``addmm`` bits for most shapes
+  here but not for one-wide outputs nor for fewer than 4 rows, where the BLAS picks other kernels —
+  measured.) What is shared: the Python loop, the envs' stepping (one call where merged), one
+  backward and one optimiser step per minibatch position.
 * **within float tolerance with** ``exact=False`` over a short run: gradients differ from
   ``train``'s by ~1e-7 relative (padded masked sums, matmuls blocked for another row count, the
   sigmoid form of tanh); parameters after 8 short iterations by < 2e-6 (tested). A Categorical
@@ -161,7 +162,7 @@ def _forward(layers: list[tuple[str, str | None]], params: dict[str, torch.Tenso
     for kind, name in layers:
         if kind == "tanh":
             x = _fast_tanh(x)
-        elif params[f"{name}.weight"].shape[1] == 1:  # the critic's head: see below
+        elif params[f"{name}.weight"].shape[1] == 1:  # the critic's head: see the docstring
             x = (x * params[f"{name}.weight"]).sum(-1, keepdim=True) + params[f"{name}.bias"].unsqueeze(1)
         else:
             x = torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), x, params[f"{name}.weight"].transpose(1, 2))

@@ -1,19 +1,18 @@
 """Many training runs' vector envs behind one interface: stepped together where the family allows it.
 
-``pgx.algos.ppo_batch.train_many`` trains R runs at once; run r has its own vector env of E
-sub-envs (its subset's tasks), started as every training run starts (:func:`start_training_envs`:
-sub-env by sub-env, from seeds keyed by the run's seed and the sub-env's task). Stepping R envs
-one by one costs R Python calls per step (CartPole's Gymnasium vector env ~60 µs a call, 13% of a
-batched run). A family whose
-base vector env computes every sub-env elementwise with numpy — CartPole's ``CartPoleVectorEnv``,
-navigation's ``NavigationVectorEnv`` — can step all R × E sub-envs in one env: the arithmetic of
-each sub-env is the same elementwise arithmetic on a longer array. What would differ is the
-randomness, because one vector env draws every sub-env's reset state from one generator.
-:class:`BlockRNG` stands in for that generator: each draw is split into the runs' blocks and each
-block is drawn from its run's own generator, seeded as the run's own env's would be, at the size
-the run's own env would have asked for (a size-0 draw leaves a generator's state alone, so a run
-with nothing to reset draws nothing). Run r's sub-envs therefore see what they would see in their
-own env, bit for bit (``tests/test_ppo_batch.py``).
+``pgx.algos.ppo_batch.train_many`` trains R runs at once; run r has its own vector env of E sub-envs
+(its subset's tasks), started as every training run starts (:func:`start_training_envs`: sub-env by
+sub-env, from seeds keyed by the run's seed and the sub-env's task). Stepping R envs one by one
+costs R Python calls per step (CartPole's Gymnasium vector env ~60 µs a call, 13% of a batched run).
+A family whose base vector env computes every sub-env elementwise with numpy — CartPole's
+``CartPoleVectorEnv``, navigation's ``NavigationVectorEnv`` — can step all R × E sub-envs in one
+env: the arithmetic of each sub-env is the same elementwise arithmetic on a longer array. What would
+differ is the randomness, because one vector env draws every sub-env's reset state from one
+generator. :class:`BlockRNG` stands in for that generator: each draw is split into the runs' blocks
+and each block is drawn from its run's own generator, seeded as the run's own env's would be, at the
+size the run's own env would have asked for (a size-0 draw leaves a generator's state alone, so a
+run with nothing to reset draws nothing). Run r's sub-envs therefore see what they would see in
+their own env, bit for bit (``tests/test_ppo_batch.py``).
 
 The family says whether it can be merged, and along which axis its base env's draws lay out the
 sub-envs: :attr:`pgx.envs.TaskFamily.merge_axis` (CartPole draws ``(4, k)`` states: axis 1;
@@ -60,6 +59,8 @@ class BlockRNG:
         return np.concatenate(parts, axis=self.axis) if parts else np.zeros(size)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and hasattr probe dunders: not a draw
+            raise AttributeError(name)
         raise TypeError(f"BlockRNG supports uniform() only; the env asked for {name!r}: set the family's "
                         "merge_axis to None so its runs keep envs of their own")
 
