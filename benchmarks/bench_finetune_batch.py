@@ -134,8 +134,17 @@ def rates(name: str, batch_sizes=(16,), sequential_runs: int = 16, iterations: i
     table["per_core_hour"] = 3600 * table.runs / table.wall_s
     table["x_sequential"] = table.per_core_hour / table.per_core_hour.iloc[0]
     table["x_sequential_cpu"] = (table.runs / table.cpu_s) / (table.runs / table.cpu_s).iloc[0]
-    table.attrs.update(iterations=cfg.num_iterations(SUBSET_SIZE), steps_per_iteration=cfg.batch_size(SUBSET_SIZE))
     return table
+
+
+def _loky(spec: str, init, cfg, runs) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds of ``runs`` fine-tuned one by one (``train``) over joblib's loky with 2
+    workers, started and warmed first; ``cpu`` is the workers' CPU time summed over the jobs."""
+    with Parallel(n_jobs=2, backend="loky") as parallel:
+        parallel(delayed(_warm)(spec, init, cfg) for _ in range(2))  # workers started and imports done
+        start = time.perf_counter()
+        cpu = sum(parallel(delayed(_cpu_timed_finetune)(spec, init, subset, cfg, seed) for subset, seed in runs))
+        return time.perf_counter() - start, cpu
 
 
 def main() -> None:
@@ -163,12 +172,7 @@ def main() -> None:
         family = make_family(name)
         runs = run_list(family, max(args.loky_runs, args.reference_runs))
         init = init_state(family, cfg)
-        with Parallel(n_jobs=2, backend="loky") as parallel:
-            parallel(delayed(_warm)(name, init, cfg) for _ in range(2))  # workers started and imports done
-            start = time.perf_counter()
-            cpu = sum(parallel(delayed(_cpu_timed_finetune)(name, init, subset, cfg, seed)
-                               for subset, seed in runs[:args.loky_runs]))
-            wall = time.perf_counter() - start
+        wall, cpu = _loky(name, init, cfg, runs[:args.loky_runs])
         loky, loky_cpu = args.loky_runs / (2 * wall), args.loky_runs / cpu
         print(f"  loky x2        runs={args.loky_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
               f"per core-hour={3600 * loky:7.0f} "
@@ -176,12 +180,7 @@ def main() -> None:
 
         reference = None
         if name in REFERENCE and args.reference_runs:
-            with Parallel(n_jobs=2, backend="loky") as parallel:
-                parallel(delayed(_warm)(REFERENCE[name], init, cfg) for _ in range(2))
-                start = time.perf_counter()
-                cpu = sum(parallel(delayed(_cpu_timed_finetune)(REFERENCE[name], init, subset, cfg, seed)
-                                   for subset, seed in runs[:args.reference_runs]))
-                wall = time.perf_counter() - start
+            wall, cpu = _loky(REFERENCE[name], init, cfg, runs[:args.reference_runs])
             reference = args.reference_runs / (2 * wall)
             print(f"  loky x2 {REFERENCE[name]} runs={args.reference_runs:3d} wall={wall:7.1f}s cpu={cpu:7.1f}s "
                   f"per core-hour={3600 * reference:7.1f}", flush=True)

@@ -234,7 +234,8 @@ def _finetune_batch(family_name: str, init_state, runs: list[tuple[Sequence[int]
     by one on CartPole and navigation, 2x on highway (``benchmarks/bench_finetune_batch.py``),
     every run within float tolerance of ``train``'s over a short run and statistically equal over
     a long one (``tests/test_ppo_batch.py``), and each run's bits the same whichever runs share
-    its batch (alone included). Snapshots are taken at the end of the iterations reaching ``snapshot_steps``."""
+    its batch (alone included). Snapshots are taken at the end of the iterations reaching
+    ``snapshot_steps``."""
     from pgx.algos.ppo_batch import train_many
 
     family = make_family(family_name)
