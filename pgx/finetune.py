@@ -262,9 +262,9 @@ def _finetune_batch(family_name: str, init_state, runs: list[tuple[Sequence[int]
 # --- the store of finished runs ---------------------------------------------------------------
 
 def default_store() -> Path:
-    """The store the stages keep finished runs in: inside the stage cache directory, so that deleting
-    it, or ``memory.clear()``, to force a recompute deletes the runs too. joblib, whose results lie
-    beside it (``stages/pgx/...``), counts only its own result folders when it trims the cache."""
+    """The store the stages keep finished runs in: inside the stage cache directory, beside the
+    stages' own result folders (``stages/<module>:<function>/``), so that deleting it to force a
+    recompute deletes the runs too, while forgetting one stage's results keeps them."""
     from pgx.keys import cache_dir
 
     return cache_dir() / "stages" / "finetune_runs"

@@ -122,6 +122,11 @@ class Profile(FamilyBudgets):
                              f"{self.table1_distances!r}")
         self.check_family_budgets(owner)
 
+    def replaced(self, **changes: Any) -> "Profile":
+        """This profile with ``changes`` (``dataclasses.replace``); a stage's
+        :class:`~pgx.stages.graph.ProfileView` answers it with a view of the changed profile."""
+        return replace(self, **changes)
+
     def budgets(self) -> dict[str, object]:
         """The numbers a chapter prints so a reader knows what produced its figures."""
         return {

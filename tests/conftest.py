@@ -41,20 +41,6 @@ def book_build(tmp_path_factory):
 
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
-    """Stages cache into a fresh directory for one test, then point back at the usual one."""
+    """Stages cache into a fresh directory for one test (``$PGX_CACHE`` is read at each call)."""
     monkeypatch.setenv("PGX_CACHE", str(tmp_path / "cache"))
-    _reload_stages()
     yield tmp_path
-    monkeypatch.undo()
-    _reload_stages()
-
-
-def _reload_stages() -> None:
-    """Rebind every stage's joblib.Memory to the current $PGX_CACHE (it is read at import)."""
-    import importlib
-
-    import pgx.stages
-    from pgx.stages import cache, downstream, hessian_bound, metaworld, pipeline, truth
-
-    for module in (cache, pipeline, truth, hessian_bound, downstream, metaworld, pgx.stages):
-        importlib.reload(module)

@@ -78,24 +78,24 @@ def test_edits_to_code_the_stage_runs_change_the_version(package, file, old, new
 
 
 def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
-    from pgx.keys import _closure
+    from pgx.keys import _closure, stage_version
 
-    truth = _closure("pgx.stages.truth", PACKAGE_ROOT, "pgx")
-    pipeline = _closure("pgx.stages.pipeline", PACKAGE_ROOT, "pgx")
-    assert pipeline <= truth  # the truth stages call the pipeline's
-    assert {"pgx.surrogate", "pgx.algos.ppo", "pgx.envs"} <= pipeline
-    assert not {"pgx.envs.cartpole", "pgx.envs.highway", "pgx.envs.navigation"} & truth  # via family_version only
-    assert {"pgx.clustering", "pgx.reliability", "pgx.exact_truth"} <= truth
-    assert not {"pgx.report", "pgx.plots", "pgx.cli"} & truth
-    assert "pgx.profiles" not in truth  # a profile enters by value, hashed with the arguments
+    trainer = _closure("pgx.algos.ppo", PACKAGE_ROOT, "pgx")
+    assert {"pgx.envs", "pgx.policies"} <= trainer and "pgx.surrogate" not in trainer
+    assert not {"pgx.envs.cartpole", "pgx.envs.highway", "pgx.envs.navigation"} & trainer  # via family_version only
+    verdicts = stage_version("pgx.stages.truth", "verdicts")
+    assert {"pgx.stages.truth:ground_truth", "pgx.stages.truth:exact_truth", "pgx.stages.pipeline:meta_train",
+            "pgx.stages.pipeline:estimate_affinity"} <= set(verdicts.stages)
+    assert "pgx.stages.truth:rss_by_distance" not in verdicts.stages
+    assert stage_version("pgx.stages.pipeline", "meta_train").stages == ("pgx.stages.pipeline:meta_train",)
 
 
-def test_stages_pin_their_source_at_import():
-    """A long run must not wipe the cache when pgx is edited under it: joblib's copy of each stage's
-    source is read when the stage module is imported, not on the stage's first call."""
-    from pgx.stages import hessian_bound, pipeline, truth
+def test_stages_pin_their_versions_at_import():
+    """A long run must not change the keys it writes under when pgx is edited under it: each
+    stage's version is read from the sources when its module is imported."""
+    from pgx.stages import graph, hessian_bound, pipeline, truth
 
     for module in (pipeline, truth, hessian_bound):
-        stages_here = [f for f in vars(module).values() if hasattr(f, "store")]
+        stages_here = [f for f in vars(module).values() if isinstance(f, graph.Stage)]
         assert stages_here
-        assert all(f.store._func_code_info is not None for f in stages_here)
+        assert all(f.version.code and f.version.stages for f in stages_here)

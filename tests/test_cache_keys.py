@@ -1,21 +1,39 @@
 """What an edit re-keys: a family module its own family's stages alone, the surrogate or the
-affinity no training run, a trainer its own runs, a docstring or a comment nothing.
+affinity no training run, a trainer its own runs, a stage only what it reaches, a profile field only
+the stages that read it, a docstring or a comment nothing (issue 22, item 2).
 
-Versions are computed over a copy of the pgx sources (``code_version``'s ``root``), which the
-tests edit; nothing is trained.
+Versions are computed over a copy of the pgx sources (``stage_version``'s ``root``), which the
+tests edit; where a whole key is needed (profile fields included) the copy is imported in a
+subprocess. Nothing is trained.
 """
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 from pgx.envs import FAMILIES
-from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, trainer_version, versioned
+from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, stage_version, trainer_version, versioned
 
-STAGE_MODULES = ("pgx.stages.pipeline", "pgx.stages.truth", "pgx.stages.downstream", "pgx.stages.hessian_bound",
-                 "pgx.stages.metaworld")
+STAGES = {
+    "pgx.stages.pipeline": ("meta_train", "transfer_matrix", "gradient_features", "held_out_features",
+                            "surrogate_fit", "estimate_affinity"),
+    "pgx.stages.truth": ("ground_truth", "projection_ablation", "_cost_by_depth", "_subset_size_ablation",
+                         "exact_truth", "rss_by_distance", "verdicts"),
+    "pgx.stages.hessian_bound": ("generalization",),
+    "pgx.stages.fidelity": ("_highway_fidelity",),
+    "pgx.stages.downstream": ("_maml_run", "_ppo_run", "_maml_transfer", "_source_distribution"),
+    "pgx.stages.metaworld": ("_sac_run", "_grouping"),
+}
 BUILTIN = ("cartpole", "lunarlander", "highway", "navigation", "mt10", "mt50")
+TRAINING = {("pgx.stages.pipeline", "meta_train"), ("pgx.stages.pipeline", "transfer_matrix"),
+            ("pgx.stages.downstream", "_maml_run"), ("pgx.stages.downstream", "_ppo_run"),
+            ("pgx.stages.metaworld", "_sac_run")}
+"""Stages whose result is a training run (θ*, single-task policies, MAML, PPO and SAC baselines)."""
 
 
 @pytest.fixture
@@ -27,9 +45,10 @@ def package(tmp_path):
 
 
 def _keys(root) -> dict[tuple[str, str], str]:
-    """(stage module or trainer, family) → the code part of that stage's (or run's) key."""
-    keys = {(module, family): key_version(versioned(module, root), family, root)
-            for module in STAGE_MODULES for family in BUILTIN}
+    """(stage as "module:function", or trainer; family) → the code part of its key: the stage's
+    code version with the family's, or the trainer's version for its runs."""
+    keys = {(f"{module}:{fn}", family): f"{stage_version(module, fn, root).code} {family_version(family, root)}"
+            for module, functions in STAGES.items() for fn in functions for family in BUILTIN}
     keys.update({(trainer, family): trainer_version(trainer, family, root) for trainer in TRAINERS for family in BUILTIN})
     return keys
 
@@ -42,31 +61,119 @@ def _append(path, text):
     path.write_text(path.read_text() + textwrap.dedent(text))
 
 
+def _edit(path, old, new):
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+
+
 def test_a_family_edit_rekeys_that_family_alone(package):
     before = _keys(package)
     _append(package / "envs" / "highway.py", "\n\ndef _probe():\n    return 1\n")
     changed = _changed(before, _keys(package))
-    assert changed == {k for k in before if k[1] == "highway"}  # every stage and run of highway, nothing else
+    # Every stage and run of highway, nothing of another family — but the fidelity check, which
+    # compares highway's two backends and runs on highway alone, reads highway's module itself.
+    fidelity = {k for k in before if k[0] == "pgx.stages.fidelity:_highway_fidelity"}
+    assert changed - fidelity == {k for k in before if k[1] == "highway"} - fidelity
+    assert fidelity <= changed
 
 
 @pytest.mark.parametrize("module", ["surrogate.py", "affinity.py"])
-def test_surrogate_or_affinity_edits_rekey_stages_but_no_training_run(package, module):
+def test_surrogate_or_affinity_edits_rekey_no_training(package, module):
     before = _keys(package)
     _append(package / module, "\n\ndef _probe():\n    return 1\n")
     changed = _changed(before, _keys(package))
-    assert not {k for k in changed if k[0] in TRAINERS}  # θ*, MAML, SAC and fine-tuning are reused
-    assert {("pgx.stages.pipeline", f) for f in BUILTIN} <= changed  # while the stages do re-run
+    assert not {k for k in changed if k[0] in TRAINERS}  # θ*, MAML, SAC and fine-tuning runs are reused
+    assert not {k for k in changed if tuple(k[0].split(":")) in TRAINING}  # and so are the stages that train
+    assert {("pgx.stages.pipeline:surrogate_fit", f) for f in BUILTIN} <= changed  # while the fit re-runs
+
+
+def test_a_stage_is_keyed_by_what_it_reaches_not_by_its_module(package):
+    """The exact truth's solver re-keys the exact truth and what consumes it (the verdicts), not the
+    ground truth beside it in the same module, nor anything upstream."""
+    before = _keys(package)
+    _append(package / "exact_truth.py", "\n\ndef _probe():\n    return 1\n")
+    changed = {k[0] for k in _changed(before, _keys(package))}
+    assert changed == {"pgx.stages.truth:exact_truth", "pgx.stages.truth:verdicts"}
+
+
+def test_an_edit_to_one_stage_rekeys_it_and_its_consumers(package):
+    before = _keys(package)
+    _edit(package / "stages" / "pipeline.py", "held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:\n",
+          "held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:\n    seed = seed + 0\n")
+    changed = {k[0].split(":")[1] for k in _changed(before, _keys(package))}
+    consumers = {"held_out_features", "estimate_affinity", "ground_truth", "projection_ablation",
+                 "_subset_size_ablation", "exact_truth", "rss_by_distance", "verdicts", "generalization",
+                 "_maml_transfer"}
+    assert changed == consumers  # not θ*, the fit's features, the surrogate, Meta-World or the runs
 
 
 def test_docstring_and_comment_edits_change_no_key(package):
     before = _keys(package)
     for name, old, new in [("envs/highway.py", '"""', '"""A longer docstring. '),
                            ("algos/ppo.py", "\nimport ", "\n# a comment\nimport "),
-                           ("surrogate.py", '"""', '"""Reworded. ')]:
+                           ("surrogate.py", '"""', '"""Reworded. '),
+                           ("stages/truth.py", '"""Fine-tune θ* for real', '"""Fine-tune θ*, for real,'),
+                           ("stages/pipeline.py", "def meta_train(", "def meta_train(  # a comment\n        ")]:
         text = (package / name).read_text()
         assert old in text
         (package / name).write_text(text.replace(old, new, 1))
     assert _changed(before, _keys(package)) == set()
+
+
+_STAGE_KEYS = """
+import json, joblib
+from pgx.profiles import get_profile
+from pgx.stages import graph, pipeline, truth, hessian_bound
+out = {}
+for module in (pipeline, truth, hessian_bound):
+    for name, stage in vars(module).items():
+        if isinstance(stage, graph.Stage) and list(stage.signature.parameters)[:3] == ["family_name", "profile", "seed"]:
+            extra = {"_cost_by_depth": ((2,), 1), "_subset_size_ablation": ((3,),)}.get(name, ())
+            out[name] = joblib.hash(stage.key(stage.arguments("cartpole", get_profile("smoke"), 0, *extra)))
+print(json.dumps(out))
+"""
+
+
+def _stage_keys(root) -> dict[str, str]:
+    """Every (family, profile, seed) stage's whole key for smoke CartPole seed 0, from the copy."""
+    env = {**os.environ, "PYTHONPATH": str(root.parent)}
+    out = subprocess.run([sys.executable, "-c", _STAGE_KEYS], env=env, capture_output=True, text=True, cwd=root.parent)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_a_profile_field_rekeys_only_the_stages_that_read_it(package):
+    """A new field read by Table 1's stage alone re-keys that stage alone; changing a field that
+    only fine-tuning reads re-keys the truth and what consumes it, and no θ*, feature or fit."""
+    before = _stage_keys(package)
+    assert len(before) >= 12
+    _edit(package / "profiles.py", "    family: str | None = None\n", "    table1_extra: int = 3\n    family: str | None = None\n")
+    _edit(package / "stages" / "truth.py", '@stage(reads=("taylor_subsets", "table1_distances"))',
+          '@stage(reads=("taylor_subsets", "table1_distances", "table1_extra"))')
+    after = _stage_keys(package)
+    assert {k for k in before if before[k] != after[k]} == {"rss_by_distance"}
+    _edit(package / "profiles.py", "truth_episodes=1,", "truth_episodes=2,")  # smoke's value
+    changed = {k for k, v in _stage_keys(package).items() if after[k] != v}
+    assert changed == {"ground_truth", "projection_ablation", "verdicts"}
+
+
+def test_a_stage_reading_an_undeclared_field_fails_naming_it(tmp_path, monkeypatch):
+    from pgx.profiles import get_profile
+    from pgx.stages import graph
+
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
+
+    def peeks(family_name, profile, seed):
+        return profile.eval_episodes + profile.num_groups
+
+    stage = graph.stage(reads=("eval_episodes",))(peeks)
+    with pytest.raises(graph.UndeclaredRead, match=r"read profile field 'num_groups'.*reads=\('eval_episodes',\)"):
+        stage("cartpole", get_profile("smoke"), 0)
+    assert not list(tmp_path.rglob("output.pkl"))  # nothing stored under a key that misses a field
+    assert graph.stage(reads=("eval_episodes", "num_groups"))(peeks)("cartpole", get_profile("smoke"), 0) == 5
+    with pytest.raises(ValueError, match=r"unknown profile fields \['eval_budget'\]"):
+        graph.stage(reads=("eval_budget",))(peeks)
 
 
 def test_a_trainer_edit_rekeys_its_runs(package):
@@ -78,11 +185,21 @@ def test_a_trainer_edit_rekeys_its_runs(package):
     assert not {k for k in changed if k[0] == "maml"}  # MAML runs no PPO code
 
 
-def test_keys_are_readable():
-    version = key_version(versioned("pgx.stages.pipeline"), "highway:observe_task=false")
-    stage, family, libraries = version.split(" + ")
-    assert stage.startswith("pgx.stages.pipeline@") and family.startswith("pgx.envs.highway@")
+def test_keys_are_readable(tmp_path, monkeypatch):
+    from pgx.profiles import get_profile
+    from pgx.stages import pipeline
+
+    version = key_version(versioned("pgx.algos.ppo"), "highway:observe_task=false")
+    trainer, family, libraries = version.split(" + ")
+    assert trainer.startswith("pgx.algos.ppo@") and family.startswith("pgx.envs.highway@")
     assert libraries.startswith("libraries@")
+    key = pipeline.surrogate_fit.key(pipeline.surrogate_fit.arguments("highway", get_profile("smoke"), 0))
+    assert key["stage"] == "pgx.stages.pipeline:surrogate_fit" and key["family"].startswith("pgx.envs.highway@")
+    assert key["consumes"] == ["pgx.stages.pipeline:gradient_features", "pgx.stages.pipeline:meta_train",
+                               "pgx.stages.pipeline:surrogate_fit"]
+    assert set(key["profile"]) == {"eval_episodes", "meta_ppo", "num_subsets", "per_task_baseline", "projection_dim",
+                                   "steps_per_task", "subset_size", "surrogate"}
+    assert key["arguments"] == {"family_name": "highway", "seed": 0}
 
 
 def test_registered_families_are_versioned_by_their_module(monkeypatch):
@@ -99,7 +216,7 @@ def test_registered_families_are_versioned_by_their_module(monkeypatch):
 
 
 def _captured_checkpoint(monkeypatch, target: str, stage, *args):
-    """The checkpoint path ``stage`` (a cached stage, called uncached) hands the trainer ``target``."""
+    """The checkpoint path ``stage`` (called uncached) hands the trainer ``target``."""
 
     class Captured(Exception):
         pass
@@ -114,21 +231,28 @@ def _captured_checkpoint(monkeypatch, target: str, stage, *args):
 
 
 def test_stages_name_checkpoints_by_the_trainer_not_by_themselves(monkeypatch, tmp_path):
-    """The stage's own code version (its last argument) does not reach the checkpoint's name."""
+    """A training stage's checkpoint is named by the trainer's code, config, family, seed and tasks
+    (``keys.checkpoint_path``), not by the stage's key: a stage re-keyed by an edit resumes its run."""
+    from dataclasses import replace
+
+    from pgx.keys import checkpoint_path
     from pgx.profiles import get_profile
     from pgx.stages import downstream, pipeline
 
     monkeypatch.setenv("PGX_CACHE", str(tmp_path))
     profile = get_profile("smoke").for_family("cartpole")
     budgets = downstream.transfer_profile("cartpole", profile)
-    for target, stage, args in [
-        ("pgx.stages.pipeline.train", pipeline._meta_train, ("cartpole", profile, 0)),
-        ("pgx.algos.ppo.train", downstream._ppo_run, ("cartpole", profile, 0, (0, 1), 1000)),
-        ("pgx.algos.maml.train", downstream._maml_run, ("cartpole", budgets.maml, 0, (0, 1))),
+    n = 10
+    for target, stage, args, expected in [
+        ("pgx.stages.pipeline.train", pipeline.meta_train, ("cartpole", profile, 0),
+         checkpoint_path("ppo", "cartpole", profile.meta_ppo, 0, tuple(range(n)))),
+        ("pgx.algos.ppo.train", downstream._ppo_run, ("cartpole", profile, 0, (0, 1), 1000),
+         checkpoint_path("ppo", "cartpole", replace(profile.meta_ppo, total_timesteps=1000), 0, (0, 1))),
+        ("pgx.algos.maml.train", downstream._maml_run, ("cartpole", budgets.maml, 0, (0, 1)),
+         checkpoint_path("maml", "cartpole", budgets.maml, 0, (0, 1))),
     ]:
-        paths = {_captured_checkpoint(monkeypatch, target, stage, *args, version) for version in ("a", "b")}
-        assert len(paths) == 1
-        assert str(next(iter(paths))).startswith(str(tmp_path / "checkpoints"))
+        path = _captured_checkpoint(monkeypatch, target, stage, *args)
+        assert path == expected and str(path).startswith(str(tmp_path / "checkpoints"))
 
 
 _HASHES = """
@@ -190,13 +314,50 @@ def test_adding_an_option_to_a_profile_or_config_rekeys_no_stage(package):
 def test_a_library_version_in_the_keys_rekeys_what_it_touches(monkeypatch):
     """An upgrade of a library that can change a result (numpy here) changes every stage's and
     every training run's key: what was computed with the old one is computed again."""
-    from pgx import keys
+    import joblib
 
-    before = {(m, f): key_version(versioned(m), f) for m in STAGE_MODULES for f in ("cartpole", "mt10")}
+    from pgx import keys
+    from pgx.profiles import get_profile
+    from pgx.stages import graph, pipeline, truth
+
+    stages = [s for m in (pipeline, truth) for s in vars(m).values() if isinstance(s, graph.Stage)
+              and list(s.signature.parameters) == ["family_name", "profile", "seed"]]
+    smoke = get_profile("smoke")
+
+    def stage_keys():
+        return {(s.name, f): joblib.hash(s.key(s.arguments(f, smoke, 0))) for s in stages for f in ("cartpole", "navigation")}
+
+    before = stage_keys()
     runs = {t: trainer_version(t, "cartpole") for t in TRAINERS}
     other = tuple((name, "0.0+other" if name == "numpy" else v) for name, v in keys.library_versions())
     monkeypatch.setattr(keys, "library_versions", lambda: other)
-    assert all(key_version(versioned(m), f) != k for (m, f), k in before.items())
+    after = stage_keys()
+    assert len(before) >= 20 and all(after[k] != v for k, v in before.items())
     assert all(trainer_version(t, "cartpole") != v for t, v in runs.items())
     monkeypatch.undo()
-    assert {(m, f): key_version(versioned(m), f) for m, f in before} == before  # nothing else moves them
+    assert stage_keys() == before  # nothing else moves them
+
+
+def _affinity_run(root, tmp_path) -> set[str]:
+    """``python -m pgx affinity --family navigation`` (smoke) from the copy ``root``: the stages it computed."""
+    events = tmp_path / "events.jsonl"
+    events.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(root.parent), "PGX_CACHE": str(tmp_path / "cache"), "PGX_PROFILE": "smoke",
+           "PGX_PROGRESS": str(events), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "pgx", "affinity", "--family", "navigation", "--out", str(tmp_path / "out")],
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = events.read_text().splitlines() if events.exists() else []
+    return {e["stage"] for e in map(json.loads, lines) if e["event"] == "start"}
+
+
+def test_the_cli_after_another_familys_edit_recomputes_nothing(package, tmp_path):
+    """Issue 22's 'done when', as a user meets it: fill the cache for navigation's affinity, edit
+    highway's module, run the same command — nothing is recomputed; edit the surrogate — the fit and
+    the affinity are, and θ* and its features are not."""
+    assert _affinity_run(package, tmp_path) == {"meta_train", "gradient_features", "held_out_features", "surrogate_fit",
+                                                "estimate_affinity"}
+    _append(package / "envs" / "highway.py", "\n\ndef _probe():\n    return 1\n")
+    assert _affinity_run(package, tmp_path) == set()
+    _append(package / "surrogate.py", "\n\ndef _probe():\n    return 1\n")
+    assert _affinity_run(package, tmp_path) == {"surrogate_fit", "estimate_affinity"}

@@ -30,7 +30,7 @@ from pgx.runtime import (
     load_pickled,
     save_torch,
 )
-from pgx.stages import cache
+from pgx.stages import graph
 
 PPO_TINY = ppo.PPOConfig(total_timesteps=2 * 2 * 32, envs_per_task=2, num_steps=32, num_minibatches=2, update_epochs=1,
                          policy=PolicyConfig(hidden=8), checkpoint_every=1)
@@ -224,8 +224,8 @@ STAGE_DAMAGE = {**DAMAGE, "cut in the pickle header": _cut_in_header, "a bit fli
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "cut in the pickle header", "a bit flipped",
                                     "no checksum"])
 def test_a_damaged_stage_result_is_recomputed_and_written_over(tmp_path, monkeypatch, damage):
-    monkeypatch.setattr(cache, "memory", joblib.Memory(tmp_path / "stages", verbose=0))
-    stage = cache.cached(squares)
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
+    stage = graph.stage()(squares)
     CALLS.clear()
     with pytest.warns(RuntimeWarning, match="max_iter"):
         np.testing.assert_array_equal(stage(50), np.arange(50) ** 2)
@@ -249,8 +249,8 @@ def test_a_damaged_stage_result_is_recomputed_and_written_over(tmp_path, monkeyp
 
 @pytest.mark.parametrize("error", ERRORS_THAT_ARE_NOT_DAMAGE, ids=lambda e: type(e).__name__)
 def test_a_stage_result_unreadable_for_another_reason_raises_it_without_recomputing(tmp_path, monkeypatch, error):
-    monkeypatch.setattr(cache, "memory", joblib.Memory(tmp_path / "stages", verbose=0))
-    stage = cache.cached(squares)
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
+    stage = graph.stage()(squares)
     CALLS.clear()
     with pytest.warns(RuntimeWarning, match="max_iter"):
         stage(50)
@@ -264,4 +264,4 @@ def test_a_stage_result_unreadable_for_another_reason_raises_it_without_recomput
         stage(50)
     assert CALLS == [50] and not [w for w in caught if "cannot be read" in str(w.message)]
     (output,) = (tmp_path / "stages").rglob("output.pkl")
-    assert raised.value.__notes__[-1] == f"while loading stage cache file {output}"
+    assert raised.value.__notes__[-1] == f"while loading stage cache folder {output.parent}"

@@ -17,7 +17,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 import torch
@@ -274,22 +273,22 @@ def test_a_stored_run_is_reused_only_where_it_would_be_computed_again(tmp_path, 
     assert all(_payload(path)["environment"] == {**real, "numpy": "0.0+elsewhere"} for path in files)
 
 
-def _cube(x: int) -> int:
+def _cube(family_name: str, x: int) -> int:
     return x**3
 
 
 def test_the_stages_store_lies_inside_the_stage_cache(tmp_path, monkeypatch):
-    """Clearing the stage cache clears the finished runs; joblib, which trims only its own result
-    folders, is not disturbed by theirs."""
+    """Forgetting one stage's results keeps the finished runs; forgetting the stage cache forgets them too."""
+    from pgx.stages import cache, graph
+
     monkeypatch.setenv("PGX_CACHE", str(tmp_path))
     assert default_store() == tmp_path / "stages" / "finetune_runs"
     finetune_subsets("cartpole", _init_state(), SUBSETS[:1], TINY, SEED, n_jobs=1, store=default_store())
-    memory = joblib.Memory(tmp_path / "stages", verbose=0)
-    cube = memory.cache(_cube)
-    assert cube(3) == 27 and cube.check_call_in_cache(3)
-    memory.reduce_size(items_limit=0)  # deletes every result, and no run
-    assert not cube.check_call_in_cache(3) and cube(4) == 64 and len(list(default_store().glob("*.pt"))) == 1
-    memory.clear(warn=False)
+    cube = graph.stage()(_cube)
+    assert cube("cartpole", 3) == 27 and (cube.folder("cartpole", 3) / "output.pkl").is_file()
+    cube.clear()  # deletes every result of the stage, and no run
+    assert not cube.folder("cartpole", 3).exists() and len(list(default_store().glob("*.pt"))) == 1
+    cache.forget(cache.stages_dir())
     assert not default_store().exists()
 
 

@@ -165,9 +165,9 @@ def _warns_once(x: int) -> int:
 
 def test_cached_stage_keeps_its_warnings_and_raises_them_when_loaded(isolated_cache):
     """A warning raised while a stage computed is raised again when its result comes from the cache."""
-    from pgx.stages import cache
+    from pgx.stages import graph
 
-    stage = cache.cached(_warns_once)
+    stage = graph.stage()(_warns_once)
     for _ in range(2):
         with pytest.warns(RuntimeWarning, match=r"\[warns_once\] solver did not converge for x=3") as caught:
             assert stage(3) == 6

@@ -6,41 +6,41 @@ import json
 import time
 from pathlib import Path
 
-import joblib
 
 from pgx import progress
 from pgx.book_fill import ROOT, _Watcher, _select, chapters
-from pgx.stages import cache
+from pgx.profiles import Profile, get_profile
+from pgx.stages import graph
 from pgx.keys import PACKAGE_ROOT, _closure
 
 CALLS: list[int] = []
 
 
-def _stage(family_name: str, profile: str, seed: int) -> int:
+def _stage(family_name: str, profile: Profile, seed: int) -> int:
     CALLS.append(seed)
     return seed * 2
 
 
 def test_a_computed_stage_reports_start_and_end_and_a_loaded_one_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "memory", joblib.Memory(tmp_path / "stages", verbose=0))
-    monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
     events = tmp_path / "events.jsonl"
     monkeypatch.setenv(progress.PROGRESS_ENV, str(events))
-    stage = cache.cached(_stage)
+    stage = graph.stage()(_stage)
+    smoke = get_profile("smoke")
     CALLS.clear()
 
-    assert stage("navigation:goals=partial", "smoke", 3) == 6
+    assert stage("navigation:goals=partial", smoke, 3) == 6
     first = [json.loads(line) for line in events.read_text().splitlines()]
     assert [e["event"] for e in first] == ["start", "done"]
     assert first[0] | {"time": 0} == {"event": "start", "time": 0, "expected": None, "stage": "stage",
                                       "family": "navigation:goals=partial", "seed": 3, "profile": "smoke"}
     assert first[1]["seconds"] >= 0
 
-    assert stage("navigation:goals=partial", "smoke", 3) == 6  # loaded: no event
+    assert stage("navigation:goals=partial", smoke, 3) == 6  # loaded: no event
     assert len(events.read_text().splitlines()) == 2 and CALLS == [3]
 
-    stage.store.clear(warn=False)
-    stage("navigation:goals=partial", "smoke", 3)  # computed again: the last duration is expected
+    stage.clear()
+    stage("navigation:goals=partial", smoke, 3)  # computed again: the last duration is expected
     again = json.loads(events.read_text().splitlines()[2])
     assert again["event"] == "start" and again["expected"] == first[1]["seconds"]
 

@@ -1,8 +1,9 @@
 """Cached stage functions: the one path by which chapters and the CLI run the pipeline.
 
 family → meta-policy → gradient features → surrogate fit → affinity → groups → truth and
-downstream. Each stage is a function of ``(family spec, profile, seed)``, cached on disk
-(``pgx.stages.cache``) and split by concern:
+downstream. Each stage is a function of ``(family spec, profile, seed)``, declared with the profile
+fields it reads (``pgx.stages.graph``: what its key hashes), kept on disk (``pgx.stages.cache``),
+and split by concern:
 
 * ``pipeline``: meta-training, the transfer matrix, features, the surrogate and the affinity;
 * ``truth``: real fine-tuning of subsets (the replicated ground truth and its reliability), the
@@ -14,7 +15,6 @@ A later downstream stage (MAML transfer, Meta-World) gets a module of its own he
 """
 
 from pgx.keys import cache_dir, code_version
-from pgx.stages.cache import stage_args
 from pgx.stages.fidelity import FidelityResult, highway_fidelity
 from pgx.stages.hessian_bound import GeneralizationResult, generalization
 from pgx.stages.pipeline import (
@@ -27,7 +27,7 @@ from pgx.stages.truth import (
 )
 
 __all__ = [
-    "code_version", "cache_dir", "stage_args", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
+    "code_version", "cache_dir", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
     "gradient_features", "SurrogateFit", "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity",
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
     "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",

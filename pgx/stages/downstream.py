@@ -30,15 +30,12 @@ from pgx.algos.maml import MAMLConfig, MAMLResult
 from pgx.algos.ppo import TrainResult
 from pgx.clustering import GROUPINGS, groupings
 from pgx.envs import as_param_array, make_family
-from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.keys import checkpoint_path
 from pgx.profiles import Profile
-from pgx.stages.cache import cached, stage_args
+from pgx.stages.graph import stage
 from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
 from pgx.transfer_profiles import TransferProfile, get_transfer_profile
 
-CODE_VERSION = versioned(__name__)
-"""The version of the code this module's stages can run; each stage call's key carries it with its
-family's (``key_version``)."""
 
 __all__ = ["METHODS", "GROUPINGS", "TransferResult", "maml_transfer", "source_distributions", "hidden_task_spec",
            "unseen_targets", "target_subset", "transfer_profile"]
@@ -55,6 +52,8 @@ _PPO_SEED = 70_000
 
 def transfer_profile(family_name: str, profile: Profile) -> TransferProfile:
     """The downstream budgets ``profile`` (by name) gives ``family_name``."""
+    if not isinstance(profile, Profile):
+        raise ValueError(f"profile must be a pgx.profiles.Profile, got {type(profile).__name__}")
     return get_transfer_profile(profile.name).for_family(family_name)
 
 
@@ -88,17 +87,16 @@ def target_subset(candidates: tuple[int, ...], num_targets: int) -> tuple[int, .
 
 # --- the runs, each cached (and checkpointed) on its own ----------------------------------------
 
-@cached
-def _maml_run(family_spec: str, cfg: MAMLConfig, seed: int, task_ids: tuple[int, ...], code_version: str) -> MAMLResult:
+@stage()
+def _maml_run(family_spec: str, cfg: MAMLConfig, seed: int, task_ids: tuple[int, ...]) -> MAMLResult:
     from pgx.algos.maml import train
 
     return train(make_family(family_spec), task_ids, cfg, seed,
                  checkpoint_path=checkpoint_path("maml", family_spec, cfg, seed, task_ids), progress=True)
 
 
-@cached
-def _ppo_run(family_spec: str, profile: Profile, seed: int, task_ids: tuple[int, ...], total_steps: int,
-             code_version: str) -> TrainResult:
+@stage(reads=("meta_ppo",))
+def _ppo_run(family_spec: str, profile: Profile, seed: int, task_ids: tuple[int, ...], total_steps: int) -> TrainResult:
     from pgx.algos.ppo import train
 
     cfg = replace(profile.meta_ppo, total_timesteps=int(total_steps))
@@ -143,9 +141,8 @@ class TransferResult:
         return {m: float(a.after.mean()) for m, a in self.adaptations.items()}
 
 
-@cached
-def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile, seed: int,
-                   code_version: str) -> TransferResult:
+@stage(reads=("meta_ppo", "num_groups"))
+def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile, seed: int) -> TransferResult:
     started = time.perf_counter()
     if profile.meta_ppo.policy != budgets.maml.policy:
         raise ValueError(f"MAML's policy {budgets.maml.policy} and PPO's {profile.meta_ppo.policy} differ: the "
@@ -157,16 +154,16 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
     all_tasks = tuple(range(family.n_tasks))
 
     def maml_on(task_ids) -> MAMLResult:
-        return _maml_run(spec, budgets.maml, seed, tuple(task_ids), key_version(CODE_VERSION, spec))
+        return _maml_run(spec, budgets.maml, seed, tuple(task_ids))
 
     runs = {METHODS[0]: maml_on(reps["PolicyGradEx"]), METHODS[1]: maml_on(all_tasks),
             METHODS[2]: maml_on(reps["random"]), METHODS[3]: maml_on(reps["gradient similarity"])}
     ppo_steps = int(runs[METHODS[1]].env_steps[-1])
     ppo_seed = seed + _PPO_SEED
-    everything = _ppo_run(spec, profile, ppo_seed, all_tasks, ppo_steps, key_version(CODE_VERSION, spec))
+    everything = _ppo_run(spec, profile, ppo_seed, all_tasks, ppo_steps)
     labels = groups["PolicyGradEx"]
     per_group = {int(g): _ppo_run(spec, profile, ppo_seed, tuple(int(t) for t in np.flatnonzero(labels == g)),
-                                  ppo_steps // len(np.unique(labels)), key_version(CODE_VERSION, spec))
+                                  ppo_steps // len(np.unique(labels)))
                  for g in np.unique(labels)}
 
     targets = target_subset(unseen_targets(spec), budgets.num_targets)
@@ -191,9 +188,7 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
 
 def maml_transfer(family_name: str, profile: Profile, seed: int) -> TransferResult:
     """Table 3 for one family and seed: every method of ``METHODS`` adapted to the same unseen targets."""
-    profile = stage_args(family_name, profile, seed)
-    return _maml_transfer(family_name, profile, transfer_profile(family_name, profile), seed,
-                          key_version(CODE_VERSION, family_name))
+    return _maml_transfer(family_name, profile, transfer_profile(family_name, profile), seed)
 
 
 # --- Appendix C ---------------------------------------------------------------------------------
@@ -202,12 +197,11 @@ SOURCE_DISTRIBUTIONS = ("uniform", "partial", "biased")
 """Navigation's source-goal distributions of Appendix C; targets are always the uniform circle."""
 
 
-@cached
-def _source_distribution(distribution: str, budgets: TransferProfile, seed: int,
-                         code_version: str) -> tuple[MAMLResult, Adaptation]:
-    spec = f"navigation:goals={distribution}"
+@stage()
+def _source_distribution(family_spec: str, budgets: TransferProfile, seed: int) -> tuple[MAMLResult, Adaptation]:
+    spec = family_spec
     family = make_family(spec)
-    run = _maml_run(spec, budgets.maml, seed, tuple(range(family.n_tasks)), key_version(CODE_VERSION, spec))
+    run = _maml_run(spec, budgets.maml, seed, tuple(range(family.n_tasks)))
     # The same targets for every distribution: those none of them trains on.
     targets = target_subset(unseen_targets(*(f"navigation:goals={d}" for d in SOURCE_DISTRIBUTIONS)), budgets.num_targets)
     adaptation = adaptation_curves(run.actor(family, budgets.maml.policy), family, targets, budgets.adapt,
@@ -218,7 +212,5 @@ def _source_distribution(distribution: str, budgets: TransferProfile, seed: int,
 def source_distributions(profile: Profile, seed: int) -> dict[str, tuple[MAMLResult, Adaptation]]:
     """Figure 4: MAML on each of navigation's uniform, partial and biased source goals, adapted to the
     same uniform targets. Distribution → (meta-training run, adaptation)."""
-    stage_args("navigation", profile, seed)
     budgets = transfer_profile("navigation", profile)
-    return {d: _source_distribution(d, budgets, seed, key_version(CODE_VERSION, "navigation"))
-            for d in SOURCE_DISTRIBUTIONS}
+    return {d: _source_distribution(f"navigation:goals={d}", budgets, seed) for d in SOURCE_DISTRIBUTIONS}

@@ -17,12 +17,9 @@ import torch
 
 from pgx.envs import make_family
 from pgx.envs.highway_fidelity import ALPHA, FIXED_POLICIES, compare_backends, holm, same_state_agreement
-from pgx.keys import key_version, versioned
 from pgx.profiles import FIDELITY_BUDGETS, Profile
-from pgx.stages.cache import cached, stage_args
+from pgx.stages.graph import stage
 from pgx.stages.pipeline import meta_train
-
-CODE_VERSION = versioned(__name__)
 
 __all__ = ["FidelityResult", "highway_fidelity"]
 
@@ -37,8 +34,8 @@ class FidelityResult:
     seconds: float
 
 
-@cached
-def _highway_fidelity(family_name: str, profile: Profile, seed: int, budget: dict, code_version: str) -> FidelityResult:
+@stage(reads=())
+def _highway_fidelity(family_name: str, profile: Profile, seed: int, budget: dict) -> FidelityResult:
     start = time.perf_counter()
     fast = make_family(family_name)
     reference = make_family(f"{family_name}:backend=highway-env" if ":" not in family_name
@@ -70,10 +67,9 @@ def highway_fidelity(family_name: str, profile: Profile, seed: int) -> FidelityR
     """envpool's highway against highway-env's, for ``family_name`` (a highway spec on the default
     backend), with the profile's budget of :data:`pgx.profiles.FIDELITY_BUDGETS` (by value in the
     key: editing one profile's budget re-runs that profile's check alone)."""
-    profile = stage_args(family_name, profile, seed)
     budget = FIDELITY_BUDGETS.get(profile.name, FIDELITY_BUDGETS["default"])
     if not family_name.partition(":")[0] == "highway":
         raise ValueError(f"the fidelity check compares highway backends; got family {family_name!r}")
     if "backend=" in family_name:
         raise ValueError(f"give the highway spec without a backend (the check compares both), got {family_name!r}")
-    return _highway_fidelity(family_name, profile, seed, budget, key_version(CODE_VERSION, family_name))
+    return _highway_fidelity(family_name, profile, seed, budget)

@@ -12,19 +12,14 @@ from pgx.generalization import (
     EstimatorComparison, compare_trace_estimators, largest_group, policy_gradient_hvp, source_samples,
     standardise_advantages, train_and_measure,
 )
-from pgx.keys import key_version, versioned
 from pgx.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, stage_args
+from pgx.stages.graph import stage
 from pgx.stages.pipeline import estimate_affinity
 
-CODE_VERSION = versioned(__name__)
-"""The version of the code this module's stages can run; each stage call's key carries it with its
-family's (``key_version``)."""
 
 __all__ = ["GeneralizationResult", "generalization"]
-
 
 
 @dataclass
@@ -47,8 +42,11 @@ class GeneralizationResult:
     wall_time: float
 
 
-@cached
-def _generalization(family_name: str, profile: Profile, seed: int, code_version: str) -> GeneralizationResult:
+@stage(reads=("generalization", "num_groups"))
+def generalization(family_name: str, profile: Profile, seed: int) -> GeneralizationResult:
+    """Generalization error (target − source policy-gradient loss) and the Hessian bound of
+    Theorem 1 for policies trained from one initialisation on one task, the largest PolicyGradEx
+    group and all tasks, with snapshots of the all-task run (Figure 3); see ``pgx.generalization``."""
     from pgx.clustering import sdp_cluster  # cvxpy loads only when grouping is needed
     from pgx.finetune import single_thread
 
@@ -95,13 +93,5 @@ def _measure_generalization(family, profile: Profile, seed: int, labels: np.ndar
     estimators = compare_trace_estimators(hvp, cfg.estimator_budgets, cfg.estimator_seeds, cfg.reference_matvecs, seed)
     return GeneralizationResult(single_task=group[:1], group=group, group_labels=labels, dynamics=dynamics,
                                 by_tasks=by_tasks, estimators=estimators, wall_time=time.perf_counter() - start)
-
-
-def generalization(family_name: str, profile: Profile, seed: int) -> GeneralizationResult:
-    """Generalization error (target − source policy-gradient loss) and the Hessian bound of
-    Theorem 1 for policies trained from one initialisation on one task, the largest PolicyGradEx
-    group and all tasks, with snapshots of the all-task run (Figure 3); see ``pgx.generalization``."""
-    profile = stage_args(family_name, profile, seed)
-    return _generalization(family_name, profile, int(seed), key_version(CODE_VERSION, family_name))
 
 

@@ -23,17 +23,14 @@ from pgx.algos.sac import EVAL_STRIDE, SACAgent, SACConfig, SACResult, evaluate,
 from pgx.clustering import groupings, groups_from_labels
 from pgx.envs import make_family
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
-from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.keys import checkpoint_path
 from pgx.metaworld_profiles import METHODS, MetaWorldProfile, get_metaworld_profile
 from pgx.runtime import is_int, seed_everything
 from pgx.sac_features import sac_samples
-from pgx.stages.cache import cached
+from pgx.stages.graph import stage
 from pgx.stages.pipeline import FIT_ROLLOUT, SCORE_ROLLOUT, fit_scaled
 from pgx.surrogate import first_order_scores
 
-CODE_VERSION = versioned(__name__)
-"""The version of the code this module's stages can run; each stage call's key carries it with its
-family's (``key_version``)."""
 
 __all__ = ["SACRun", "sac_run", "MetaWorldGrouping", "grouping", "multitask_table", "metaworld_profile",
            "GROUP_SEED"]
@@ -90,9 +87,9 @@ def _hardware() -> str:
     return f"{device.type}: {name}, torch {torch.__version__}"
 
 
-@cached
+@stage()
 def _sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids: tuple[int, ...], eval_episodes: int,
-             evaluation_seed: int, code_version: str) -> SACRun:
+             evaluation_seed: int) -> SACRun:
     family = make_family(family_spec)
     ckpt = checkpoint_path("sac", family_spec, cfg, seed, task_ids)  # the trainer's code, not this stage's
     with warnings.catch_warnings():
@@ -117,8 +114,7 @@ def sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes
     """Multitask SAC on ``task_ids`` of the family, then ``eval_episodes`` evaluation episodes per
     task from ``evaluation_seed``."""
     ids = tuple(int(t) for t in make_family(family_spec).check_tasks(task_ids))
-    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed),
-                    key_version(CODE_VERSION, family_spec))
+    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed))
 
 
 def meta_config(budgets: MetaWorldProfile, family_spec: str) -> SACConfig:
@@ -166,8 +162,8 @@ def _features(agent: SACAgent, family, budgets: MetaWorldProfile, seed: int, rol
                             projector_fingerprint=projector.fingerprint()), rollout_time, gradient_time, flops
 
 
-@cached
-def _grouping(family_spec: str, budgets: MetaWorldProfile, seed: int, code_version: str) -> MetaWorldGrouping:
+@stage()
+def _grouping(family_spec: str, budgets: MetaWorldProfile, seed: int) -> MetaWorldGrouping:
     family = make_family(family_spec)
     n, k = family.n_tasks, budgets.num_groups
     meta = sac_run(family_spec, meta_config(budgets, family_spec), seed, range(n), budgets.eval_episodes, eval_seed(seed))
@@ -202,7 +198,7 @@ def grouping(family_spec: str, seed: int, budgets: MetaWorldProfile | None = Non
     """PolicyGradEx's groups of ``family_spec``'s tasks from a SAC meta-policy, with the random and
     gradient-similarity groupings beside them."""
     budgets = _check(family_spec, budgets or metaworld_profile(family_spec), seed)
-    return _grouping(family_spec, budgets, int(seed), key_version(CODE_VERSION, family_spec))
+    return _grouping(family_spec, budgets, int(seed))
 
 
 # --- Table 3's Meta-World column ---------------------------------------------------------------

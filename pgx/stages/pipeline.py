@@ -19,17 +19,13 @@ from pgx.algos.ppo import TrainResult, train
 from pgx.envs import TaskFamily, as_param_array, make_family
 from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
-from pgx.keys import checkpoint_path, key_version, versioned
+from pgx.keys import checkpoint_path
 from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, stage_args
+from pgx.stages.graph import stage
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
-
-CODE_VERSION = versioned(__name__)
-"""The version of the code this module's stages can run; each stage call's key carries it with its
-family's (``key_version``)."""
 
 __all__ = [
     "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
@@ -52,8 +48,9 @@ class MetaPolicy:
         return self.train.agent(make_family(family_name), profile.for_family(family_name).meta_ppo.policy)
 
 
-@cached
-def _meta_train(family_name: str, profile: Profile, seed: int, code_version: str) -> MetaPolicy:
+@stage(reads=("meta_ppo", "eval_episodes"))
+def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
+    """Multitask PPO on every source task of the family (checkpointed; resumes if interrupted)."""
     family = make_family(family_name)
     # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
     ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))
@@ -63,16 +60,11 @@ def _meta_train(family_name: str, profile: Profile, seed: int, code_version: str
     return MetaPolicy(train=result, eval_returns=returns)
 
 
-def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
-    """Multitask PPO on every source task of the family (checkpointed; resumes if interrupted)."""
-    profile = stage_args(family_name, profile, seed)
-    return _meta_train(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
 # --- transfer between tasks --------------------------------------------------------------------
 
-@cached
-def _transfer_matrix(family_name: str, profile: Profile, seed: int, code_version: str) -> tuple[np.ndarray, float]:
+@stage(reads=("single_task_ppo", "eval_episodes"))
+def transfer_matrix(family_name: str, profile: Profile, seed: int) -> tuple[np.ndarray, float]:
+    """``(n, n)`` return on task j (column) of a policy trained on task i alone (row), and seconds taken."""
     family = make_family(family_name)
     n = family.n_tasks
     from pgx.finetune import default_store, finetune_subsets
@@ -98,12 +90,6 @@ def _evaluate_with_task_id(agent: ActorCritic, family: TaskFamily, shown_task: i
     env = family.envs(params, np.full(len(params), shown_task))
     totals = episode_returns(agent.actor, env, seed, family.max_episode_steps + 1)
     return totals.reshape(family.n_tasks, episodes).mean(axis=1)
-
-
-def transfer_matrix(family_name: str, profile: Profile, seed: int) -> tuple[np.ndarray, float]:
-    """``(n, n)`` return on task j (column) of a policy trained on task i alone (row), and seconds taken."""
-    profile = stage_args(family_name, profile, seed)
-    return _transfer_matrix(family_name, profile, seed, key_version(CODE_VERSION, family_name))
 
 
 # --- gradient features at θ* -------------------------------------------------------------------
@@ -161,21 +147,17 @@ def _features(family_name: str, profile: Profile, seed: int, rollout_seed: int) 
     )
 
 
-@cached
-def _gradient_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
+@stage(reads=("steps_per_task", "per_task_baseline", "projection_dim"))
+def gradient_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
+    """Projected per-sample gradients of log π(a|s) at θ*, with advantages and task ids."""
     return _features(family_name, profile, seed, seed + FIT_ROLLOUT)
 
 
-@cached
-def _held_out_features(family_name: str, profile: Profile, seed: int, code_version: str) -> FeatureResult:
-    return _features(family_name, profile, seed, seed + SCORE_ROLLOUT)
-
-
+@stage(reads=("steps_per_task", "per_task_baseline", "projection_dim"))
 def held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
     """The same as :func:`gradient_features` on a second, independent rollout of θ*: the samples
     on which estimates and ground truths are scored."""
-    profile = stage_args(family_name, profile, seed)
-    return _held_out_features(family_name, profile, seed, key_version(CODE_VERSION, family_name))
+    return _features(family_name, profile, seed, seed + SCORE_ROLLOUT)
 
 
 def theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
@@ -191,12 +173,6 @@ def projector_for(agent: ActorCritic, profile: Profile, seed: int) -> GaussianPr
     return GaussianProjector(shapes, profile.projection_dim, seed=seed)
 
 
-def gradient_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
-    """Projected per-sample gradients of log π(a|s) at θ*, with advantages and task ids."""
-    profile = stage_args(family_name, profile, seed)
-    return _gradient_features(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
 # --- surrogate (Algorithm 1) -------------------------------------------------------------------
 
 @dataclass
@@ -208,8 +184,9 @@ class SurrogateFit:
     fit_flops: int
 
 
-@cached
-def _surrogate_fit(family_name: str, profile: Profile, seed: int, code_version: str) -> SurrogateFit:
+@stage(reads=("projection_dim", "subset_size", "num_subsets", "surrogate"))
+def surrogate_fit(family_name: str, profile: Profile, seed: int) -> SurrogateFit:
+    """One weighted logistic regression per random subset, all solved at once."""
     family = make_family(family_name)
     feats = gradient_features(family_name, profile, seed).features
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
@@ -254,12 +231,6 @@ def scoring_features(family_name: str, profile: Profile, seed: int) -> GradientF
     return gradient_features(family_name, profile, seed).features
 
 
-def surrogate_fit(family_name: str, profile: Profile, seed: int) -> SurrogateFit:
-    """One weighted logistic regression per random subset, all solved at once."""
-    profile = stage_args(family_name, profile, seed)
-    return _surrogate_fit(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
 # --- affinity (eq. 5) --------------------------------------------------------------------------
 
 @dataclass
@@ -279,8 +250,12 @@ class AffinityResult:
 ROUTES = ("first_order", "plug_in")
 
 
-@cached
-def _estimate_affinity(family_name: str, profile: Profile, seed: int, route: str, code_version: str) -> AffinityResult:
+@stage(reads=("out_of_sample", "plug_in_episodes"))
+def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str = "first_order") -> AffinityResult:
+    """Task affinity from the surrogate: ``route`` is ``"first_order"`` (linearised log-probabilities,
+    no environment steps) or ``"plug_in"`` (real rollouts of θ*+Δθ)."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
     family = make_family(family_name)
     fit = surrogate_fit(family_name, profile, seed)
     V = torch.as_tensor(fit.V)
@@ -318,14 +293,5 @@ def _plug_in_scores(family_name: str, profile: Profile, seed: int, fit: Surrogat
             scores[half, s, list(subset)] = evaluate(agent.actor, family, subset, profile.plug_in_episodes,
                                                      seed=seed + 40_000 + 1_000 * half, greedy=False)
     return scores
-
-
-def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str = "first_order") -> AffinityResult:
-    """Task affinity from the surrogate: ``route`` is ``"first_order"`` (linearised log-probabilities,
-    no environment steps) or ``"plug_in"`` (real rollouts of θ*+Δθ)."""
-    if route not in ROUTES:
-        raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
-    profile = stage_args(family_name, profile, seed)
-    return _estimate_affinity(family_name, profile, seed, route, key_version(CODE_VERSION, family_name))
 
 

@@ -15,12 +15,11 @@ from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.envs import make_family
 from pgx.evaluation import evaluate
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
-from pgx.keys import key_version, versioned
 from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
-from pgx.stages.cache import cached, stage_args
+from pgx.stages.graph import stage
 from pgx.stages.pipeline import (
     FIT_ROLLOUT,
     SCORE_ROLLOUT,
@@ -38,10 +37,6 @@ from pgx.surrogate import first_order_scores
 from pgx.validation import exact_objective_scores
 
 logger = logging.getLogger(__name__)
-
-CODE_VERSION = versioned(__name__)
-"""The version of the code this module's stages can run; each stage call's key carries it with its
-family's (``key_version``)."""
 
 __all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
            "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts"]
@@ -96,8 +91,9 @@ class GroundTruth:
         return self.replicate_returns.mean(0)
 
 
-@cached
-def _ground_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> GroundTruth:
+@stage(reads=("finetune_ppo", "truth_replicates", "num_groups", "snapshot_steps", "truth_episodes", "taylor_subsets"))
+def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
+    """Fine-tune θ* for real on every surrogate subset (in parallel) and measure each task."""
     from pgx.finetune import default_store, finetune_subset, finetune_subsets
     from pgx.taylor import linearization_rss
 
@@ -194,14 +190,9 @@ def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks
     return np.stack([score(run.actor_state, run.subset) for run in runs])
 
 
-def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
-    """Fine-tune θ* for real on every surrogate subset (in parallel) and measure each task."""
-    profile = stage_args(family_name, profile, seed)
-    return _ground_truth(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
-@cached
-def _projection_ablation(family_name: str, profile: Profile, seed: int, code_version: str) -> list[dict]:
+@stage(reads=("num_groups", "ablation_dims", "out_of_sample"))
+def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[dict]:
+    """Error and NMI of the first-order affinity against the objective ground truth, for each d."""
     from pgx.clustering import sdp_cluster
     from pgx.validation import grouping_nmi, relative_error
 
@@ -232,15 +223,10 @@ def _projection_ablation(family_name: str, profile: Profile, seed: int, code_ver
     return rows
 
 
-def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[dict]:
-    """Error and NMI of the first-order affinity against the objective ground truth, for each d."""
-    profile = stage_args(family_name, profile, seed)
-    return _projection_ablation(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
-@cached
-def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...], timed_subsets: int,
-                   code_version: str) -> list[dict]:
+@stage(reads=("subset_size", "num_subsets", "meta_ppo", "finetune_ppo", "steps_per_task", "per_task_baseline",
+               "projection_dim", "surrogate", "out_of_sample"))
+def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...],
+                   timed_subsets: int) -> list[dict]:
     from dataclasses import replace
 
     from pgx.finetune import finetune_subset, single_thread
@@ -303,14 +289,11 @@ def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[i
     """
     if timed_subsets < 1:
         raise ValueError(f"timed_subsets must be >= 1, got {timed_subsets}")
-    profile = stage_args(family_name, profile, seed)
-    return _cost_by_depth(family_name, profile, seed, tuple(depths), timed_subsets,
-                          key_version(CODE_VERSION, family_name))
+    return _cost_by_depth(family_name, profile, seed, tuple(depths), timed_subsets)
 
 
-
-@cached
-def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...], code_version: str) -> list[dict]:
+@stage(reads=("num_groups", "num_subsets", "finetune_ppo", "out_of_sample", "surrogate"))
+def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...]) -> list[dict]:
     from pgx.clustering import sdp_cluster
     from pgx.finetune import default_store, finetune_subsets
     from pgx.validation import grouping_nmi, relative_error
@@ -345,12 +328,11 @@ def subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: t
     """Error and NMI of the first-order affinity against real fine-tuning, for subsets of each size
     (each size gets its own m subsets and its own two-replicate ground truth, whose split-half NMI
     is reported beside)."""
-    profile = stage_args(family_name, profile, seed)
     n = make_family(family_name).n_tasks
     bad = [s for s in sizes if not 2 <= s <= n]
     if bad:
         raise ValueError(f"subset sizes must be in [2, {n}] so that pairs are covered, got {bad}")
-    return _subset_size_ablation(family_name, profile, seed, tuple(sizes), key_version(CODE_VERSION, family_name))
+    return _subset_size_ablation(family_name, profile, seed, tuple(sizes))
 
 
 # --- the offline exact truth and Table 1 ------------------------------------------------------
@@ -372,8 +354,10 @@ class ExactTruth:
     seconds: float
 
 
-@cached
-def _exact_truth(family_name: str, profile: Profile, seed: int, code_version: str) -> ExactTruth:
+@stage(reads=())
+def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
+    """The offline exact truth: each subset's logistic problem solved with the real network's
+    log-ratios (same samples, λ and step size as the surrogate), scored on held-out θ* samples."""
     from pgx.exact_truth import exact_fit_subsets
 
     family = make_family(family_name)
@@ -405,15 +389,10 @@ def _exact_truth(family_name: str, profile: Profile, seed: int, code_version: st
                       iterations=exact.iterations, converged=exact.converged, seconds=seconds)
 
 
-def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
-    """The offline exact truth: each subset's logistic problem solved with the real network's
-    log-ratios (same samples, λ and step size as the surrogate), scored on held-out θ* samples."""
-    profile = stage_args(family_name, profile, seed)
-    return _exact_truth(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
-@cached
-def _rss_by_distance(family_name: str, profile: Profile, seed: int, code_version: str) -> list[dict]:
+@stage(reads=("taylor_subsets", "table1_distances"))
+def rss_by_distance(family_name: str, profile: Profile, seed: int) -> list[dict]:
+    """Table 1: relative RSS of the first-order model along the surrogate's own steps Δθ_S, scaled to
+    each of the profile's relative distances, on held-out θ* samples (``taylor_subsets`` subsets)."""
     from pgx.taylor import linearization_rss
 
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
@@ -436,13 +415,6 @@ def _rss_by_distance(family_name: str, profile: Profile, seed: int, code_version
     return rows
 
 
-def rss_by_distance(family_name: str, profile: Profile, seed: int) -> list[dict]:
-    """Table 1: relative RSS of the first-order model along the surrogate's own steps Δθ_S, scaled to
-    each of the profile's relative distances, on held-out θ* samples (``taylor_subsets`` subsets)."""
-    profile = stage_args(family_name, profile, seed)
-    return _rss_by_distance(family_name, profile, seed, key_version(CODE_VERSION, family_name))
-
-
 # --- the verdict table ------------------------------------------------------------------------
 
 ESTIMATORS = ("first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline exact truth", "gradient similarity",
@@ -451,8 +423,13 @@ ESTIMATORS = ("first-order (PolicyGradEx)", "plug-in (PolicyGradEx)", "offline e
 distance); present when the profile takes trust-region steps at a relative distance."""
 
 
-@cached
-def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) -> dict:
+@stage(reads=("num_groups",))
+def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
+    """Every estimator (both PolicyGradEx routes, the offline exact truth, gradient similarity, random
+    groups, and the first-order route with the rescaled λ step when the profile takes trust-region
+    steps) against the replicated online truth — its objective and its return, the paper's kind — and
+    the exact truth, with both online truths' reliability beside; NMI against the planted groups
+    where the family has them."""
     from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
     from pgx.stages.pipeline import estimate_affinity
     from pgx.validation import compare, grouping_nmi
@@ -470,7 +447,7 @@ def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) 
         ESTIMATORS[3]: (similarity, None),
     }
     if profile.surrogate.relative_distance is not None and profile.surrogate.step == "trust_region":
-        rescaled = replace(profile, surrogate=replace(profile.surrogate, step="rescale"))
+        rescaled = profile.replaced(surrogate=replace(profile.surrogate, step="rescale"))
         agent = meta_train(family_name, profile, seed).agent(family_name, profile)
         fit = surrogate_fit(family_name, profile, seed)
         V = fit_scaled(gradient_features(family_name, profile, seed).features, fit.subsets, rescaled, agent,
@@ -508,13 +485,3 @@ def _verdicts(family_name: str, profile: Profile, seed: int, code_version: str) 
     return {"rows": rows, "truth reliability": truth.reliability["objective"].row(),
             "return truth reliability": truth.reliability["return"].row(),
             "plug-in reliability (1 half vs the other)": plug_in_reliability.row()}
-
-
-def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
-    """Every estimator (both PolicyGradEx routes, the offline exact truth, gradient similarity, random
-    groups, and the first-order route with the rescaled λ step when the profile takes trust-region
-    steps) against the replicated online truth — its objective and its return, the paper's kind — and
-    the exact truth, with both online truths' reliability beside; NMI against the planted groups
-    where the family has them."""
-    profile = stage_args(family_name, profile, seed)
-    return _verdicts(family_name, profile, seed, key_version(CODE_VERSION, family_name))
