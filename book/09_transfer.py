@@ -62,17 +62,16 @@ from pgx.report import (
     BASELINE_KIND, PAPER_TABLE3_CLAIMS, book_families, improvement_verdicts, mean_std, relative_improvements,
     show_warnings, transfer_rows,
 )
-from pgx.stages.downstream import METHODS, hidden_task_spec, maml_transfer, transfer_profile
-from pgx.transfer_profiles import get_transfer_profile
+from pgx.stages.downstream import METHODS, hidden_task_spec, maml_transfer, transfer_budgets
 
 show_warnings()
 sns.set_theme()
 profile = get_profile()
 FAMILIES = book_families()
-SEEDS = get_transfer_profile(profile.name).seeds
+SEEDS = profile.transfer.seeds
 OURS = METHODS[0]
 print(f"profile: {profile.name}   seeds: {SEEDS}   families: {', '.join(FAMILIES)}")
-pd.DataFrame({f: transfer_profile(f, profile).budgets() for f in FAMILIES}).drop(index="family")
+pd.DataFrame({f: transfer_budgets(f, profile).budgets() for f in FAMILIES})
 
 # %% [markdown]
 # The paper adapts for "200 adaptation steps"; the `paper` profile takes 200 of pgx's steps, the

@@ -39,14 +39,13 @@ from pgx.envs.navigation import oracle_return
 from pgx.plots import small_multiples
 from pgx.profiles import get_profile
 from pgx.report import clearly_above, mean_std, show_warnings, versus
-from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, source_distributions, transfer_profile
-from pgx.transfer_profiles import get_transfer_profile
+from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, source_distributions, transfer_budgets
 
 show_warnings()
 sns.set_theme()
 profile = get_profile()
-SEEDS = get_transfer_profile(profile.name).seeds
-budgets = transfer_profile("navigation", profile)
+SEEDS = profile.transfer.seeds
+budgets = transfer_budgets("navigation", profile)
 print(f"profile: {profile.name}   seeds: {SEEDS}")
 pd.Series(budgets.budgets(), name="navigation").to_frame()
 

@@ -66,13 +66,13 @@ from pgx.profiles import get_profile
 from pgx.report import (
     agreement_beyond_chance, mean_std, metaworld_families, metaworld_kinds, sac_update_seconds, show_warnings, versus,
 )
-from pgx.stages.metaworld import grouping, meta_config, metaworld_profile, multitask_table
+from pgx.stages.metaworld import grouping, meta_config, metaworld_budgets, multitask_table
 
 show_warnings()
 sns.set_theme()
 profile = get_profile()
-MT10 = metaworld_profile("mt10")
-MT50 = metaworld_profile("mt50")
+MT10 = metaworld_budgets("mt10")
+MT50 = metaworld_budgets("mt50")
 SEEDS = MT10.seeds
 print(f"profile: {profile.name}   seeds: {SEEDS}   reward {REWARD_VERSION}, goals seed {GOAL_SEED}, "
       f"{EPISODE_STEPS}-step episodes")
@@ -81,7 +81,7 @@ if not (RUN_MT10 and RUN_MT50):
     left_out = ", ".join(name for name, run in (("MT10", RUN_MT10), ("MT50", RUN_MT50)) if not run)
     print(f"{left_out} left out of this build (PGX_FAMILIES={os.environ.get('PGX_FAMILIES')!r}): "
           f"the cells about {'it' if left_out.count(',') == 0 else 'them'} show nothing")
-pd.DataFrame({"MT10": MT10.budgets(), "MT50": MT50.budgets()}).drop(index="family")
+pd.DataFrame({"MT10": MT10.budgets(), "MT50": MT50.budgets()})
 
 # %% [markdown]
 # ## The tasks, and what a step costs
@@ -212,7 +212,7 @@ if RUN_MT10:
 # ## Table 3's Meta-World column
 #
 # Every method gets the same env steps per task and sees as many transitions per task in each
-# update (`pgx.metaworld_profiles`): single networks on all ten tasks — MT-SAC (θ* itself),
+# update (`pgx.metaworld_budgets`): single networks on all ten tasks — MT-SAC (θ* itself),
 # multi-head SAC, Soft Modularization, PaCo and CARE — and, for each grouping, one
 # Soft-Modularization network per group, trained on that group's tasks only. CARE's task metadata
 # are TF-IDF vectors of the task names (`pgx.nets.care`): its paper embeds hand-written

@@ -114,11 +114,11 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
                  "replicate_objective": truth.replicate_objective, "replicate_returns": truth.replicate_returns,
                  "estimated_scores": estimate.scores, "exact_scores": exact.scores})
     if stage == "maml":
-        from pgx.stages.downstream import maml_transfer, transfer_profile
+        from pgx.stages.downstream import maml_transfer
 
         res = maml_transfer(family, profile, seed)
         methods = list(res.adaptations)
-        return ({**head, "transfer_budgets": transfer_profile(family, profile).budgets(),
+        return ({**head, "transfer_budgets": profile.transfer.budgets(),
                  "target_ids": list(res.target_ids), "groups": {g: l.tolist() for g, l in res.groups.items()},
                  "representatives": res.representatives, "ppo_env_steps": res.ppo_steps,
                  "mean_return_after_adaptation": res.final_returns(),
@@ -135,8 +135,9 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
     """The Meta-World stages: a SAC meta-policy's features, affinity and groups, and ``multitask``."""
     from pgx.stages import metaworld as mw
 
-    budgets = mw.metaworld_profile(family, profile_name)
-    head = {"stage": stage, "family": family, "profile": budgets.name, "seed": seed, "budgets": budgets.budgets()}
+    budgets = mw.metaworld_budgets(family, profile_name)
+    head = {"stage": stage, "family": family, "profile": get_profile(profile_name).name, "seed": seed,
+            "budgets": budgets.budgets()}
     if route != "first_order":
         raise StageUnavailable(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
     if stage in ("validate", "groundtruth", "maml"):

@@ -42,12 +42,10 @@ REPORTING_MODULES = ("pgx.progress",)
 """Modules a stage calls only to report (progress lines, remembered durations): they cannot change
 a result, so editing them re-runs nothing."""
 
-VALUE_MODULES = ("pgx.profiles", "pgx.transfer_profiles")
-"""Modules that reach a stage only as argument values, which joblib hashes with the arguments: a
-:class:`~pgx.profiles.Profile` is checked and specialised to its family (``stage_args``) before
-the arguments are hashed, and has no other behaviour a stage runs; the downstream stages get
-their :class:`~pgx.transfer_profiles.TransferProfile` budgets the same way. Editing one profile
-re-runs only the stages that profile runs, not every stage of every profile."""
+VALUE_MODULES = ("pgx.profiles", "pgx.transfer_budgets", "pgx.metaworld_budgets")
+"""Modules that reach a stage only as values: the :class:`~pgx.profiles.Profile` and its sections,
+whose fields a stage's key holds by value (those it reads, :mod:`pgx.stages.graph`) and which run
+no code a stage depends on. Editing a profile's value re-runs the stages that read that field."""
 
 
 def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
@@ -293,12 +291,8 @@ def _semantic_node(node) -> str:
 
 
 def _strip(node):
+    _drop_docstrings(node)
     for inner in ast.walk(node):
-        body = getattr(inner, "body", None)
-        if isinstance(body, list):
-            kept = [stmt for stmt in body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-                                                   and isinstance(stmt.value.value, str))]
-            inner.body = kept or [ast.Pass()]
         for field in ("annotation", "returns"):
             if getattr(inner, field, None) is not None and not isinstance(inner, ast.AnnAssign):
                 setattr(inner, field, None)
@@ -495,14 +489,18 @@ def _semantic_source(path: Path | None) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _semantic(source: str) -> str:
-    tree = ast.parse(source)
+    return ast.dump(_drop_docstrings(ast.parse(source)))
+
+
+def _drop_docstrings(tree):
+    """``tree`` with every bare string statement (docstrings) removed from every body, in place."""
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list):
             kept = [stmt for stmt in body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
                                                    and isinstance(stmt.value.value, str))]
             node.body = kept or [ast.Pass()]
-    return ast.dump(tree)
+    return tree
 
 
 def cache_dir() -> Path:

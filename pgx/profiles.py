@@ -20,14 +20,67 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from pgx.algos.maml import MAMLConfig
 from pgx.algos.ppo import PPOConfig
-from pgx.checks import (FamilyBudgets, check_bool, check_instance, check_int, check_ints, check_name, check_numbers,
-                        is_real)
+from pgx.algos.sac import SACConfig
+from pgx.checks import (FamilyBudgets, KeyedByChanges, check_bool, check_instance, check_int, check_ints, check_name,
+                        check_numbers, is_real)
 from pgx.generalization import GeneralizationConfig
+from pgx.metaworld_budgets import MetaWorldBudgets
 from pgx.runtime import is_int
 from pgx.surrogate import SurrogateConfig
+from pgx.transfer import AdaptConfig
+from pgx.transfer_budgets import TransferBudgets
 
-__all__ = ["Profile", "PROFILES", "get_profile", "FIDELITY_BUDGETS"]
+__all__ = ["Profile", "PROFILES", "get_profile", "FidelityBudgets"]
+
+
+@dataclass(frozen=True)
+class FidelityBudgets(KeyedByChanges):
+    """The highway backends' fidelity check (``pgx.stages.fidelity``): ``Profile.fidelity``."""
+
+    densities: tuple[float, ...] | None = None
+    """Vehicle densities compared (None: every source density of the family)."""
+    policies: tuple[str, ...] = ("IDLE", "FASTER", "SLOWER", "random")
+    """Fixed policies compared (``pgx.envs.highway_fidelity.FIXED_POLICIES``), θ* besides."""
+    episodes: int = 30
+    """Episodes per (density, policy, backend)."""
+    same_state_steps: int = 300
+    """Random-action steps of the same-state check."""
+
+    def __post_init__(self) -> None:
+        if self.densities is not None:
+            check_numbers("FidelityBudgets", "densities", self.densities, 0, low_open=False)
+        if not isinstance(self.policies, tuple) or not self.policies or not all(isinstance(p, str) for p in self.policies):
+            raise ValueError(f"FidelityBudgets.policies must be a non-empty tuple of policy names, got {self.policies!r}")
+        check_int("FidelityBudgets", "episodes", self.episodes)
+        check_int("FidelityBudgets", "same_state_steps", self.same_state_steps)
+
+
+# Downstream (MAML transfer): the meta-batch holds every source task (10) at least once, so MAML
+# on all tasks sees them all.
+_SMOKE_MAML = MAMLConfig(meta_iterations=3, meta_batch_size=10, episodes=1, horizon=50)
+_SMOKE_ADAPT = AdaptConfig(steps=2, episodes=2, horizon=50)
+_SMOKE_TRANSFER = TransferBudgets(maml=_SMOKE_MAML, adapt=_SMOKE_ADAPT, num_targets=4, seeds=(0, 1))
+# CartPole-v0's 200-step horizon: the paper's CartPole returns (144–159) sit below it.
+_DEFAULT_TRANSFER = TransferBudgets(maml=MAMLConfig(meta_iterations=100, meta_batch_size=10, episodes=5, horizon=200),
+                                    adapt=AdaptConfig(steps=10, episodes=10, horizon=200))
+_PAPER_TRANSFER = TransferBudgets(maml=MAMLConfig(meta_iterations=500, meta_batch_size=20, episodes=20),
+                                  adapt=AdaptConfig(steps=200, episodes=20))
+
+# Meta-World (SAC). Replay counted per task: 100,000 × MT10's ten tasks is the 1M transitions of
+# mtrl's MT10 runs.
+_SMOKE_SAC = SACConfig(total_steps=600, buffer_size=200, batch_size=16, learning_starts=200, updates_per_step=0.5,
+                       eval_every=10**9, eval_episodes=1, checkpoint_every=10**9)
+_DEFAULT_SAC = SACConfig(total_steps=60_000, buffer_size=6_000, batch_size=64, learning_starts=10_000,
+                         updates_per_step=0.5, eval_every=20_000, eval_episodes=1, checkpoint_every=20_000)
+_PAPER_SAC = SACConfig(total_steps=20_000_000, buffer_size=100_000, batch_size=128, learning_starts=15_000,
+                       updates_per_step=1.0, eval_every=500_000, eval_episodes=5, checkpoint_every=200_000)
+_SMOKE_METAWORLD = MetaWorldBudgets(sac=_SMOKE_SAC, hidden=16, modules=2, steps_per_task=40, envs_per_task=1,
+                                    value_samples=2, projection_dim=16, num_subsets=40, subset_size=5, num_groups=2,
+                                    eval_episodes=1, seeds=(0,), methods=("MT-SAC", "Soft Modularization"))
+_DEFAULT_METAWORLD = MetaWorldBudgets(sac=_DEFAULT_SAC, hidden=128, steps_per_task=1_000)
+_PAPER_METAWORLD = MetaWorldBudgets(sac=_PAPER_SAC, hidden=400, eval_episodes=50)
 
 
 @dataclass(frozen=True)
@@ -87,6 +140,12 @@ class Profile(FamilyBudgets):
     """Subset sizes of the ablation (each with its own subsets and ground truth)."""
     generalization: GeneralizationConfig = field(default_factory=GeneralizationConfig)
     """PPO runs from one initialisation and the Hessian budgets of the generalization chapter."""
+    transfer: TransferBudgets = _DEFAULT_TRANSFER
+    """MAML transfer to unseen targets (Table 3, Appendix C): :mod:`pgx.transfer_budgets`."""
+    metaworld: MetaWorldBudgets = _DEFAULT_METAWORLD
+    """Multitask SAC, its grouping and the multitask baselines of MT10/MT50: :mod:`pgx.metaworld_budgets`."""
+    fidelity: FidelityBudgets = FidelityBudgets()
+    """The highway backends' fidelity check of the families chapter."""
     family: str | None = None
     """The family these budgets were specialised for by :meth:`for_family` (None: the base budgets)."""
     family_budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -99,6 +158,9 @@ class Profile(FamilyBudgets):
             check_instance(owner, name, getattr(self, name), PPOConfig)
         check_instance(owner, "surrogate", self.surrogate, SurrogateConfig)
         check_instance(owner, "generalization", self.generalization, GeneralizationConfig)
+        check_instance(owner, "transfer", self.transfer, TransferBudgets)
+        check_instance(owner, "metaworld", self.metaworld, MetaWorldBudgets)
+        check_instance(owner, "fidelity", self.fidelity, FidelityBudgets)
         for name in ("eval_episodes", "steps_per_task", "projection_dim", "num_subsets", "subset_size",
                      "plug_in_episodes", "num_groups"):
             check_int(owner, name, getattr(self, name))
@@ -197,6 +259,9 @@ PROFILES: dict[str, Profile] = {
             num_target_tasks=10, trace_matvecs=20, lanczos_steps=10, estimator_budgets=(6, 12), estimator_seeds=4,
             reference_matvecs=120,
         ),
+        transfer=_SMOKE_TRANSFER,
+        metaworld=_SMOKE_METAWORLD,
+        fidelity=FidelityBudgets(densities=(0.5, 2.5), policies=("IDLE",), episodes=4, same_state_steps=40),
         family_budgets={
             "lunarlander": dict(meta_ppo=replace(_LUNAR, total_timesteps=20_480, num_steps=128),
                                 single_task_ppo=replace(_LUNAR, total_timesteps=4_096, num_steps=128),
@@ -207,7 +272,11 @@ PROFILES: dict[str, Profile] = {
                                 _HIGHWAY, total_timesteps=256, envs_per_task=4), eval_episodes=1, steps_per_task=32,
                             num_subsets=30, finetune_ppo=replace(_HIGHWAY, total_timesteps=128, envs_per_task=1,
                                                                  num_steps=32, anneal_lr=False),
-                            snapshot_steps=(64, 128), generalization=_highway_generalization(2)),
+                            snapshot_steps=(64, 128), generalization=_highway_generalization(2),
+                            transfer=replace(_SMOKE_TRANSFER, maml=replace(_SMOKE_MAML, meta_iterations=2, horizon=10),
+                                             adapt=replace(_SMOKE_ADAPT, steps=1, horizon=10), num_targets=2)),
+            "mt50": dict(metaworld=replace(_SMOKE_METAWORLD, sac=replace(_SMOKE_SAC, total_steps=100, learning_starts=50),
+                                           subset_size=20, num_subsets=60, num_groups=5, steps_per_task=10)),
         },
     ),
     "default": Profile(
@@ -223,6 +292,8 @@ PROFILES: dict[str, Profile] = {
             iterations=60, ppo=_FINETUNE, snapshots=6, steps_per_task=300, num_target_tasks=25, trace_matvecs=60,
             lanczos_steps=20, estimator_budgets=(15, 30, 60), estimator_seeds=10, reference_matvecs=1000,
         ),
+        transfer=_DEFAULT_TRANSFER,
+        metaworld=_DEFAULT_METAWORLD,
         family_budgets={
             # 1M steps: θ* balances the shorter poles for all 500 steps and not the longest ones
             # (2M nearly saturates every task): see the families chapter.
@@ -236,11 +307,18 @@ PROFILES: dict[str, Profile] = {
             "navigation": dict(meta_ppo=replace(_META, total_timesteps=500_000), steps_per_task=10_000,
                                single_task_ppo=replace(_SINGLE, total_timesteps=100_000),
                                finetune_ppo=replace(_FINETUNE, total_timesteps=20_480),
-                               snapshot_steps=(2_560, 5_120, 10_240, 20_480)),
+                               snapshot_steps=(2_560, 5_120, 10_240, 20_480),
+                               transfer=TransferBudgets(maml=MAMLConfig(meta_iterations=200, meta_batch_size=10, episodes=5),
+                                                        adapt=AdaptConfig(steps=10, episodes=10))),
             "lunarlander": dict(meta_ppo=_LUNAR, single_task_ppo=replace(_LUNAR, total_timesteps=300_000, envs_per_task=8),
                                 finetune_ppo=replace(_LUNAR, total_timesteps=20_480, envs_per_task=1, num_steps=512,
                                                      anneal_lr=False),
-                                snapshot_steps=(2_560, 5_120, 10_240, 20_480), eval_episodes=5),
+                                snapshot_steps=(2_560, 5_120, 10_240, 20_480), eval_episodes=5,
+                                # MAML episodes cut at 300 of LunarLander's 1,000 steps: a landing
+                                # takes 200–400 steps. 100 MAML iterations (40 before issue 21).
+                                transfer=TransferBudgets(
+                                    maml=MAMLConfig(meta_iterations=100, meta_batch_size=10, episodes=4, horizon=300),
+                                    adapt=AdaptConfig(steps=5, episodes=5, horizon=300), num_targets=20)),
             # highway on envpool (issue 21): θ* gets 5x the old 41k steps (greedy return over the ten
             # tasks 14.9 at 41k, 15.1 at 205k, 15.0 at 1M, seed 0, this machine: more does not help);
             # features, subsets, evaluation and replicates as the other families; fine-tuning 5x the
@@ -252,6 +330,13 @@ PROFILES: dict[str, Profile] = {
                                                  anneal_lr=False),
                             snapshot_steps=(640, 1_280, 2_560, 5_120),
                             ablation_subset_sizes=(5,), generalization=_highway_generalization(30)),
+            # highway on envpool (issue 21) runs the base transfer budgets (it ran 10 MAML iterations
+            # of one episode, 3 adaptation steps and 10 targets on highway-env's Python).
+            "mt50": dict(metaworld=replace(_DEFAULT_METAWORLD, sac=replace(_DEFAULT_SAC, total_steps=100_000,
+                                                                         buffer_size=2_000, learning_starts=25_000,
+                                                                         eval_every=10**9),
+                                           steps_per_task=200, subset_size=20, num_subsets=200, num_groups=10,
+                                           eval_episodes=1, seeds=(0,))),
         },
     ),
     "paper": Profile(
@@ -269,6 +354,8 @@ PROFILES: dict[str, Profile] = {
             trace_matvecs=120, lanczos_steps=30, estimator_budgets=(15, 30, 60, 120), estimator_seeds=20,
             reference_matvecs=3000,
         ),
+        transfer=_PAPER_TRANSFER,
+        metaworld=_PAPER_METAWORLD,
         family_budgets={
             "lunarlander": dict(meta_ppo=replace(_LUNAR, total_timesteps=10_000_000, envs_per_task=4),
                                 single_task_ppo=replace(_LUNAR, total_timesteps=1_000_000, envs_per_task=8),
@@ -276,22 +363,16 @@ PROFILES: dict[str, Profile] = {
             "highway": dict(meta_ppo=replace(_HIGHWAY, total_timesteps=500_000, envs_per_task=4),
                             single_task_ppo=replace(_HIGHWAY, total_timesteps=50_000, envs_per_task=4),
                             finetune_ppo=replace(_HIGHWAY, total_timesteps=10_240, envs_per_task=2, anneal_lr=False),
-                            snapshot_steps=(1_280, 2_560, 5_120, 10_240), generalization=_highway_generalization(60)),
+                            snapshot_steps=(1_280, 2_560, 5_120, 10_240), generalization=_highway_generalization(60),
+                            transfer=replace(_PAPER_TRANSFER, maml=MAMLConfig(meta_iterations=200, meta_batch_size=20,
+                                                                              episodes=10))),
             # never fewer feature steps than the default gives navigation (see there)
             "navigation": dict(steps_per_task=10_000),
+            "mt50": dict(metaworld=replace(_PAPER_METAWORLD, sac=replace(_PAPER_SAC, total_steps=100_000_000),
+                                           subset_size=20, num_subsets=400, num_groups=10)),
         },
     ),
 }
-
-
-FIDELITY_BUDGETS: dict[str, dict] = {
-    "smoke": dict(densities=(0.5, 2.5), policies=("IDLE",), episodes=4, same_state_steps=40),
-    "default": dict(densities=None, policies=("IDLE", "FASTER", "SLOWER", "random"), episodes=30, same_state_steps=300),
-}
-"""The highway backends' fidelity check (``pgx.stages.fidelity``) per profile (others use
-``default``'s): densities (None: every source density), fixed policies, episodes per (density,
-policy, backend), random-action steps of the same-state check. Kept out of :class:`Profile`, whose
-every field keys every stage; the check's key carries its own budget by value."""
 
 
 def get_profile(name: str | None = None) -> Profile:

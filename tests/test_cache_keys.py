@@ -25,8 +25,8 @@ STAGES = {
     "pgx.stages.truth": ("ground_truth", "projection_ablation", "_cost_by_depth", "_subset_size_ablation",
                          "exact_truth", "rss_by_distance", "verdicts"),
     "pgx.stages.hessian_bound": ("generalization",),
-    "pgx.stages.fidelity": ("_highway_fidelity",),
-    "pgx.stages.downstream": ("_maml_run", "_ppo_run", "_maml_transfer", "_source_distribution"),
+    "pgx.stages.fidelity": ("highway_fidelity",),
+    "pgx.stages.downstream": ("_maml_run", "_ppo_run", "maml_transfer", "_source_distribution"),
     "pgx.stages.metaworld": ("_sac_run", "_grouping"),
 }
 BUILTIN = ("cartpole", "lunarlander", "highway", "navigation", "mt10", "mt50")
@@ -73,7 +73,7 @@ def test_a_family_edit_rekeys_that_family_alone(package):
     changed = _changed(before, _keys(package))
     # Every stage and run of highway, nothing of another family — but the fidelity check, which
     # compares highway's two backends and runs on highway alone, reads highway's module itself.
-    fidelity = {k for k in before if k[0] == "pgx.stages.fidelity:_highway_fidelity"}
+    fidelity = {k for k in before if k[0] == "pgx.stages.fidelity:highway_fidelity"}
     assert changed - fidelity == {k for k in before if k[1] == "highway"} - fidelity
     assert fidelity <= changed
 
@@ -104,7 +104,7 @@ def test_an_edit_to_one_stage_rekeys_it_and_its_consumers(package):
     changed = {k[0].split(":")[1] for k in _changed(before, _keys(package))}
     consumers = {"held_out_features", "estimate_affinity", "ground_truth", "projection_ablation",
                  "_subset_size_ablation", "exact_truth", "rss_by_distance", "verdicts", "generalization",
-                 "_maml_transfer"}
+                 "maml_transfer"}
     assert changed == consumers  # not θ*, the fit's features, the surrogate, Meta-World or the runs
 
 
@@ -241,7 +241,7 @@ def test_stages_name_checkpoints_by_the_trainer_not_by_themselves(monkeypatch, t
 
     monkeypatch.setenv("PGX_CACHE", str(tmp_path))
     profile = get_profile("smoke").for_family("cartpole")
-    budgets = downstream.transfer_profile("cartpole", profile)
+    budgets = downstream.transfer_budgets("cartpole", profile)
     n = 10
     for target, stage, args, expected in [
         ("pgx.stages.pipeline.train", pipeline.meta_train, ("cartpole", profile, 0),
@@ -257,13 +257,11 @@ def test_stages_name_checkpoints_by_the_trainer_not_by_themselves(monkeypatch, t
 
 _HASHES = """
 import joblib
-from pgx.metaworld_profiles import get_metaworld_profile
 from pgx.profiles import get_profile
-from pgx.transfer_profiles import get_transfer_profile
 for name in ("smoke", "default"):
     print(joblib.hash(get_profile(name).for_family("cartpole")),
           joblib.hash(get_profile(name).for_family("lunarlander")),
-          joblib.hash(get_transfer_profile(name).for_family("cartpole")), joblib.hash(get_metaworld_profile(name)))
+          joblib.hash(get_profile(name).transfer), joblib.hash(get_profile(name).for_family("mt10").metaworld))
 """
 
 
@@ -298,8 +296,8 @@ def test_adding_an_option_to_a_profile_or_config_rekeys_no_stage(package):
     assert before.count("\n") == 2
     _add_field(package / "profiles.py", "Profile", "new_budget: int = option(7)")
     _add_field(package / "algos" / "ppo.py", "PPOConfig", "new_option: bool = option(False)")
-    _add_field(package / "transfer_profiles.py", "TransferProfile", "new_targets: int = option(3)")
-    _add_field(package / "metaworld_profiles.py", "MetaWorldProfile", "new_width: int = option(1)")
+    _add_field(package / "transfer_budgets.py", "TransferBudgets", "new_targets: int = option(3)")
+    _add_field(package / "metaworld_budgets.py", "MetaWorldBudgets", "new_width: int = option(1)")
     assert _profile_hashes(package) == before
     text = (package / "profiles.py").read_text()
     (package / "profiles.py").write_text(text.replace('"default": Profile(\n        name="default",',

@@ -19,14 +19,12 @@ from pgx.algos.maml import MAMLConfig
 from pgx.algos.ppo import PPOConfig
 from pgx.algos.sac import SACConfig
 from pgx.envs import FAMILIES
-from pgx.metaworld_profiles import METAWORLD_PROFILES
 from pgx.nets import KINDS, ArchConfig
 from pgx.policies import PolicyConfig
-from pgx.profiles import PROFILES
+from pgx.profiles import PROFILES, FidelityBudgets
 from pgx.report import book_seed
 from pgx.runtime import MAX_SEED, env_seed, pick_device
 from pgx.surrogate import SurrogateConfig
-from pgx.transfer_profiles import TRANSFER_PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -40,8 +38,9 @@ BASES = {
     "ArchConfig": ArchConfig(),
     "SurrogateConfig": SurrogateConfig(),
     "Profile('smoke')": SMOKE,
-    "TransferProfile('smoke')": TRANSFER_PROFILES["smoke"],
-    "MetaWorldProfile('smoke')": METAWORLD_PROFILES["smoke"],
+    "TransferBudgets": SMOKE.transfer,
+    "MetaWorldBudgets": SMOKE.metaworld,
+    "FidelityBudgets": SMOKE.fidelity,
 }
 
 BAD = [
@@ -82,13 +81,16 @@ BAD = [
     ("Profile('smoke')", "meta_ppo", {"total_timesteps": 10}), ("Profile('smoke')", "surrogate", None),
     ("Profile('smoke')", "taylor_subsets", -1), ("Profile('smoke')", "truth_episodes", True),
     ("Profile('smoke')", "family_budgets", {"cartpole": 3}), ("Profile('smoke')", "name", ""),
-    # TransferProfile
-    ("TransferProfile('smoke')", "num_targets", 0), ("TransferProfile('smoke')", "seeds", ()),
-    ("TransferProfile('smoke')", "seeds", (-1,)), ("TransferProfile('smoke')", "maml", "maml"),
-    # MetaWorldProfile
-    ("MetaWorldProfile('smoke')", "hidden", 0), ("MetaWorldProfile('smoke')", "eval_episodes", 1001),
-    ("MetaWorldProfile('smoke')", "seeds", (1.5,)), ("MetaWorldProfile('smoke')", "sac", None),
-    ("MetaWorldProfile('smoke')", "methods", "MT-SAC"), ("MetaWorldProfile('smoke')", "value_samples", True),
+    ("Profile('smoke')", "transfer", None), ("Profile('smoke')", "metaworld", {"hidden": 8}),
+    ("Profile('smoke')", "fidelity", "default"),
+    # the profile's sections
+    ("TransferBudgets", "num_targets", 0), ("TransferBudgets", "seeds", ()),
+    ("TransferBudgets", "seeds", (-1,)), ("TransferBudgets", "maml", "maml"),
+    ("MetaWorldBudgets", "hidden", 0), ("MetaWorldBudgets", "eval_episodes", 1001),
+    ("MetaWorldBudgets", "seeds", (1.5,)), ("MetaWorldBudgets", "sac", None),
+    ("MetaWorldBudgets", "methods", "MT-SAC"), ("MetaWorldBudgets", "value_samples", True),
+    ("FidelityBudgets", "episodes", 0), ("FidelityBudgets", "policies", "IDLE"),
+    ("FidelityBudgets", "same_state_steps", 2.5),
 ]
 
 
@@ -103,26 +105,25 @@ def test_each_bad_field_is_refused_naming_the_field_and_the_value(owner, field, 
     assert message.startswith(prefix), message
 
 
-@pytest.mark.parametrize("profiles", [PROFILES, TRANSFER_PROFILES], ids=["Profile", "TransferProfile"])
-def test_a_bad_value_in_a_familys_budgets_is_refused_at_construction(profiles):
-    base = profiles["smoke"]
-    field = "eval_episodes" if profiles is PROFILES else "num_targets"
-    with pytest.raises(ValueError, match=rf"{field} must be an int >= 1, got 0"):
-        replace(base, family_budgets={"cartpole": {field: 0}})
+def test_a_bad_value_in_a_familys_budgets_is_refused_at_construction():
+    base = PROFILES["smoke"]
+    with pytest.raises(ValueError, match=r"eval_episodes must be an int >= 1, got 0"):
+        replace(base, family_budgets={"cartpole": {"eval_episodes": 0}})
+    with pytest.raises(ValueError, match=r"Profile\('smoke'\).transfer must be"):
+        replace(base, family_budgets={"cartpole": {"transfer": {"num_targets": 3}}})
+    with pytest.raises(ValueError, match=r"budgets for 'cartpole' name unknown fields \['num_targets'\]"):
+        replace(base, family_budgets={"cartpole": {"num_targets": 3}})  # a section's field, not the profile's
 
 
 def test_every_shipped_config_and_profile_builds_for_every_family():
     for config in (PPOConfig(), PolicyConfig(), MAMLConfig(), SACConfig(), SurrogateConfig(),
                    *(ArchConfig(kind=kind) for kind in KINDS)):
         assert replace(config) == config
-    for profiles in (PROFILES, TRANSFER_PROFILES):
-        for profile in profiles.values():
-            for family in sorted(set(FAMILIES) | set(profile.family_budgets)):
-                specialised = profile.for_family(family)
-                assert specialised.family == family and specialised.for_family(family) is specialised
-    for profile in METAWORLD_PROFILES.values():
-        for family in ("mt10", "mt50"):
-            assert profile.for_family(family).family == family
+    for profile in PROFILES.values():
+        for family in sorted(set(FAMILIES) | set(profile.family_budgets)):
+            specialised = profile.for_family(family)
+            assert specialised.family == family and specialised.for_family(family) is specialised
+    assert FidelityBudgets() == PROFILES["default"].fidelity
 
 
 def test_validation_keeps_every_value_as_given():

@@ -265,3 +265,19 @@ def test_a_stage_result_unreadable_for_another_reason_raises_it_without_recomput
     assert CALLS == [50] and not [w for w in caught if "cannot be read" in str(w.message)]
     (output,) = (tmp_path / "stages").rglob("output.pkl")
     assert raised.value.__notes__[-1] == f"while loading stage cache folder {output.parent}"
+
+
+def test_a_result_that_cannot_be_stored_is_returned_with_a_warning(tmp_path, monkeypatch):
+    """A stage whose result cannot be pickled (or whose disk is full) still returns it: hours of
+    work are not thrown away for want of a copy on disk; the warning names the folder."""
+    import threading
+
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
+
+    def holds_a_lock(n: int):
+        return threading.Lock(), n
+
+    stage = graph.stage()(holds_a_lock)
+    with pytest.warns(RuntimeWarning, match=r"could not be stored in .*holds_a_lock.*computed again next time"):
+        _, n = stage(3)
+    assert n == 3 and not list(tmp_path.rglob("output.pkl"))

@@ -58,13 +58,13 @@ def digest(*arrays):
 def main(family, seed):
     out = {}
     if family.startswith("mt"):
-        from pgx.metaworld_profiles import METAWORLD_PROFILES
+        from pgx.profiles import PROFILES
         from pgx.stages import metaworld
 
-        smoke = METAWORLD_PROFILES["smoke"]
+        smoke = PROFILES["smoke"].metaworld
         # 200 env steps, updates from step 100: the critics and actor do move.
         budgets = dataclasses.replace(smoke, sac=dataclasses.replace(smoke.sac, total_steps=200, learning_starts=100),
-                                      num_subsets=3, subset_size=2, num_groups=2, family_budgets={})
+                                      num_subsets=3, subset_size=2, num_groups=2)
         g = metaworld.grouping(family, seed, budgets)
         out["theta"] = digest(*g.meta.result.actor_state.values(), *g.meta.result.critic_state.values())
         out["features"] = digest(g.features.features, g.features.advantages, g.features.task_ids)

@@ -12,7 +12,9 @@ from pgx.envs import make_family
 from pgx.profiles import get_profile
 from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, hidden_task_spec, target_subset, unseen_targets
 from pgx.transfer import AdaptConfig
-from pgx.transfer_profiles import TRANSFER_PROFILES, TransferProfile, get_transfer_profile
+from pgx.profiles import PROFILES
+from pgx.stages.downstream import transfer_budgets
+from pgx.transfer_budgets import TransferBudgets
 
 
 def test_downstream_families_hide_the_task_and_targets_are_evenly_spaced():
@@ -36,29 +38,26 @@ def test_targets_that_are_source_tasks_are_left_out():
 
 
 def test_every_profile_has_downstream_budgets_for_every_family():
-    for name, profile in TRANSFER_PROFILES.items():
-        assert get_transfer_profile(name) is profile
+    for profile in PROFILES.values():
         for family in ("cartpole", "lunarlander", "highway", "navigation:goals=uniform"):
-            budgets = profile.for_family(family)
-            assert budgets.budgets()["family"] == family.partition(":")[0]
+            budgets = transfer_budgets(family, profile)
+            assert budgets is profile.for_family(family.partition(":")[0]).transfer
             # MAML on all tasks must train on every source task.
             assert budgets.maml.meta_batch_size >= make_family(family).n_tasks
-    assert get_transfer_profile("paper").adapt.steps == 200  # the paper's number
-    with pytest.raises(ValueError, match="no downstream budgets for profile 'fast'"):
-        get_transfer_profile("fast")
+    assert PROFILES["paper"].transfer.adapt.steps == 200  # the paper's number
+    assert PROFILES["default"].for_family("lunarlander").transfer.num_targets == 20  # a family's own section
+    with pytest.raises(ValueError, match="profile must be a pgx.profiles.Profile, got str"):
+        transfer_budgets("cartpole", "smoke")
 
 
 def test_bad_transfer_budgets_are_named():
-    base = TRANSFER_PROFILES["smoke"]
+    base = PROFILES["smoke"].transfer
     with pytest.raises(ValueError, match=r"adapt.lr \(0.5\) must equal maml.inner_lr \(0.1\)"):
         replace(base, adapt=AdaptConfig(lr=0.5))
     with pytest.raises(ValueError, match="num_targets must be an int >= 1, got 0"):
         replace(base, num_targets=0)
-    with pytest.raises(ValueError, match=r"budgets for 'cartpole' name unknown fields \['episodes'\]"):
-        TransferProfile(name="x", maml=MAMLConfig(), adapt=AdaptConfig(), family_budgets={"cartpole": {"episodes": 3}})
     with pytest.raises(ValueError, match="adapt.lr"):
-        TransferProfile(name="x", maml=MAMLConfig(), adapt=AdaptConfig(),
-                        family_budgets={"cartpole": {"maml": MAMLConfig(inner_lr=0.2)}})
+        TransferBudgets(maml=MAMLConfig(inner_lr=0.2), adapt=AdaptConfig())
 
 
 def test_source_distributions_share_the_uniform_targets(isolated_cache):
@@ -66,7 +65,7 @@ def test_source_distributions_share_the_uniform_targets(isolated_cache):
 
     runs = source_distributions(get_profile("smoke"), seed=0)
     assert tuple(runs) == SOURCE_DISTRIBUTIONS
-    budgets = TRANSFER_PROFILES["smoke"].for_family("navigation")
+    budgets = PROFILES["smoke"].for_family("navigation").transfer
     for run, adaptation in runs.values():
         assert adaptation.returns.shape == (budgets.num_targets, budgets.adapt.steps + 1)
         assert not set(adaptation.target_ids) & {i for i in range(50) if i % 5 == 0}  # no source goal among them

@@ -11,7 +11,7 @@ import torch
 from pgx.clustering import GROUPINGS
 from pgx.envs import make_family
 from pgx.envs.metaworld import EPISODE_STEPS, MT10_TASKS, MT50_TASKS, make_mt10_env, task_descriptions, task_names
-from pgx.metaworld_profiles import METAWORLD_PROFILES, get_metaworld_profile
+from pgx.profiles import PROFILES
 from pgx.report import agreement_beyond_chance, metaworld_kinds
 
 FOUR = "mt10:tasks=reach-v3+push-v3+drawer-close-v3+window-open-v3"
@@ -84,16 +84,15 @@ def test_a_task_index_out_of_range_is_refused():
 
 
 def test_profiles_specialise_to_mt50_and_refuse_bad_budgets():
-    for name, profile in METAWORLD_PROFILES.items():
-        assert get_metaworld_profile(name) is profile
-        mt10, mt50 = profile.for_family("mt10"), profile.for_family("mt50")
-        assert mt10.family == "mt10" and mt50.family == "mt50" and mt10.for_family(FOUR) is mt10
+    from pgx.stages.metaworld import metaworld_budgets
+
+    for name, profile in PROFILES.items():
+        mt10, mt50 = profile.for_family("mt10").metaworld, profile.for_family("mt50").metaworld
+        assert metaworld_budgets("mt10", name) is mt10 and metaworld_budgets(FOUR, name) is mt10
         assert mt50.subset_size > mt10.subset_size  # fifty tasks need larger subsets to cover every pair
-    with pytest.raises(ValueError, match="cannot run family 'mt50'"):
-        METAWORLD_PROFILES["smoke"].for_family("mt10").for_family("mt50")
     with pytest.raises(ValueError, match="mt10 or mt50"):
-        METAWORLD_PROFILES["smoke"].for_family("cartpole")
-    base = METAWORLD_PROFILES["smoke"]
+        metaworld_budgets("cartpole", "smoke")
+    base = PROFILES["smoke"].metaworld
     with pytest.raises(ValueError, match="unknown method 'MT-PPO'"):
         replace(base, methods=("MT-SAC", "MT-PPO"))
     with pytest.raises(ValueError, match="steps_per_task must be an int >= 1, got 0"):
@@ -101,9 +100,7 @@ def test_profiles_specialise_to_mt50_and_refuse_bad_budgets():
     with pytest.raises(ValueError, match="kind must be one of"):
         replace(base, group_arch="transformer")
     with pytest.raises(ValueError, match="unknown fields \\['nope'\\]"):
-        replace(base, family_budgets={"mt50": {"nope": 1}})
-    with pytest.raises(ValueError, match="no Meta-World budgets for profile 'huge'"):
-        get_metaworld_profile("huge")
+        replace(PROFILES["smoke"], family_budgets={"mt50": {"nope": 1}})
 
 
 def _tiny_agent(family, seed=0, hidden=16):
@@ -216,7 +213,7 @@ def test_kinds_and_agreement_beyond_chance():
 def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
     from pgx.stages import metaworld as mw
 
-    budgets = replace(METAWORLD_PROFILES["smoke"], num_subsets=6, subset_size=2, num_groups=2)
+    budgets = replace(PROFILES["smoke"].metaworld, num_subsets=6, subset_size=2, num_groups=2)
     g = mw.grouping(FOUR, 0, budgets)
     assert set(g.groups) == set(GROUPINGS)
     for labels in g.groups.values():

@@ -34,11 +34,11 @@ from pgx.keys import checkpoint_path
 from pgx.profiles import Profile
 from pgx.stages.graph import stage
 from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
-from pgx.transfer_profiles import TransferProfile, get_transfer_profile
+from pgx.transfer_budgets import TransferBudgets
 
 
 __all__ = ["METHODS", "GROUPINGS", "TransferResult", "maml_transfer", "source_distributions", "hidden_task_spec",
-           "unseen_targets", "target_subset", "transfer_profile"]
+           "unseen_targets", "target_subset", "transfer_budgets"]
 
 """The groupings whose representatives MAML meta-trains on."""
 
@@ -50,11 +50,11 @@ _ADAPT_SEED = 50_000
 _PPO_SEED = 70_000
 
 
-def transfer_profile(family_name: str, profile: Profile) -> TransferProfile:
-    """The downstream budgets ``profile`` (by name) gives ``family_name``."""
+def transfer_budgets(family_name: str, profile: Profile) -> TransferBudgets:
+    """The downstream budgets (``Profile.transfer``) ``profile`` gives ``family_name``."""
     if not isinstance(profile, Profile):
         raise ValueError(f"profile must be a pgx.profiles.Profile, got {type(profile).__name__}")
-    return get_transfer_profile(profile.name).for_family(family_name)
+    return profile.for_family(family_name).transfer
 
 
 def hidden_task_spec(family_name: str) -> str:
@@ -141,9 +141,11 @@ class TransferResult:
         return {m: float(a.after.mean()) for m, a in self.adaptations.items()}
 
 
-@stage(reads=("meta_ppo", "num_groups"))
-def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile, seed: int) -> TransferResult:
+@stage(reads=("meta_ppo", "num_groups", "transfer"))
+def maml_transfer(family_name: str, profile: Profile, seed: int) -> TransferResult:
+    """Table 3 for one family and seed: every method of ``METHODS`` adapted to the same unseen targets."""
     started = time.perf_counter()
+    budgets = profile.transfer
     if profile.meta_ppo.policy != budgets.maml.policy:
         raise ValueError(f"MAML's policy {budgets.maml.policy} and PPO's {profile.meta_ppo.policy} differ: the "
                          f"methods must share one architecture")
@@ -186,20 +188,15 @@ def _maml_transfer(family_name: str, profile: Profile, budgets: TransferProfile,
                           wall_time=time.perf_counter() - started)
 
 
-def maml_transfer(family_name: str, profile: Profile, seed: int) -> TransferResult:
-    """Table 3 for one family and seed: every method of ``METHODS`` adapted to the same unseen targets."""
-    return _maml_transfer(family_name, profile, transfer_profile(family_name, profile), seed)
-
-
 # --- Appendix C ---------------------------------------------------------------------------------
 
 SOURCE_DISTRIBUTIONS = ("uniform", "partial", "biased")
 """Navigation's source-goal distributions of Appendix C; targets are always the uniform circle."""
 
 
-@stage()
-def _source_distribution(family_spec: str, budgets: TransferProfile, seed: int) -> tuple[MAMLResult, Adaptation]:
-    spec = family_spec
+@stage(reads=("transfer",))
+def _source_distribution(family_spec: str, profile: Profile, seed: int) -> tuple[MAMLResult, Adaptation]:
+    spec, budgets = family_spec, profile.transfer
     family = make_family(spec)
     run = _maml_run(spec, budgets.maml, seed, tuple(range(family.n_tasks)))
     # The same targets for every distribution: those none of them trains on.
@@ -212,5 +209,4 @@ def _source_distribution(family_spec: str, budgets: TransferProfile, seed: int) 
 def source_distributions(profile: Profile, seed: int) -> dict[str, tuple[MAMLResult, Adaptation]]:
     """Figure 4: MAML on each of navigation's uniform, partial and biased source goals, adapted to the
     same uniform targets. Distribution → (meta-training run, adaptation)."""
-    budgets = transfer_profile("navigation", profile)
-    return {d: _source_distribution(f"navigation:goals={d}", budgets, seed) for d in SOURCE_DISTRIBUTIONS}
+    return {d: _source_distribution(f"navigation:goals={d}", profile, seed) for d in SOURCE_DISTRIBUTIONS}

@@ -17,7 +17,7 @@ import torch
 
 from pgx.envs import make_family
 from pgx.envs.highway_fidelity import ALPHA, FIXED_POLICIES, compare_backends, holm, same_state_agreement
-from pgx.profiles import FIDELITY_BUDGETS, Profile
+from pgx.profiles import Profile
 from pgx.stages.graph import stage
 from pgx.stages.pipeline import meta_train
 
@@ -34,42 +34,38 @@ class FidelityResult:
     seconds: float
 
 
-@stage(reads=())
-def _highway_fidelity(family_name: str, profile: Profile, seed: int, budget: dict) -> FidelityResult:
+@stage(reads=("fidelity",))
+def highway_fidelity(family_name: str, profile: Profile, seed: int) -> FidelityResult:
+    """envpool's highway against highway-env's, for ``family_name`` (a highway spec on the default
+    backend), with the profile's budget (``Profile.fidelity``)."""
+    if not family_name.partition(":")[0] == "highway":
+        raise ValueError(f"the fidelity check compares highway backends; got family {family_name!r}")
+    if "backend=" in family_name:
+        raise ValueError(f"give the highway spec without a backend (the check compares both), got {family_name!r}")
     start = time.perf_counter()
+    budget = profile.fidelity
     fast = make_family(family_name)
     reference = make_family(f"{family_name}:backend=highway-env" if ":" not in family_name
                             else f"{family_name},backend=highway-env")
-    densities = budget["densities"] or fast.source_params
+    densities = budget.densities or fast.source_params
     tasks = [fast.source_params.index(d) if d in fast.source_params else -1 for d in densities]
-    same_state = pd.DataFrame([dict(density=d, **same_state_agreement(d, budget["same_state_steps"], seed))
+    same_state = pd.DataFrame([dict(density=d, **same_state_agreement(d, budget.same_state_steps, seed))
                                for d in densities])
 
-    fixed = compare_backends(fast, reference, densities, {p: FIXED_POLICIES[p] for p in budget["policies"]},
-                             budget["episodes"], seed)
+    fixed = compare_backends(fast, reference, densities, {p: FIXED_POLICIES[p] for p in budget.policies},
+                             budget.episodes, seed)
     actor = meta_train(family_name, profile, seed).agent(family_name, profile).actor
 
     @torch.no_grad()
     def theta_star(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return actor.mode(torch.as_tensor(obs, dtype=torch.float32)).cpu().numpy()
 
-    trained = compare_backends(fast, reference, densities, {"θ*": theta_star}, budget["episodes"], seed,
+    trained = compare_backends(fast, reference, densities, {"θ*": theta_star}, budget.episodes, seed,
                                shown_tasks=tasks)
     episodes = pd.concat([fixed, trained], ignore_index=True)
     # One correction over every comparison made, fixed policies and θ* together.
     episodes["p_holm"] = holm(episodes["p"])
     episodes["agree"] = episodes["p_holm"] >= ALPHA
-    return FidelityResult(same_state=same_state, episodes=episodes, episodes_per_cell=budget["episodes"],
+    return FidelityResult(same_state=same_state, episodes=episodes, episodes_per_cell=budget.episodes,
                           seconds=time.perf_counter() - start)
 
-
-def highway_fidelity(family_name: str, profile: Profile, seed: int) -> FidelityResult:
-    """envpool's highway against highway-env's, for ``family_name`` (a highway spec on the default
-    backend), with the profile's budget of :data:`pgx.profiles.FIDELITY_BUDGETS` (by value in the
-    key: editing one profile's budget re-runs that profile's check alone)."""
-    budget = FIDELITY_BUDGETS.get(profile.name, FIDELITY_BUDGETS["default"])
-    if not family_name.partition(":")[0] == "highway":
-        raise ValueError(f"the fidelity check compares highway backends; got family {family_name!r}")
-    if "backend=" in family_name:
-        raise ValueError(f"give the highway spec without a backend (the check compares both), got {family_name!r}")
-    return _highway_fidelity(family_name, profile, seed, budget)

@@ -204,7 +204,11 @@ class Stage:
             stored = None
         if stored is None:
             stored = self._compute(arguments)
-            cache.save(folder, *stored, key)
+            try:
+                cache.save(folder, *stored, key)
+            except Exception as e:  # the result stands; only its copy on disk is lost
+                warnings.warn(f"stage {self.name}'s result could not be stored in {folder} ({_first_line(e)}); "
+                              f"it will be computed again next time", RuntimeWarning, stacklevel=2)
         result, kept = stored
         for category, message in kept:
             warnings.warn(f"[{self.__name__.lstrip('_')}] {message}", category, stacklevel=2)

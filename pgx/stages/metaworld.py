@@ -24,7 +24,7 @@ from pgx.clustering import groupings, groups_from_labels
 from pgx.envs import make_family
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
 from pgx.keys import checkpoint_path
-from pgx.metaworld_profiles import METHODS, MetaWorldProfile, get_metaworld_profile
+from pgx.metaworld_budgets import METHODS, MetaWorldBudgets
 from pgx.runtime import is_int, seed_everything
 from pgx.sac_features import sac_samples
 from pgx.stages.graph import stage
@@ -32,7 +32,7 @@ from pgx.stages.pipeline import FIT_ROLLOUT, SCORE_ROLLOUT, fit_scaled
 from pgx.surrogate import first_order_scores
 
 
-__all__ = ["SACRun", "sac_run", "MetaWorldGrouping", "grouping", "multitask_table", "metaworld_profile",
+__all__ = ["SACRun", "sac_run", "MetaWorldGrouping", "grouping", "multitask_table", "metaworld_budgets",
            "GROUP_SEED"]
 
 GROUP_SEED = 70_000
@@ -41,23 +41,29 @@ EVAL_SEED = 10_000_000
 """Base of the evaluation seeds (:func:`eval_seed`), far from every training seed."""
 
 
-def metaworld_profile(family_spec: str, profile_name: str | None = None) -> MetaWorldProfile:
-    """The Meta-World budgets of ``PGX_PROFILE`` (or ``profile_name``) for ``family_spec``."""
+def metaworld_budgets(family_spec: str, profile_name: str | None = None) -> MetaWorldBudgets:
+    """The Meta-World section (``Profile.metaworld``) of ``PGX_PROFILE``'s profile (or ``profile_name``'s)
+    for ``family_spec``."""
     from pgx.profiles import get_profile
 
-    return get_metaworld_profile(get_profile(profile_name).name).for_family(family_spec)
+    _check_family(family_spec)
+    return get_profile(profile_name).for_family(family_spec).metaworld
 
 
-def _check(family_spec: str, budgets: MetaWorldProfile, seed: int) -> MetaWorldProfile:
-    family = make_family(family_spec)
+def _check_family(family_spec: str) -> None:
+    make_family(family_spec)
     if family_spec.partition(":")[0] not in ("mt10", "mt50"):
         raise ValueError(f"the Meta-World stages run mt10 or mt50, got family {family_spec!r}")
-    if not isinstance(budgets, MetaWorldProfile):
-        raise ValueError(f"budgets must be a MetaWorldProfile, got {type(budgets).__name__}")
+
+
+def _check(family_spec: str, budgets: MetaWorldBudgets | None, seed: int) -> MetaWorldBudgets:
+    _check_family(family_spec)
+    budgets = metaworld_budgets(family_spec) if budgets is None else budgets
+    if not isinstance(budgets, MetaWorldBudgets):
+        raise ValueError(f"budgets must be a MetaWorldBudgets (Profile.metaworld), got {type(budgets).__name__}")
     if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    del family
-    return budgets.for_family(family_spec)
+    return budgets
 
 
 # --- one SAC run -------------------------------------------------------------------------------
@@ -117,7 +123,7 @@ def sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes
     return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed))
 
 
-def meta_config(budgets: MetaWorldProfile, family_spec: str) -> SACConfig:
+def meta_config(budgets: MetaWorldBudgets, family_spec: str) -> SACConfig:
     """θ*'s SAC: the profile's budget with MT-SAC's shared MLP as actor and critics."""
     arch = budgets.arch("mlp")
     return replace(budgets.sac, actor_arch=arch, critic_arch=arch)
@@ -144,7 +150,7 @@ class MetaWorldGrouping:
     """Number of actor parameters p."""
 
 
-def _features(agent: SACAgent, family, budgets: MetaWorldProfile, seed: int, rollout_seed: int,
+def _features(agent: SACAgent, family, budgets: MetaWorldBudgets, seed: int, rollout_seed: int,
               projector: GaussianProjector) -> tuple[GradientFeatures, float, float, int]:
     start = time.perf_counter()
     samples = sac_samples(agent, family, budgets.steps_per_task, rollout_seed, budgets.value_samples,
@@ -163,7 +169,7 @@ def _features(agent: SACAgent, family, budgets: MetaWorldProfile, seed: int, rol
 
 
 @stage()
-def _grouping(family_spec: str, budgets: MetaWorldProfile, seed: int) -> MetaWorldGrouping:
+def _grouping(family_spec: str, budgets: MetaWorldBudgets, seed: int) -> MetaWorldGrouping:
     family = make_family(family_spec)
     n, k = family.n_tasks, budgets.num_groups
     meta = sac_run(family_spec, meta_config(budgets, family_spec), seed, range(n), budgets.eval_episodes, eval_seed(seed))
@@ -194,16 +200,16 @@ def _grouping(family_spec: str, budgets: MetaWorldProfile, seed: int) -> MetaWor
     )
 
 
-def grouping(family_spec: str, seed: int, budgets: MetaWorldProfile | None = None) -> MetaWorldGrouping:
+def grouping(family_spec: str, seed: int, budgets: MetaWorldBudgets | None = None) -> MetaWorldGrouping:
     """PolicyGradEx's groups of ``family_spec``'s tasks from a SAC meta-policy, with the random and
-    gradient-similarity groupings beside them."""
-    budgets = _check(family_spec, budgets or metaworld_profile(family_spec), seed)
+    gradient-similarity groupings beside them (``budgets``: ``PGX_PROFILE``'s by default)."""
+    budgets = _check(family_spec, budgets, seed)
     return _grouping(family_spec, budgets, int(seed))
 
 
 # --- Table 3's Meta-World column ---------------------------------------------------------------
 
-def _group_config(budgets: MetaWorldProfile, kind: str, size: int, n: int) -> SACConfig:
+def _group_config(budgets: MetaWorldBudgets, kind: str, size: int, n: int) -> SACConfig:
     arch = budgets.arch(kind)
     cfg = budgets.sac
     return replace(cfg, actor_arch=arch, critic_arch=arch, total_steps=max(1, cfg.total_steps * size // n),
@@ -211,15 +217,15 @@ def _group_config(budgets: MetaWorldProfile, kind: str, size: int, n: int) -> SA
                    eval_every=max(1, cfg.eval_every * size // n))  # as many curve points as on all tasks
 
 
-def multitask_table(family_spec: str, seed: int, budgets: MetaWorldProfile | None = None) -> dict[str, dict]:
+def multitask_table(family_spec: str, seed: int, budgets: MetaWorldBudgets | None = None) -> dict[str, dict]:
     """Every method's success rate per task at one seed: single networks on all tasks
-    (:data:`~pgx.metaworld_profiles.METHODS` the profile runs) and one ``group_arch`` network per
+    (:data:`~pgx.metaworld_budgets.METHODS` the profile runs) and one ``group_arch`` network per
     group of each grouping.
 
     :return: method → ``{"success": (n,), "returns": (n,), "groups": labels or None, "env_steps": int,
         "runs": [SACRun, ...]}``.
     """
-    budgets = _check(family_spec, budgets or metaworld_profile(family_spec), seed)
+    budgets = _check(family_spec, budgets, seed)
     family = make_family(family_spec)
     n = family.n_tasks
     out: dict[str, dict] = {}
