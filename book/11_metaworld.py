@@ -66,14 +66,14 @@ from pgx.profiles import get_profile
 from pgx.report import (
     agreement_beyond_chance, mean_std, metaworld_families, metaworld_kinds, sac_update_seconds, show_warnings, versus,
 )
-from pgx.stages.metaworld import grouping, meta_config, metaworld_budgets, multitask_table
+from pgx.stages.metaworld import grouping, meta_config, metaworld_profile, multitask_table
 
 show_warnings()
 sns.set_theme()
 profile = get_profile()
-MT10 = metaworld_budgets("mt10")
-MT50 = metaworld_budgets("mt50")
-SEEDS = MT10.seeds
+MT10 = metaworld_profile("mt10", profile)  # the profile's budgets for each family: θ* by SAC
+MT50 = metaworld_profile("mt50", profile)
+SEEDS = MT10.metaworld.seeds
 print(f"profile: {profile.name}   seeds: {SEEDS}   reward {REWARD_VERSION}, goals seed {GOAL_SEED}, "
       f"{EPISODE_STEPS}-step episodes")
 RUN_MT10, RUN_MT50 = ("mt10" in metaworld_families()), ("mt50" in metaworld_families())
@@ -81,7 +81,9 @@ if not (RUN_MT10 and RUN_MT50):
     left_out = ", ".join(name for name, run in (("MT10", RUN_MT10), ("MT50", RUN_MT50)) if not run)
     print(f"{left_out} left out of this build (PGX_FAMILIES={os.environ.get('PGX_FAMILIES')!r}): "
           f"the cells about {'it' if left_out.count(',') == 0 else 'them'} show nothing")
-pd.DataFrame({"MT10": MT10.budgets(), "MT50": MT50.budgets()})
+pd.DataFrame({name: {**{k: v for k, v in p.budgets().items() if "PPO" not in k and "single-task" not in k
+                        and "fine-tuning" not in k and "truth" not in k}, **p.metaworld.budgets()}
+              for name, p in (("MT10", MT10), ("MT50", MT50))})
 
 # %% [markdown]
 # ## The tasks, and what a step costs
@@ -115,12 +117,12 @@ if RUN_MT10:
 
 # %%
 if RUN_MT10:
-    cfg = meta_config(MT10, "mt10")
+    cfg = meta_config(MT10.metaworld, "mt10")
     update_ms = sac_update_seconds(family, cfg) * 1e3
-    per_task = MT10.sac.total_steps // family.n_tasks
-    print(f"one update ({family.n_tasks} tasks × {cfg.batch_size} transitions, width {MT10.hidden}): {update_ms:.1f} ms on this machine")
+    per_task = MT10.metaworld.sac.total_steps // family.n_tasks
+    print(f"one update ({family.n_tasks} tasks × {cfg.batch_size} transitions, width {MT10.metaworld.hidden}): {update_ms:.1f} ms on this machine")
     print(f"budget: {per_task:,} env steps per task ({per_task // EPISODE_STEPS} episodes), "
-          f"{(MT10.sac.total_steps - MT10.sac.learning_starts) // family.n_tasks * MT10.sac.updates_per_step:,.0f} updates; "
+          f"{(MT10.metaworld.sac.total_steps - MT10.metaworld.sac.learning_starts) // family.n_tasks * MT10.metaworld.sac.updates_per_step:,.0f} updates; "
           f"the published runs take 2,000,000 steps per task, {2_000_000 / per_task:,.0f} times more")
 
 # %% [markdown]
@@ -138,7 +140,7 @@ if RUN_MT10:
 
 # %%
 if RUN_MT10:
-    runs = {seed: grouping("mt10", seed, MT10) for seed in SEEDS}
+    runs = {seed: grouping("mt10", MT10, seed) for seed in SEEDS}
     curve_rows = []
     for seed, g in runs.items():
         r = g.meta.result
@@ -223,7 +225,7 @@ if RUN_MT10:
 
 # %%
 if RUN_MT10:
-    tables = {seed: multitask_table("mt10", seed, MT10) for seed in SEEDS}
+    tables = {seed: multitask_table("mt10", MT10, seed) for seed in SEEDS}
     rows = [{"seed": seed, "method": method, "task": NAMES[i], "success": r["success"][i], "return": r["returns"][i]}
             for seed, table in tables.items() for method, r in table.items() for i in range(len(NAMES))]
     results = pd.DataFrame(rows)
@@ -270,7 +272,7 @@ if RUN_MT10:
 
 # %%
 if RUN_MT50:
-    mt50 = grouping("mt50", MT50.seeds[0], MT50)
+    mt50 = grouping("mt50", MT50, MT50.metaworld.seeds[0])
     family50 = make_family("mt50")
     names50 = task_names(family50)
     display(pd.Series(mt50.times, name="seconds").to_frame().T.round(1))

@@ -135,9 +135,9 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
     """The Meta-World stages: a SAC meta-policy's features, affinity and groups, and ``multitask``."""
     from pgx.stages import metaworld as mw
 
-    budgets = mw.metaworld_budgets(family, profile_name)
-    head = {"stage": stage, "family": family, "profile": get_profile(profile_name).name, "seed": seed,
-            "budgets": budgets.budgets()}
+    profile = mw.metaworld_profile(family, profile_name)
+    head = {"stage": stage, "family": family, "profile": profile.name, "seed": seed,
+            "budgets": {**profile.budgets(), **profile.metaworld.budgets()}}
     if route != "first_order":
         raise StageUnavailable(f"Meta-World families estimate affinity by the first-order route only, got --route {route}")
     if stage in ("validate", "groundtruth", "maml"):
@@ -146,7 +146,7 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
     if stage == "multitask":
         if family.partition(":")[0] != "mt10":
             raise StageUnavailable(f"the multitask stage (Table 3's Meta-World column) runs mt10, got {family!r}")
-        table = mw.multitask_table(family, seed, budgets)
+        table = mw.multitask_table(family, profile, seed)
         return ({**head, "hardware": sorted({run.hardware for r in table.values() for run in r["runs"]}),
                  "success": {m: r["success"] for m, r in table.items()},
                  "mean_success": {m: float(np.nanmean(r["success"])) for m, r in table.items()},
@@ -155,8 +155,8 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
                  "env_steps": {m: r["env_steps"] for m, r in table.items()}},
                 {"methods": np.array(list(table)), "success": np.stack([r["success"] for r in table.values()])})
     if stage == "train":  # θ* alone: the same cached run the grouping starts from
-        meta = mw.sac_run(family, mw.meta_config(budgets, family), seed, range(make_family(family).n_tasks),
-                          budgets.eval_episodes, mw.eval_seed(seed))
+        meta = mw.sac_run(family, mw.meta_config(profile.metaworld, family), seed, range(make_family(family).n_tasks),
+                          profile.eval_episodes, mw.eval_seed(seed))
         head["hardware"] = meta.hardware  # where θ* trained, which may not be this machine (the cache)
         r = meta.result
         return ({**head, "eval_success": meta.success, "eval_returns": meta.returns,
@@ -164,7 +164,7 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
                 {"eval_steps": r.eval_steps, "eval_success": r.eval_success, "eval_returns": r.eval_returns,
                  "episode_steps": r.episode_steps, "episode_tasks": r.episode_tasks,
                  "episode_success": r.episode_success})
-    res = mw.grouping(family, seed, budgets)
+    res = mw.grouping(family, profile, seed)
     head["hardware"] = res.meta.hardware
     if stage == "features":
         f = res.features
@@ -175,7 +175,7 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
         return ({**head, "route": route, "subsets": [list(s) for s in res.subsets], "affinity": res.affinity,
                  "times_s": res.times}, {"affinity": res.affinity, "scores": res.scores})
     if stage == "group":
-        return ({**head, "route": route, "k": budgets.num_groups,
+        return ({**head, "route": route, "k": profile.num_groups,
                  "labels": {m.lower().replace(" ", "_"): l.tolist()
                             for m, l in res.groups.items()}, "times_s": res.times}, res.groups)
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")

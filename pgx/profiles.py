@@ -23,8 +23,8 @@ from typing import Any, Mapping
 from pgx.algos.maml import MAMLConfig
 from pgx.algos.ppo import PPOConfig
 from pgx.algos.sac import SACConfig
-from pgx.checks import (FamilyBudgets, KeyedByChanges, check_bool, check_instance, check_int, check_ints, check_name,
-                        check_numbers, is_real)
+from pgx.checks import (FamilyBudgets, KeyedByChanges, check_bool, check_choice, check_instance, check_int, check_ints,
+                        check_name, check_numbers, is_real)
 from pgx.generalization import GeneralizationConfig
 from pgx.metaworld_budgets import MetaWorldBudgets
 from pgx.runtime import is_int
@@ -76,18 +76,27 @@ _DEFAULT_SAC = SACConfig(total_steps=60_000, buffer_size=6_000, batch_size=64, l
                          updates_per_step=0.5, eval_every=20_000, eval_episodes=1, checkpoint_every=20_000)
 _PAPER_SAC = SACConfig(total_steps=20_000_000, buffer_size=100_000, batch_size=128, learning_starts=15_000,
                        updates_per_step=1.0, eval_every=500_000, eval_episodes=5, checkpoint_every=200_000)
-_SMOKE_METAWORLD = MetaWorldBudgets(sac=_SMOKE_SAC, hidden=16, modules=2, steps_per_task=40, envs_per_task=1,
-                                    value_samples=2, projection_dim=16, num_subsets=40, subset_size=5, num_groups=2,
-                                    eval_episodes=1, seeds=(0,), methods=("MT-SAC", "Soft Modularization"))
-_DEFAULT_METAWORLD = MetaWorldBudgets(sac=_DEFAULT_SAC, hidden=128, steps_per_task=1_000)
-_PAPER_METAWORLD = MetaWorldBudgets(sac=_PAPER_SAC, hidden=400, eval_episodes=50)
+_SMOKE_METAWORLD = MetaWorldBudgets(sac=_SMOKE_SAC, hidden=16, modules=2, envs_per_task=1, value_samples=2, seeds=(0,),
+                                    methods=("MT-SAC", "Soft Modularization"))
+_DEFAULT_METAWORLD = MetaWorldBudgets(sac=_DEFAULT_SAC, hidden=128)
+_PAPER_METAWORLD = MetaWorldBudgets(sac=_PAPER_SAC, hidden=400)
+
+
+def _sac_family(metaworld: MetaWorldBudgets, steps_per_task: int = 1_000, eval_episodes: int = 10,
+                **changes: Any) -> dict[str, Any]:
+    """A Meta-World family's budgets: θ* by SAC, 1,000 transitions per task in each feature rollout,
+    d = 200, 60 subsets of 5, k = 3 (``changes`` say otherwise), advantages not centred per task
+    (SAC's soft advantage Q − V has no per-task critic bias to remove), the same surrogate step."""
+    return dict(trainer="sac", metaworld=metaworld, steps_per_task=steps_per_task, eval_episodes=eval_episodes,
+                per_task_baseline=False, **{"projection_dim": 200, "num_subsets": 60, "subset_size": 5,
+                                            "num_groups": 3, **changes})
 
 
 @dataclass(frozen=True)
 class Profile(FamilyBudgets):
     name: str
-    meta_ppo: PPOConfig
-    """Multitask PPO that trains the meta-policy θ* on all source tasks."""
+    meta_ppo: PPOConfig = field(metadata={"trainer": "ppo"})
+    """Multitask PPO that trains the meta-policy θ* on all source tasks (when ``trainer`` is ``"ppo"``)."""
     single_task_ppo: PPOConfig
     """PPO for one task alone (the family chapter's transfer matrix)."""
     eval_episodes: int
@@ -142,8 +151,13 @@ class Profile(FamilyBudgets):
     """PPO runs from one initialisation and the Hessian budgets of the generalization chapter."""
     transfer: TransferBudgets = _DEFAULT_TRANSFER
     """MAML transfer to unseen targets (Table 3, Appendix C): :mod:`pgx.transfer_budgets`."""
-    metaworld: MetaWorldBudgets = _DEFAULT_METAWORLD
-    """Multitask SAC, its grouping and the multitask baselines of MT10/MT50: :mod:`pgx.metaworld_budgets`."""
+    trainer: str = "ppo"
+    """What trains θ*: ``"ppo"`` (``meta_ppo``) or ``"sac"`` (``metaworld``, Meta-World's families). The
+    stages after it are the same for both; a field tagged with the other trainer is neither read
+    nor keyed for the family."""
+    metaworld: MetaWorldBudgets = field(default=_DEFAULT_METAWORLD, metadata={"trainer": "sac"})
+    """Multitask SAC (θ* when ``trainer`` is ``"sac"``) and Meta-World's multitask baselines:
+    :mod:`pgx.metaworld_budgets`."""
     fidelity: FidelityBudgets = FidelityBudgets()
     """The highway backends' fidelity check of the families chapter."""
     family: str | None = None
@@ -160,6 +174,7 @@ class Profile(FamilyBudgets):
         check_instance(owner, "generalization", self.generalization, GeneralizationConfig)
         check_instance(owner, "transfer", self.transfer, TransferBudgets)
         check_instance(owner, "metaworld", self.metaworld, MetaWorldBudgets)
+        check_choice(owner, "trainer", self.trainer, ("ppo", "sac"))
         check_instance(owner, "fidelity", self.fidelity, FidelityBudgets)
         for name in ("eval_episodes", "steps_per_task", "projection_dim", "num_subsets", "subset_size",
                      "plug_in_episodes", "num_groups"):
@@ -275,8 +290,11 @@ PROFILES: dict[str, Profile] = {
                             snapshot_steps=(64, 128), generalization=_highway_generalization(2),
                             transfer=replace(_SMOKE_TRANSFER, maml=replace(_SMOKE_MAML, meta_iterations=2, horizon=10),
                                              adapt=replace(_SMOKE_ADAPT, steps=1, horizon=10), num_targets=2)),
-            "mt50": dict(metaworld=replace(_SMOKE_METAWORLD, sac=replace(_SMOKE_SAC, total_steps=100, learning_starts=50),
-                                           subset_size=20, num_subsets=60, num_groups=5, steps_per_task=10)),
+            "mt10": _sac_family(_SMOKE_METAWORLD, steps_per_task=40, eval_episodes=1, projection_dim=16, num_subsets=40,
+                                num_groups=2),
+            "mt50": _sac_family(replace(_SMOKE_METAWORLD, sac=replace(_SMOKE_SAC, total_steps=100, learning_starts=50)),
+                                steps_per_task=10, eval_episodes=1, projection_dim=16, subset_size=20, num_subsets=60,
+                                num_groups=5),
         },
     ),
     "default": Profile(
@@ -332,11 +350,11 @@ PROFILES: dict[str, Profile] = {
                             ablation_subset_sizes=(5,), generalization=_highway_generalization(30)),
             # highway on envpool (issue 21) runs the base transfer budgets (it ran 10 MAML iterations
             # of one episode, 3 adaptation steps and 10 targets on highway-env's Python).
-            "mt50": dict(metaworld=replace(_DEFAULT_METAWORLD, sac=replace(_DEFAULT_SAC, total_steps=100_000,
-                                                                         buffer_size=2_000, learning_starts=25_000,
-                                                                         eval_every=10**9),
-                                           steps_per_task=200, subset_size=20, num_subsets=200, num_groups=10,
-                                           eval_episodes=1, seeds=(0,))),
+            "mt10": _sac_family(_DEFAULT_METAWORLD),
+            "mt50": _sac_family(replace(_DEFAULT_METAWORLD, sac=replace(_DEFAULT_SAC, total_steps=100_000, buffer_size=2_000,
+                                                                      learning_starts=25_000, eval_every=10**9),
+                                        seeds=(0,)),
+                                steps_per_task=200, eval_episodes=1, subset_size=20, num_subsets=200, num_groups=10),
         },
     ),
     "paper": Profile(
@@ -368,8 +386,9 @@ PROFILES: dict[str, Profile] = {
                                                                               episodes=10))),
             # never fewer feature steps than the default gives navigation (see there)
             "navigation": dict(steps_per_task=10_000),
-            "mt50": dict(metaworld=replace(_PAPER_METAWORLD, sac=replace(_PAPER_SAC, total_steps=100_000_000),
-                                           subset_size=20, num_subsets=400, num_groups=10)),
+            "mt10": _sac_family(_PAPER_METAWORLD, eval_episodes=50),
+            "mt50": _sac_family(replace(_PAPER_METAWORLD, sac=replace(_PAPER_SAC, total_steps=100_000_000)),
+                                eval_episodes=50, subset_size=20, num_subsets=400, num_groups=10),
         },
     ),
 }

@@ -87,7 +87,8 @@ def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
     assert {"pgx.stages.truth:ground_truth", "pgx.stages.truth:exact_truth", "pgx.stages.pipeline:meta_train",
             "pgx.stages.pipeline:estimate_affinity"} <= set(verdicts.stages)
     assert "pgx.stages.truth:rss_by_distance" not in verdicts.stages
-    assert stage_version("pgx.stages.pipeline", "meta_train").stages == ("pgx.stages.pipeline:meta_train",)
+    assert stage_version("pgx.stages.pipeline", "meta_train").stages == ("pgx.stages.pipeline:meta_train",
+                                                                         "pgx.stages.sac_run:_sac_run")
 
 
 def test_stages_pin_their_versions_at_import():

@@ -27,12 +27,12 @@ STAGES = {
     "pgx.stages.hessian_bound": ("generalization",),
     "pgx.stages.fidelity": ("highway_fidelity",),
     "pgx.stages.downstream": ("_maml_run", "_ppo_run", "maml_transfer", "_source_distribution"),
-    "pgx.stages.metaworld": ("_sac_run", "_grouping"),
+    "pgx.stages.sac_run": ("_sac_run",),
 }
 BUILTIN = ("cartpole", "lunarlander", "highway", "navigation", "mt10", "mt50")
 TRAINING = {("pgx.stages.pipeline", "meta_train"), ("pgx.stages.pipeline", "transfer_matrix"),
             ("pgx.stages.downstream", "_maml_run"), ("pgx.stages.downstream", "_ppo_run"),
-            ("pgx.stages.metaworld", "_sac_run")}
+            ("pgx.stages.sac_run", "_sac_run")}
 """Stages whose result is a training run (θ*, single-task policies, MAML, PPO and SAC baselines)."""
 
 
@@ -196,9 +196,12 @@ def test_keys_are_readable(tmp_path, monkeypatch):
     key = pipeline.surrogate_fit.key(pipeline.surrogate_fit.arguments("highway", get_profile("smoke"), 0))
     assert key["stage"] == "pgx.stages.pipeline:surrogate_fit" and key["family"].startswith("pgx.envs.highway@")
     assert key["consumes"] == ["pgx.stages.pipeline:gradient_features", "pgx.stages.pipeline:meta_train",
-                               "pgx.stages.pipeline:surrogate_fit"]
+                               "pgx.stages.pipeline:surrogate_fit", "pgx.stages.sac_run:_sac_run"]
+    # highway trains θ* with PPO: SAC's budgets (``metaworld``) are neither keyed nor readable for it
     assert set(key["profile"]) == {"eval_episodes", "meta_ppo", "num_subsets", "per_task_baseline", "projection_dim",
-                                   "steps_per_task", "subset_size", "surrogate"}
+                                   "steps_per_task", "subset_size", "surrogate", "trainer"}
+    sac = pipeline.surrogate_fit.key(pipeline.surrogate_fit.arguments("mt10", get_profile("smoke"), 0))
+    assert "metaworld" in sac["profile"] and "meta_ppo" not in sac["profile"]
     assert key["arguments"] == {"family_name": "highway", "seed": 0}
 
 
@@ -359,3 +362,27 @@ def test_the_cli_after_another_familys_edit_recomputes_nothing(package, tmp_path
     assert _affinity_run(package, tmp_path) == set()
     _append(package / "surrogate.py", "\n\ndef _probe():\n    return 1\n")
     assert _affinity_run(package, tmp_path) == {"surrogate_fit", "estimate_affinity"}
+
+
+def test_one_trainers_budgets_rekey_no_family_of_the_other():
+    """PPO and SAC families run the same stages; a stage reads ``meta_ppo`` and ``metaworld`` both,
+    but each family's key holds only its own trainer's: SAC's budgets re-key MT10's stages and no
+    PPO family's, PPO's the reverse."""
+    import joblib
+    from dataclasses import replace
+
+    from pgx.profiles import get_profile
+    from pgx.stages import pipeline
+
+    smoke = get_profile("smoke")
+    more_sac = replace(smoke, metaworld=replace(smoke.metaworld, hidden=32),
+                       family_budgets={**smoke.family_budgets, "mt10": {**smoke.family_budgets["mt10"],
+                                                                         "metaworld": replace(smoke.metaworld, hidden=32)}})
+    more_ppo = replace(smoke, meta_ppo=replace(smoke.meta_ppo, learning_rate=5e-4))
+
+    def key(family, profile):
+        stage = pipeline.surrogate_fit
+        return joblib.hash(stage.key(stage.arguments(family, profile, 0)))
+
+    assert key("cartpole", more_sac) == key("cartpole", smoke) and key("mt10", more_sac) != key("mt10", smoke)
+    assert key("cartpole", more_ppo) != key("cartpole", smoke) and key("mt10", more_ppo) == key("mt10", smoke)

@@ -82,11 +82,11 @@ BAD = [
     ("Profile('smoke')", "taylor_subsets", -1), ("Profile('smoke')", "truth_episodes", True),
     ("Profile('smoke')", "family_budgets", {"cartpole": 3}), ("Profile('smoke')", "name", ""),
     ("Profile('smoke')", "transfer", None), ("Profile('smoke')", "metaworld", {"hidden": 8}),
-    ("Profile('smoke')", "fidelity", "default"),
+    ("Profile('smoke')", "fidelity", "default"), ("Profile('smoke')", "trainer", "a2c"),
     # the profile's sections
     ("TransferBudgets", "num_targets", 0), ("TransferBudgets", "seeds", ()),
     ("TransferBudgets", "seeds", (-1,)), ("TransferBudgets", "maml", "maml"),
-    ("MetaWorldBudgets", "hidden", 0), ("MetaWorldBudgets", "eval_episodes", 1001),
+    ("MetaWorldBudgets", "hidden", 0), ("MetaWorldBudgets", "envs_per_task", 0),
     ("MetaWorldBudgets", "seeds", (1.5,)), ("MetaWorldBudgets", "sac", None),
     ("MetaWorldBudgets", "methods", "MT-SAC"), ("MetaWorldBudgets", "value_samples", True),
     ("FidelityBudgets", "episodes", 0), ("FidelityBudgets", "policies", "IDLE"),

@@ -61,11 +61,12 @@ def main(family, seed):
         from pgx.profiles import PROFILES
         from pgx.stages import metaworld
 
-        smoke = PROFILES["smoke"].metaworld
+        smoke = PROFILES["smoke"].for_family(family)
         # 200 env steps, updates from step 100: the critics and actor do move.
-        budgets = dataclasses.replace(smoke, sac=dataclasses.replace(smoke.sac, total_steps=200, learning_starts=100),
-                                      num_subsets=3, subset_size=2, num_groups=2)
-        g = metaworld.grouping(family, seed, budgets)
+        sac = dataclasses.replace(smoke.metaworld.sac, total_steps=200, learning_starts=100)
+        budgets = dataclasses.replace(smoke, metaworld=dataclasses.replace(smoke.metaworld, sac=sac), num_subsets=3,
+                                      subset_size=2, num_groups=2)
+        g = metaworld.grouping(family, budgets, seed)
         out["theta"] = digest(*g.meta.result.actor_state.values(), *g.meta.result.critic_state.values())
         out["features"] = digest(g.features.features, g.features.advantages, g.features.task_ids)
         out["held_out"] = digest(g.held_out.features, g.held_out.advantages, g.held_out.task_ids)

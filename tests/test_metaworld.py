@@ -84,19 +84,25 @@ def test_a_task_index_out_of_range_is_refused():
 
 
 def test_profiles_specialise_to_mt50_and_refuse_bad_budgets():
-    from pgx.stages.metaworld import metaworld_budgets
+    from pgx.stages.metaworld import metaworld_profile
 
     for name, profile in PROFILES.items():
-        mt10, mt50 = profile.for_family("mt10").metaworld, profile.for_family("mt50").metaworld
-        assert metaworld_budgets("mt10", name) is mt10 and metaworld_budgets(FOUR, name) is mt10
+        mt10, mt50 = metaworld_profile("mt10", name), metaworld_profile("mt50", profile)
+        assert mt10.trainer == mt50.trainer == "sac" and profile.for_family("cartpole").trainer == "ppo"
+        assert metaworld_profile(FOUR, name) == mt10 and mt10.family == "mt10"
         assert mt50.subset_size > mt10.subset_size  # fifty tasks need larger subsets to cover every pair
+        assert not mt10.per_task_baseline  # SAC's soft advantages have no per-task critic bias to remove
     with pytest.raises(ValueError, match="mt10 or mt50"):
-        metaworld_budgets("cartpole", "smoke")
+        metaworld_profile("cartpole", "smoke")
+    with pytest.raises(ValueError, match="trains mt10's θ\\* with 'ppo'"):
+        metaworld_profile("mt10", replace(PROFILES["smoke"], family_budgets={}))
+    with pytest.raises(ValueError, match="trainer must be one of"):
+        replace(PROFILES["smoke"], trainer="a2c")
     base = PROFILES["smoke"].metaworld
     with pytest.raises(ValueError, match="unknown method 'MT-PPO'"):
         replace(base, methods=("MT-SAC", "MT-PPO"))
-    with pytest.raises(ValueError, match="steps_per_task must be an int >= 1, got 0"):
-        replace(base, steps_per_task=0)
+    with pytest.raises(ValueError, match="value_samples must be an int >= 1, got 0"):
+        replace(base, value_samples=0)
     with pytest.raises(ValueError, match="kind must be one of"):
         replace(base, group_arch="transformer")
     with pytest.raises(ValueError, match="unknown fields \\['nope'\\]"):
@@ -213,8 +219,8 @@ def test_kinds_and_agreement_beyond_chance():
 def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
     from pgx.stages import metaworld as mw
 
-    budgets = replace(PROFILES["smoke"].metaworld, num_subsets=6, subset_size=2, num_groups=2)
-    g = mw.grouping(FOUR, 0, budgets)
+    budgets = replace(PROFILES["smoke"].for_family("mt10"), num_subsets=6, subset_size=2, num_groups=2)
+    g = mw.grouping(FOUR, budgets, 0)
     assert set(g.groups) == set(GROUPINGS)
     for labels in g.groups.values():
         assert sorted(set(labels.tolist())) == [0, 1] and len(labels) == 4  # a partition into k = 2 groups
@@ -228,7 +234,7 @@ def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
     np.testing.assert_array_equal(g.groups["random"], random_grouping(4, 2, RANDOM_SEED_OFFSET))
     assert g.features.features.shape == (4 * budgets.steps_per_task, budgets.projection_dim)
     assert np.isfinite(g.features.advantages).all() and g.parameters > 0
-    table = mw.multitask_table(FOUR, 0, budgets)
+    table = mw.multitask_table(FOUR, budgets, 0)
     assert list(table) == ["MT-SAC", "Soft Modularization"] + [f"{m} groups" for m in GROUPINGS]
     for method, r in table.items():
         # one evaluation episode per task (smoke): every task's success rate is 0 or 1, none left unset
@@ -236,9 +242,9 @@ def test_grouping_and_table_run_end_to_end_on_four_tasks(isolated_cache):
         assert r["env_steps"] == table["MT-SAC"]["env_steps"]  # the same budget for every method
     assert table["MT-SAC"]["runs"][0] is not None and table["MT-SAC"]["success"].tolist() == g.meta.success.tolist()
     with pytest.raises(ValueError, match="run mt10 or mt50"):
-        mw.grouping("cartpole", 0, budgets)
+        mw.grouping("cartpole", budgets, 0)
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
-        mw.grouping(FOUR, -1, budgets)
+        mw.grouping(FOUR, budgets, -1)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "softmod", "paco", "care"])

@@ -9,9 +9,10 @@ and split by concern:
 * ``truth``: real fine-tuning of subsets (the replicated ground truth and its reliability), the
   offline exact truth, Table 1's RSS by distance, and the ablations against the truth;
 * ``hessian_bound``: the train/test gap and the Hessian bound of section 4.4;
-* ``fidelity``: the highway family's fast backend (envpool) checked against highway-env.
-
-A later downstream stage (MAML transfer, Meta-World) gets a module of its own here.
+* ``fidelity``: the highway family's fast backend (envpool) checked against highway-env;
+* ``sac_run``: one cached multitask SAC run (θ* of a SAC family, every Meta-World baseline);
+* ``metaworld``: MT10/MT50's grouping gathered with its times, and Table 3's Meta-World column;
+* ``downstream``: MAML transfer (Table 3) and the source distributions (Appendix C).
 """
 
 from pgx.keys import cache_dir, code_version

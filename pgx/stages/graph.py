@@ -41,6 +41,12 @@ __all__ = ["stage", "Stage", "ProfileView", "UndeclaredRead", "PROFILE_FIELDS", 
 PROFILE_FIELDS = frozenset(f.name for f in dataclasses.fields(Profile))
 """The fields a stage may declare in ``reads=``."""
 
+TRAINER_FIELDS = {f.name: f.metadata["trainer"] for f in dataclasses.fields(Profile) if "trainer" in f.metadata}
+"""Fields that count only for the families θ* is trained for by one trainer (``Profile.trainer``):
+``meta_ppo`` for PPO's, ``metaworld`` for SAC's. A stage declares both where it runs either (the
+meta-training stage); for a family of one trainer the other's field is neither keyed nor readable,
+so an edit to SAC's budgets re-runs no PPO family's stage."""
+
 ALWAYS_READABLE = frozenset({"family"})
 """Fields every stage may read undeclared: the family the profile was specialised for is in the key
 already (as the family spec)."""
@@ -168,6 +174,10 @@ class Stage:
             arguments["profile"] = profile.for_family(spec) if spec is not None else profile
         return arguments
 
+    def readable(self, profile: Profile) -> frozenset[str]:
+        """The fields of :attr:`reads` that count for ``profile``'s family (its trainer's)."""
+        return frozenset(f for f in self.reads if TRAINER_FIELDS.get(f, profile.trainer) == profile.trainer)
+
     def key(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """What a call's key hashes, readable (``key.json`` beside its result)."""
         spec = arguments.get(self.family_parameter) if self.family_parameter else None
@@ -175,7 +185,8 @@ class Stage:
                "family": family_version(spec) if spec is not None else None, "libraries": libraries_version(),
                "arguments": {k: v for k, v in arguments.items() if k != "profile"}}
         if "profile" in arguments:
-            key["profile"] = {f: getattr(arguments["profile"], f) for f in sorted(self.reads)}
+            profile = arguments["profile"]
+            key["profile"] = {f: getattr(profile, f) for f in sorted(self.readable(profile))}
         return key
 
     def folder(self, *args, **kwargs):
@@ -220,7 +231,7 @@ class Stage:
         cache was filled still says so in every later build). Deprecation warnings are not kept."""
         call = dict(arguments)
         if "profile" in call:
-            call["profile"] = ProfileView(call["profile"], self.reads, self.name)
+            call["profile"] = ProfileView(call["profile"], self.readable(call["profile"]), self.name)
         with warnings.catch_warnings(record=True) as caught, \
                 progress.stage_running(self.__name__, arguments, cache.cache_dir() / "timings"):
             warnings.simplefilter("always")

@@ -1,7 +1,11 @@
 """The pipeline's stages: family → meta-policy → gradient features → surrogate fit → affinity.
 
-Also the transfer matrix of single-task policies, which the family chapter uses to show how much
-the tasks conflict.
+One pipeline for every family: θ* is trained by the profile's ``trainer`` for the family — PPO
+(``meta_ppo``) or SAC (``metaworld``, Meta-World's families) — and from there the stages are the
+same: per-sample gradients of log π at θ* (PPO's GAE advantages from its critic, SAC's soft
+advantages Q − V from its critics, :mod:`pgx.sac_features`), Algorithm 1's fits, first-order
+scores and eq. 5. Also the transfer matrix of single-task policies, which the family chapter uses
+to show how much the tasks conflict.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.algos.ppo import TrainResult, train
+from pgx.algos.sac import SACAgent, SACResult, to_env_action
 from pgx.envs import TaskFamily, as_param_array, make_family
 from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
@@ -24,7 +29,9 @@ from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
+from pgx.sac_features import sac_samples
 from pgx.stages.graph import stage
+from pgx.stages.sac_run import eval_seed, meta_config, sac_run
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 
 __all__ = [
@@ -38,20 +45,29 @@ __all__ = [
 
 @dataclass
 class MetaPolicy:
-    """θ* and how good it is: the multitask PPO run on all source tasks."""
+    """θ* and how good it is: the multitask run (PPO or SAC, ``Profile.trainer``) on all source tasks."""
 
-    train: TrainResult
+    train: TrainResult | SACResult
     eval_returns: np.ndarray
-    """``(n_tasks,)`` mean greedy return of θ* on each source task."""
+    """``(n_tasks,)`` mean return of θ* on each source task (PPO: greedy; SAC: deterministic)."""
+    success: np.ndarray | None = None
+    """SAC families: ``(n_tasks,)`` success rate per task (Meta-World's ``info["success"]``); else None."""
 
-    def agent(self, family_name: str, profile: Profile) -> ActorCritic:
-        return self.train.agent(make_family(family_name), profile.for_family(family_name).meta_ppo.policy)
+    def agent(self, family_name: str, profile: Profile) -> ActorCritic | SACAgent:
+        family = make_family(family_name)
+        if isinstance(self.train, SACResult):
+            return SACAgent.from_result(family, self.train)
+        return self.train.agent(family, profile.for_family(family_name).meta_ppo.policy)
 
 
-@stage(reads=("meta_ppo", "eval_episodes"))
+@stage(reads=("trainer", "meta_ppo", "metaworld", "eval_episodes"))
 def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
-    """Multitask PPO on every source task of the family (checkpointed; resumes if interrupted)."""
+    """Multitask PPO, or SAC, on every source task of the family (checkpointed; resumes if interrupted)."""
     family = make_family(family_name)
+    if profile.trainer == "sac":  # the same cached run as Meta-World's MT-SAC baseline
+        run = sac_run(family_name, meta_config(profile.metaworld, family_name), seed, range(family.n_tasks),
+                      profile.eval_episodes, eval_seed(seed))
+        return MetaPolicy(train=run.result, eval_returns=run.returns, success=run.success)
     # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
     ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))
     result = train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt)
@@ -118,7 +134,7 @@ def _features(family_name: str, profile: Profile, seed: int, rollout_seed: int) 
     agent = meta.agent(family_name, profile)
     seed_everything(seed)
 
-    # Rollouts of θ* itself; advantages from its own critic (GAE, as in training).
+    # Rollouts of θ* itself; advantages from its own critic(s).
     start = time.perf_counter()
     samples = theta_star_samples(agent, family, profile, rollout_seed)
     rollout_time = time.perf_counter() - start
@@ -127,8 +143,11 @@ def _features(family_name: str, profile: Profile, seed: int, rollout_seed: int) 
     projector = projector_for(agent, profile, seed)
     features = projected_grads(agent.actor, samples.obs, samples.actions, projector)
     gradient_time = time.perf_counter() - start
-    with FlopCounterMode(display=False) as counter:  # counted in a second, untimed pass
-        projected_grads(agent.actor, samples.obs, samples.actions, projector)
+    # Counted in a second, untimed pass over at most FLOP_SAMPLES samples, scaled to all: a
+    # sample's gradient costs the same whichever sample it is.
+    counted = min(FLOP_SAMPLES, len(samples.obs))
+    with FlopCounterMode(display=False) as counter:
+        projected_grads(agent.actor, samples.obs[:counted], samples.actions[:counted], projector)
     return FeatureResult(
         features=GradientFeatures(
             features=features.cpu().numpy().astype(np.float32),
@@ -143,28 +162,38 @@ def _features(family_name: str, profile: Profile, seed: int, rollout_seed: int) 
         actions=samples.actions.cpu().numpy(),
         rollout_time=rollout_time,
         gradient_time=gradient_time,
-        gradient_flops=int(counter.get_total_flops()),
+        gradient_flops=int(counter.get_total_flops() * len(samples.obs) / max(counted, 1)),
     )
 
 
-@stage(reads=("steps_per_task", "per_task_baseline", "projection_dim"))
+FLOP_SAMPLES = 256
+"""Samples the features' FLOPs are counted on (then scaled to all of them)."""
+
+
+@stage(reads=("trainer", "steps_per_task", "per_task_baseline", "projection_dim", "metaworld"))
 def gradient_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
     """Projected per-sample gradients of log π(a|s) at θ*, with advantages and task ids."""
     return _features(family_name, profile, seed, seed + FIT_ROLLOUT)
 
 
-@stage(reads=("steps_per_task", "per_task_baseline", "projection_dim"))
+@stage(reads=("trainer", "steps_per_task", "per_task_baseline", "projection_dim", "metaworld"))
 def held_out_features(family_name: str, profile: Profile, seed: int) -> FeatureResult:
     """The same as :func:`gradient_features` on a second, independent rollout of θ*: the samples
     on which estimates and ground truths are scored."""
     return _features(family_name, profile, seed, seed + SCORE_ROLLOUT)
 
 
-def theta_star_samples(agent: ActorCritic, family, profile: Profile, seed: int) -> Samples:
-    """Sampled-action rollouts of θ* on every source task with GAE advantages from its own critic,
-    centred per task when the profile asks (``Profile.per_task_baseline``)."""
-    cfg = profile.meta_ppo
-    samples = policy_samples(agent, family, profile.steps_per_task, seed, cfg.gamma, cfg.gae_lambda)
+def theta_star_samples(agent: ActorCritic | SACAgent, family, profile: Profile, seed: int) -> Samples:
+    """Sampled-action rollouts of θ* on every source task with its own advantages — PPO's GAE from
+    its critic, SAC's soft advantage Q − V from its critics (``pgx.sac_features``) — centred per task
+    when the profile asks (``Profile.per_task_baseline``)."""
+    if profile.trainer == "sac":
+        budgets = profile.metaworld
+        samples = sac_samples(agent, family, profile.steps_per_task, seed, budgets.value_samples,
+                              lambda u: to_env_action(u, family.action_space), budgets.envs_per_task)
+    else:
+        cfg = profile.meta_ppo
+        samples = policy_samples(agent, family, profile.steps_per_task, seed, cfg.gamma, cfg.gae_lambda)
     return center_per_task(samples) if profile.per_task_baseline else samples
 
 
@@ -250,7 +279,7 @@ class AffinityResult:
 ROUTES = ("first_order", "plug_in")
 
 
-@stage(reads=("out_of_sample", "plug_in_episodes"))
+@stage(reads=("out_of_sample", "plug_in_episodes", "trainer"))
 def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str = "first_order") -> AffinityResult:
     """Task affinity from the surrogate: ``route`` is ``"first_order"`` (linearised log-probabilities,
     no environment steps) or ``"plug_in"`` (real rollouts of θ*+Δθ)."""
@@ -267,6 +296,9 @@ def estimate_affinity(family_name: str, profile: Profile, seed: int, route: str 
         scores = np.asarray(scores.cpu().numpy() if torch.is_tensor(scores) else scores, dtype=np.float64)
         halves = None
     else:
+        if profile.trainer != "ppo":
+            raise ValueError(f"the plug-in route evaluates θ*+Δθ with PPO's actor; {family_name} trains θ* with "
+                             f"{profile.trainer}: use route='first_order'")
         halves = _plug_in_scores(family_name, profile, seed, fit)
         scores = halves.mean(0)
     return AffinityResult(route=route, subsets=fit.subsets, scores=scores, replicate_scores=halves,

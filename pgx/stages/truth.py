@@ -95,6 +95,10 @@ class GroundTruth:
 def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
     """Fine-tune θ* for real on every surrogate subset (in parallel) and measure each task."""
     from pgx.finetune import default_store, finetune_subset, finetune_subsets
+
+    if profile.trainer != "ppo":
+        raise ValueError(f"the ground truth fine-tunes θ* with PPO; {family_name}'s θ* is trained with {profile.trainer} "
+                         f"(no {profile.trainer} fine-tuning truth yet)")
     from pgx.taylor import linearization_rss
 
     family = make_family(family_name)
