@@ -48,7 +48,7 @@ from joblib import Parallel, delayed
 from pgx.algos.ppo import train
 from pgx.algos.ppo_batch import train_many
 from pgx.envs import make_family
-from pgx.finetune import single_thread
+from pgx.truth.finetune import single_thread
 from pgx.policies import ActorCritic
 from pgx.profiles import get_profile
 

@@ -21,7 +21,7 @@ from _timing import best_time
 from pgx.algos.sac import SACAgent, SACConfig, make_optimisers, update
 from pgx.envs import make_family
 from pgx.nets import KINDS, ArchConfig
-from pgx.report import synthetic_sac_batch
+from pgx.algos.sac_timing import synthetic_sac_batch
 
 STEPS, WIDTH, BATCH = 300, 128, 64
 

@@ -23,7 +23,7 @@
 # against the relative distance $\|\theta-\theta^\star\|/\|\theta^\star\|$, and reports it within 2%
 # while the adapted policy stays close to $\theta^\star$. Here, for every family of the build,
 # every subset of the surrogate is fine-tuned with PPO from that family's $\theta^\star$
-# (`pgx.finetune`, in parallel with joblib), and the first `taylor_subsets` of them keep
+# (`pgx.truth.finetune`, in parallel with joblib), and the first `taylor_subsets` of them keep
 # snapshots of their weights at growing step counts, so one run gives several distances. The
 # held-out states come from a fresh rollout of $\theta^\star$ (a seed the features never saw).
 # $g^\top(\theta-\theta^\star)$ is one forward-mode pass (`torch.func.jvp`). The whole check is

@@ -71,7 +71,7 @@ from pgx import stages
 from pgx.envs import make_family
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
-from pgx.reliability import spearman_brown, split_half_reliability
+from pgx.truth.reliability import spearman_brown, split_half_reliability
 from pgx.report import (
     book_families,
     budgets_table,
@@ -83,7 +83,7 @@ from pgx.report import (
     show_warnings,
     verdict_rows,
 )
-from pgx.validation import error_vs_num_subsets, k_ablation
+from pgx.truth.validation import error_vs_num_subsets, k_ablation
 
 show_warnings()  # warnings that matter (solvers, NaNs) print on the page; stderr is dropped
 

@@ -63,9 +63,8 @@ from pgx.envs.metaworld import EPISODE_STEPS, GOAL_SEED, REWARD_VERSION, task_na
 from pgx.clustering import GROUPINGS
 from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
-from pgx.report import (
-    agreement_beyond_chance, mean_std, metaworld_families, metaworld_kinds, sac_update_seconds, show_warnings, versus,
-)
+from pgx.algos.sac_timing import sac_update_seconds
+from pgx.report import agreement_beyond_chance, mean_std, metaworld_families, metaworld_kinds, show_warnings, versus
 from pgx.stages.metaworld import grouping, meta_config, metaworld_profile, multitask_table
 
 show_warnings()

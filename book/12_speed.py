@@ -164,7 +164,7 @@ print(f"one minibatch step of {saving['minibatch']} samples: {saving['two_passes
 # The ground truth fine-tunes θ* on every subset, several times: hundreds of small PPO runs of one
 # shape. `train_many` trains a batch of them together — their networks stacked into batched
 # matmuls, the CartPole and navigation runs' sub-envs stepped as one vector env, minibatches
-# padded — and the truth stage runs every fine-tuning that way (`pgx.finetune`). Each batched run
+# padded — and the truth stage runs every fine-tuning that way (`pgx.truth.finetune`). Each batched run
 # stays within float tolerance of `train`'s over a short run and statistically equal over a long
 # one (`tests/test_ppo_batch.py`). Here, on one core: the profile's fine-tuning config, runs on
 # random 5-task subsets, `train` one run after another against batches of R runs, same process.

@@ -7,7 +7,7 @@ family's module, found through the registry, so an edit to one family re-keys th
 :func:`key_version` joins the two with the versions of the libraries that can change a result
 (:func:`library_versions`), and :func:`trainer_version` does the same for a trainer, so an edit
 to what runs after training (the surrogate, the affinity) finds θ* and every fine-tuning run
-where they were. This module sits below the stages and the trainers (``pgx.finetune`` keys its
+where they were. This module sits below the stages and the trainers (``pgx.truth.finetune`` keys its
 store with it) and imports neither.
 """
 
@@ -404,7 +404,7 @@ def libraries_version() -> str:
     return "libraries@" + hashlib.sha256(repr(library_versions()).encode()).hexdigest()[:16]
 
 
-TRAINERS = {"ppo": "pgx.algos.ppo", "maml": "pgx.algos.maml", "sac": "pgx.algos.sac", "finetune": "pgx.finetune"}
+TRAINERS = {"ppo": "pgx.algos.ppo", "maml": "pgx.algos.maml", "sac": "pgx.algos.sac", "finetune": "pgx.truth.finetune"}
 """Trainer → the module whose code its runs run: what names their checkpoints (``"finetune"``:
 the fine-tuning runs of the ground truth and the transfer matrix, kept in their own store)."""
 

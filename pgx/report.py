@@ -289,7 +289,7 @@ def agreement_beyond_chance(labels, reference, seed: int = 0, draws: int = 2000)
 
     Shuffling the labels keeps the number and sizes of the groups, so a grouping is compared with
     chance groupings of its own shape, not with an NMI threshold that depends on the shape."""
-    from pgx.validation import grouping_nmi
+    from pgx.truth.validation import grouping_nmi
 
     labels = np.asarray(labels)
     if not is_int(draws) or draws < 1:
@@ -299,39 +299,3 @@ def agreement_beyond_chance(labels, reference, seed: int = 0, draws: int = 2000)
     shuffled = np.array([grouping_nmi(rng.permutation(labels), reference) for _ in range(draws)])
     return {"nmi": float(observed), "chance nmi": float(shuffled.mean()),
             "share of shuffles at least as high": float((1 + (shuffled >= observed - 1e-12).sum()) / (1 + draws))}
-
-
-def synthetic_sac_batch(family, per_task: int, tasks: Sequence[int], seed: int):
-    """A replay batch of ``per_task`` random transitions from each of ``tasks`` (observations
-    carrying their task's one-hot): what timing a SAC update needs, no env steps."""
-    import torch
-
-    from pgx.algos.sac import Batch
-
-    g = torch.Generator().manual_seed(seed)
-    task = torch.as_tensor(np.repeat(np.asarray(tasks), per_task))
-    obs = torch.randn(len(task), family.obs_dim, generator=g)
-    obs[:, -family.n_tasks:] = torch.nn.functional.one_hot(task, family.n_tasks).float()
-    return Batch(obs=obs, u=torch.randn(len(task), family.num_actions, generator=g),
-                 reward=torch.rand(len(task), generator=g), next_obs=obs.clone(), terminated=torch.zeros(len(task)),
-                 task=task)
-
-
-def sac_update_seconds(family, cfg, repeats: int = 10) -> float:
-    """Mean wall time of one multitask SAC update (``cfg.batch_size`` transitions from every task
-    of ``family``), after one warm-up update."""
-    import time
-
-    import torch
-
-    from pgx.algos.sac import SACAgent, make_optimisers, update
-
-    agent = SACAgent.build(family, cfg, seed=0)
-    optimisers = make_optimisers(agent, cfg)
-    batch = synthetic_sac_batch(family, cfg.batch_size, range(family.n_tasks), seed=0)
-    g = torch.Generator().manual_seed(0)
-    update(agent, optimisers, batch, cfg, g)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        update(agent, optimisers, batch, cfg, g)
-    return (time.perf_counter() - start) / repeats

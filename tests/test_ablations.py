@@ -6,7 +6,7 @@ two-replicate truth is the ground truth's, since the profile has r = 2 and commo
 exactly the relative error and NMI of the first-order affinity against the ground truth. Another d
 must give another estimate. Fine-tuning runs in this process (joblib's sequential backend), which
 spares the worker start-up; tests/test_finetune.py checks that the parallel runs are the same.
-The k ablation (``pgx.validation.k_ablation``) is checked against hand values and the exact chance
+The k ablation (``pgx.truth.validation.k_ablation``) is checked against hand values and the exact chance
 level, enumerated over every partition.
 """
 
@@ -20,8 +20,8 @@ from joblib import parallel_config
 
 from pgx.clustering import sdp_cluster
 from pgx.profiles import get_profile
-from pgx.reliability import split_half_reliability
-from pgx.validation import grouping_nmi, relative_error
+from pgx.truth.reliability import split_half_reliability
+from pgx.truth.validation import grouping_nmi, relative_error
 
 SEED = 0
 
@@ -75,7 +75,7 @@ def test_subset_size_ablation_refuses_sizes_that_cover_no_pair():
 
 def test_k_ablation_against_hand_values_and_the_exact_chance_level():
     from pgx.clustering import average_density
-    from pgx.validation import k_ablation
+    from pgx.truth.validation import k_ablation
 
     planted = np.array([0, 1, 0, 1, 1, 0])
     truth = np.where(planted[:, None] == planted[None, :], 1.0, -0.3)

@@ -92,7 +92,7 @@ def test_a_stage_is_keyed_by_what_it_reaches_not_by_its_module(package):
     """The exact truth's solver re-keys the exact truth and what consumes it (the verdicts), not the
     ground truth beside it in the same module, nor anything upstream."""
     before = _keys(package)
-    _append(package / "exact_truth.py", "\n\ndef _probe():\n    return 1\n")
+    _append(package / "truth" / "exact.py", "\n\ndef _probe():\n    return 1\n")
     changed = {k[0] for k in _changed(before, _keys(package))}
     assert changed == {"pgx.stages.truth:exact_truth", "pgx.stages.truth:verdicts"}
 

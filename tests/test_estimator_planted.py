@@ -25,7 +25,7 @@ from pgx.surrogate import (
     fit_trust_region,
     rescale,
 )
-from pgx.validation import grouping_nmi
+from pgx.truth.validation import grouping_nmi
 
 # Nine tasks in three interleaved groups, in canonical order (first appearances 0, 1, 2).
 PLANTED = np.array([0, 1, 0, 2, 1, 2, 0, 2, 1])

@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from pgx import finetune, keys
+from pgx import keys
+from pgx.truth import finetune
 from pgx.algos.maml import MAMLConfig, train as maml_train
 from pgx.algos.ppo import PPOConfig
 from pgx.envs import make_family
-from pgx.finetune import default_store, finetune_subset, finetune_subsets
+from pgx.truth.finetune import default_store, finetune_subset, finetune_subsets
 from pgx.policies import ActorCritic, PolicyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ TINY = PPOConfig(total_timesteps=2 * 128, envs_per_task=2, num_steps=32, num_min
 SCRIPT = textwrap.dedent("""
     import logging, sys, time
     import torch
-    import pgx.finetune as finetune
+    import pgx.truth.finetune as finetune
     from tests.test_interrupt import CFG, REPLICATES, SEED, SNAPSHOTS, SUBSETS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -174,7 +175,7 @@ def test_a_truncated_or_corrupt_run_file_is_named_and_recomputed(tmp_path, caplo
     data[len(data) // 2] ^= 0x01  # one bit in the tensors' bytes: torch.load alone would not notice
     flipped.write_bytes(bytes(data))
 
-    with caplog.at_level(logging.INFO, logger="pgx.finetune"):
+    with caplog.at_level(logging.INFO, logger="pgx.truth.finetune"):
         again = finetune_subsets("cartpole", _init_state(), SUBSETS[:3], TINY, SEED, n_jobs=1, store=store)[0]
     assert [r.getMessage() for r in caplog.records] == [
         f"fine-tuning run {truncated} is truncated or corrupt (checksum mismatch); recomputing it",
@@ -185,7 +186,7 @@ def test_a_truncated_or_corrupt_run_file_is_named_and_recomputed(tmp_path, caplo
 
     # Each file was rewritten whole: a third call loads all three without a word.
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pgx.finetune"):
+    with caplog.at_level(logging.INFO, logger="pgx.truth.finetune"):
         third = finetune_subsets("cartpole", _init_state(), SUBSETS[:3], TINY, SEED, n_jobs=1, store=store)[0]
     assert [r.getMessage() for r in caplog.records] == [
         f"fine-tuning cartpole (3 of 3 runs loaded from {store}): 0 runs to compute"]
@@ -197,7 +198,7 @@ def test_a_run_file_under_another_runs_name_is_not_trusted(tmp_path, caplog):
     runs = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=1, store=store)[0]
     first, second = sorted(store.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)
     second.write_bytes(first.read_bytes())  # a valid file of subset 0 where subset 1's belongs
-    with caplog.at_level(logging.WARNING, logger="pgx.finetune"):
+    with caplog.at_level(logging.WARNING, logger="pgx.truth.finetune"):
         again = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=1, store=store)[0]
     assert [r.getMessage() for r in caplog.records] == [
         f"fine-tuning run {second} holds another run than its name says; recomputing it"]
@@ -256,7 +257,7 @@ def test_a_stored_run_is_reused_only_where_it_would_be_computed_again(tmp_path, 
 
     def messages(n_jobs: int) -> tuple[list[str], list]:
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="pgx.finetune"):
+        with caplog.at_level(logging.INFO, logger="pgx.truth.finetune"):
             runs = finetune_subsets("cartpole", _init_state(), SUBSETS[:2], TINY, SEED, n_jobs=n_jobs, store=store)[0]
         return [r.getMessage() for r in caplog.records], runs
 

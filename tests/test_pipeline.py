@@ -14,7 +14,7 @@ from pgx.policies import ActorCritic
 from pgx.profiles import get_profile
 from pgx.rollouts import RolloutState, collect
 from pgx.stages.downstream import METHODS
-from pgx.validation import grouping_nmi
+from pgx.truth.validation import grouping_nmi
 
 
 def test_unknown_profile_is_named(monkeypatch):

@@ -53,7 +53,7 @@ def test_without_a_progress_file_nothing_is_written(tmp_path, monkeypatch):
 
 
 def test_reporting_code_is_in_no_stage_version():
-    for module in ("pgx.stages.pipeline", "pgx.stages.truth", "pgx.finetune"):
+    for module in ("pgx.stages.pipeline", "pgx.stages.truth", "pgx.truth.finetune"):
         assert "pgx.progress" not in _closure(module, PACKAGE_ROOT, "pgx")
 
 

@@ -1,16 +1,16 @@
-"""The truth's noise ceiling (pgx.reliability) and the offline exact truth (pgx.exact_truth)."""
+"""The truth's noise ceiling (pgx.truth.reliability) and the offline exact truth (pgx.truth.exact)."""
 
 import numpy as np
 import pytest
 import torch
 
 from pgx.affinity import sample_subsets
-from pgx.exact_truth import exact_fit_subsets
+from pgx.truth.exact import exact_fit_subsets
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
 from pgx.policies import ActorCritic
-from pgx.reliability import half_splits, spearman_brown, split_half_reliability
+from pgx.truth.reliability import half_splits, spearman_brown, split_half_reliability
 from pgx.surrogate import SurrogateConfig, fit_subsets, rescale
-from pgx.validation import offdiagonal_correlation
+from pgx.truth.validation import offdiagonal_correlation
 
 PLANTED = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
 SUBSETS = sample_subsets(9, 4, 60, seed=0)

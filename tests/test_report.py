@@ -75,7 +75,7 @@ def test_hidden_and_shown_variants():
 
 
 def test_replicates_needed_inverts_spearman_brown():
-    from pgx.reliability import spearman_brown
+    from pgx.truth.reliability import spearman_brown
     from pgx.report import replicates_needed
 
     # one replicate at 0.35: the truth of R replicates reaches 0.9 exactly at the projected R

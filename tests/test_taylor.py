@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pgx.policies import CategoricalActor, PolicyConfig
-from pgx.taylor import linearization_rss, relative_distance
+from pgx.truth.taylor import linearization_rss, relative_distance
 
 
 def _setup(scale: float):

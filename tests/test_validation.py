@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pgx.validation import (error_vs_num_subsets, exact_objective_scores, grouping_nmi, k_ablation,
+from pgx.truth.validation import (error_vs_num_subsets, exact_objective_scores, grouping_nmi, k_ablation,
                             per_task_spearman, random_nmi, relative_error)
 
 

@@ -37,7 +37,7 @@ step per minibatch position:
     std, is a masked sum divided by the run's own count. Fewer, larger, cheaper calls; the sums add
     in another order than ``mean()``. A run's arithmetic depends on its own data and the config
     only, never on the other runs of its batch, so its result is the same bit for bit alone or in
-    any batch (tested): the fine-tune store (``pgx.finetune``) keeps one result per run whichever
+    any batch (tested): the fine-tune store (``pgx.truth.finetune``) keeps one result per run whichever
     batch computed it, and a resumed call, which batches the remaining runs anew, gets the bits an
     uninterrupted one would. The ground truth fine-tunes this way.
 

@@ -48,7 +48,7 @@ def generalization(family_name: str, profile: Profile, seed: int) -> Generalizat
     Theorem 1 for policies trained from one initialisation on one task, the largest PolicyGradEx
     group and all tasks, with snapshots of the all-task run (Figure 3); see ``pgx.generalization``."""
     from pgx.clustering import sdp_cluster  # cvxpy loads only when grouping is needed
-    from pgx.finetune import single_thread
+    from pgx.truth.finetune import single_thread
 
     start = time.perf_counter()
     family = make_family(family_name)

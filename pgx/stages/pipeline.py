@@ -83,7 +83,7 @@ def transfer_matrix(family_name: str, profile: Profile, seed: int) -> tuple[np.n
     """``(n, n)`` return on task j (column) of a policy trained on task i alone (row), and seconds taken."""
     family = make_family(family_name)
     n = family.n_tasks
-    from pgx.finetune import default_store, finetune_subsets
+    from pgx.truth.finetune import default_store, finetune_subsets
 
     matrix = np.zeros((n, n))
     start = time.perf_counter()

@@ -17,7 +17,7 @@ from pgx.evaluation import evaluate
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
 from pgx.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
-from pgx.reliability import Reliability, split_half_reliability
+from pgx.truth.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything
 from pgx.stages.graph import stage
 from pgx.stages.pipeline import (
@@ -34,7 +34,7 @@ from pgx.stages.pipeline import (
     theta_star_samples,
 )
 from pgx.surrogate import first_order_scores
-from pgx.validation import exact_objective_scores
+from pgx.truth.validation import exact_objective_scores
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +94,12 @@ class GroundTruth:
 @stage(reads=("finetune_ppo", "truth_replicates", "num_groups", "snapshot_steps", "truth_episodes", "taylor_subsets"))
 def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
     """Fine-tune θ* for real on every surrogate subset (in parallel) and measure each task."""
-    from pgx.finetune import default_store, finetune_subset, finetune_subsets
+    from pgx.truth.finetune import default_store, finetune_subset, finetune_subsets
 
     if profile.trainer != "ppo":
         raise ValueError(f"the ground truth fine-tunes θ* with PPO; {family_name}'s θ* is trained with {profile.trainer} "
                          f"(no {profile.trainer} fine-tuning truth yet)")
-    from pgx.taylor import linearization_rss
+    from pgx.truth.taylor import linearization_rss
 
     family = make_family(family_name)
     meta = meta_train(family_name, profile, seed)
@@ -198,7 +198,7 @@ def _objective_scores(agent: ActorCritic, runs, held_out: FeatureResult, n_tasks
 def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[dict]:
     """Error and NMI of the first-order affinity against the objective ground truth, for each d."""
     from pgx.clustering import sdp_cluster
-    from pgx.validation import grouping_nmi, relative_error
+    from pgx.truth.validation import grouping_nmi, relative_error
 
     family = make_family(family_name)
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
@@ -233,7 +233,7 @@ def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[
                    timed_subsets: int) -> list[dict]:
     from dataclasses import replace
 
-    from pgx.finetune import finetune_subset, single_thread
+    from pgx.truth.finetune import finetune_subset, single_thread
 
     family = make_family(family_name)
     subsets = sample_subsets(family.n_tasks, profile.subset_size, profile.num_subsets, seed)
@@ -299,8 +299,8 @@ def cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[i
 @stage(reads=("num_groups", "num_subsets", "finetune_ppo", "out_of_sample", "surrogate"))
 def _subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: tuple[int, ...]) -> list[dict]:
     from pgx.clustering import sdp_cluster
-    from pgx.finetune import default_store, finetune_subsets
-    from pgx.validation import grouping_nmi, relative_error
+    from pgx.truth.finetune import default_store, finetune_subsets
+    from pgx.truth.validation import grouping_nmi, relative_error
 
     family = make_family(family_name)
     meta = meta_train(family_name, profile, seed)
@@ -343,7 +343,7 @@ def subset_size_ablation(family_name: str, profile: Profile, seed: int, sizes: t
 
 @dataclass
 class ExactTruth:
-    """Algorithm 1 with the exact log-ratio instead of its linearisation (``pgx.exact_truth``)."""
+    """Algorithm 1 with the exact log-ratio instead of its linearisation (``pgx.truth.exact``)."""
 
     subsets: list[tuple[int, ...]]
     V: np.ndarray
@@ -362,7 +362,7 @@ class ExactTruth:
 def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
     """The offline exact truth: each subset's logistic problem solved with the real network's
     log-ratios (same samples, λ and step size as the surrogate), scored on held-out θ* samples."""
-    from pgx.exact_truth import exact_fit_subsets
+    from pgx.truth.exact import exact_fit_subsets
 
     family = make_family(family_name)
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
@@ -397,7 +397,7 @@ def exact_truth(family_name: str, profile: Profile, seed: int) -> ExactTruth:
 def rss_by_distance(family_name: str, profile: Profile, seed: int) -> list[dict]:
     """Table 1: relative RSS of the first-order model along the surrogate's own steps Δθ_S, scaled to
     each of the profile's relative distances, on held-out θ* samples (``taylor_subsets`` subsets)."""
-    from pgx.taylor import linearization_rss
+    from pgx.truth.taylor import linearization_rss
 
     agent = meta_train(family_name, profile, seed).agent(family_name, profile)
     held_out = held_out_features(family_name, profile, seed)
@@ -436,7 +436,7 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
     where the family has them."""
     from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
     from pgx.stages.pipeline import estimate_affinity
-    from pgx.validation import compare, grouping_nmi
+    from pgx.truth.validation import compare, grouping_nmi
 
     family = make_family(family_name)
     k, n = profile.num_groups, family.n_tasks

@@ -23,7 +23,7 @@ import numpy as np
 from pgx.affinity import affinity_matrix
 from pgx.clustering import sdp_cluster
 from pgx.runtime import is_int
-from pgx.validation import grouping_nmi, offdiagonal_correlation, per_task_spearman
+from pgx.truth.validation import grouping_nmi, offdiagonal_correlation, per_task_spearman
 
 __all__ = ["Reliability", "spearman_brown", "half_splits", "split_half_reliability"]
 
