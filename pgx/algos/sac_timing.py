@@ -3,7 +3,13 @@ Meta-World chapter's budget arithmetic and ``benchmarks/bench_metaworld.py``."""
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
+
+import numpy as np
+import torch
+
+from pgx.algos.sac import Batch, SACAgent, make_optimisers, update
 
 __all__ = ["synthetic_sac_batch", "sac_update_seconds"]
 
@@ -11,10 +17,6 @@ __all__ = ["synthetic_sac_batch", "sac_update_seconds"]
 def synthetic_sac_batch(family, per_task: int, tasks: Sequence[int], seed: int):
     """A replay batch of ``per_task`` random transitions from each of ``tasks`` (observations
     carrying their task's one-hot): what timing a SAC update needs, no env steps."""
-    import torch
-
-    from pgx.algos.sac import Batch
-
     g = torch.Generator().manual_seed(seed)
     task = torch.as_tensor(np.repeat(np.asarray(tasks), per_task))
     obs = torch.randn(len(task), family.obs_dim, generator=g)
@@ -27,12 +29,6 @@ def synthetic_sac_batch(family, per_task: int, tasks: Sequence[int], seed: int):
 def sac_update_seconds(family, cfg, repeats: int = 10) -> float:
     """Mean wall time of one multitask SAC update (``cfg.batch_size`` transitions from every task
     of ``family``), after one warm-up update."""
-    import time
-
-    import torch
-
-    from pgx.algos.sac import SACAgent, make_optimisers, update
-
     agent = SACAgent.build(family, cfg, seed=0)
     optimisers = make_optimisers(agent, cfg)
     batch = synthetic_sac_batch(family, cfg.batch_size, range(family.n_tasks), seed=0)
