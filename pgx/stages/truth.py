@@ -227,7 +227,7 @@ def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[d
     return rows
 
 
-@stage(reads=("subset_size", "num_subsets", "meta_ppo", "finetune_ppo", "steps_per_task", "per_task_baseline",
+@stage(reads=("trainer", "subset_size", "num_subsets", "meta_ppo", "finetune_ppo", "steps_per_task", "per_task_baseline",
                "projection_dim", "surrogate", "out_of_sample"))
 def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...],
                    timed_subsets: int) -> list[dict]:
