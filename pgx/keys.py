@@ -98,11 +98,14 @@ class StageVersion:
     """What a declared stage's key carries of the code: ``code``, a hash of the functions and
     constants it reaches in the stage modules and of every other pgx module it reaches (with their
     imports); ``reads``, the profile fields it and every stage it reaches declare; ``stages``, the
-    stages it reaches (itself included), as ``"module:function"``."""
+    stages it reaches (itself included), as ``"module:function"``; ``profile_reads``, the
+    ``profile.<field>`` attributes read in the functions it reaches in the stage modules (what a
+    test checks its declaration against)."""
 
     code: str
     reads: frozenset[str]
     stages: tuple[str, ...]
+    profile_reads: frozenset[str] = frozenset()
 
 
 def stage_version(module: str, function: str, root: Path = PACKAGE_ROOT) -> StageVersion:
@@ -148,6 +151,7 @@ def _stage_version(module: str, function: str, root: Path) -> StageVersion:
     modules: set[str] = set()
     reads: set[str] = set()
     stages: set[str] = set()
+    attributes: set[str] = set()
     seen: set[tuple[str, str]] = set()
     todo = [(module, function)]
     while todo:
@@ -160,6 +164,8 @@ def _stage_version(module: str, function: str, root: Path) -> StageVersion:
             raise ValueError(f"{mod} defines no top-level {name!r} (a stage or what one calls)")
         node, decorated = table.definitions[name], table.stage_reads.get(name)
         parts.add(f"{mod}:{name}:{_semantic_node(node)}")
+        attributes.update(inner.attr for inner in ast.walk(node) if isinstance(inner, ast.Attribute)
+                          and isinstance(inner.value, ast.Name) and inner.value.id == "profile")
         if decorated is not None:
             stages.add(f"{mod}:{name}")
             reads.update(decorated)
@@ -182,7 +188,8 @@ def _stage_version(module: str, function: str, root: Path) -> StageVersion:
     digest = hashlib.sha256()
     for part in sorted(parts) + [f"{m}@{code_version(m, root)}" for m in sorted(modules)]:
         digest.update(part.encode())
-    return StageVersion(code=digest.hexdigest()[:16], reads=frozenset(reads), stages=tuple(sorted(stages)))
+    return StageVersion(code=digest.hexdigest()[:16], reads=frozenset(reads), stages=tuple(sorted(stages)),
+                        profile_reads=frozenset(attributes))
 
 
 @dataclass(frozen=True)

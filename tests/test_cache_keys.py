@@ -386,3 +386,21 @@ def test_one_trainers_budgets_rekey_no_family_of_the_other():
 
     assert key("cartpole", more_sac) == key("cartpole", smoke) and key("mt10", more_sac) != key("mt10", smoke)
     assert key("cartpole", more_ppo) != key("cartpole", smoke) and key("mt10", more_ppo) == key("mt10", smoke)
+
+
+def test_every_stage_declares_the_profile_fields_its_code_reads():
+    """Read statically: every ``profile.<field>`` in the functions a stage reaches is among the
+    fields it (or a stage it consumes) declares — the profile view refuses an undeclared read at
+    run time; this finds one before any stage runs, in branches a test never takes."""
+    import sys
+
+    import pgx.stages.downstream  # noqa: F401 (every stage module, imported: its stages declared)
+    import pgx.stages.metaworld  # noqa: F401
+    from pgx.stages.graph import PROFILE_FIELDS, Stage
+
+    stages = {s.name: s for name, module in sys.modules.items() if name.startswith("pgx.stages.")
+              for s in vars(module).values() if isinstance(s, Stage)}
+    assert len(stages) >= 20
+    missing = {name: sorted((s.version.profile_reads & PROFILE_FIELDS) - s.reads) for name, s in stages.items()}
+    assert not {name: fields for name, fields in missing.items() if fields}
+    assert stages["pgx.stages.truth:ground_truth"].version.profile_reads >= {"finetune_ppo", "truth_replicates"}

@@ -227,8 +227,8 @@ def projection_ablation(family_name: str, profile: Profile, seed: int) -> list[d
     return rows
 
 
-@stage(reads=("trainer", "subset_size", "num_subsets", "meta_ppo", "finetune_ppo", "steps_per_task", "per_task_baseline",
-               "projection_dim", "surrogate", "out_of_sample"))
+@stage(reads=("trainer", "subset_size", "num_subsets", "meta_ppo", "metaworld", "finetune_ppo", "steps_per_task",
+               "per_task_baseline", "projection_dim", "surrogate", "out_of_sample"))
 def _cost_by_depth(family_name: str, profile: Profile, seed: int, depths: tuple[int, ...],
                    timed_subsets: int) -> list[dict]:
     from dataclasses import replace
