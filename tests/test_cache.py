@@ -78,7 +78,8 @@ def test_edits_to_code_the_stage_runs_change_the_version(package, file, old, new
 
 
 def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
-    from pgx.keys import _closure, stage_version
+    from pgx.keys import _closure
+    from pgx.stage_keys import stage_version
 
     trainer = _closure("pgx.algos.ppo", PACKAGE_ROOT, "pgx")
     assert {"pgx.envs", "pgx.policies"} <= trainer and "pgx.surrogate" not in trainer

@@ -17,7 +17,8 @@ import textwrap
 import pytest
 
 from pgx.envs import FAMILIES
-from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, stage_version, trainer_version, versioned
+from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, trainer_version, versioned
+from pgx.stage_keys import stage_version
 
 STAGES = {
     "pgx.stages.pipeline": ("meta_train", "transfer_matrix", "gradient_features", "held_out_features",

@@ -3,7 +3,7 @@
 ``@stage(reads=("meta_ppo", "eval_episodes"))`` on a function of ``(family spec, profile, seed,
 ...)`` makes it a cached stage. A call's key hashes
 
-* the code the stage reaches (:func:`pgx.keys.stage_version`: the functions it reaches in the stage
+* the code the stage reaches (:func:`pgx.stage_keys.stage_version`: the functions it reaches in the stage
   modules, one by one, and the other pgx modules it calls, whole) — not the module that holds it;
 * its family's own module (:func:`pgx.keys.family_version`), not the registry of every family;
 * the profile fields it reads, and those of every stage it consumes (a stage it calls), with the
@@ -31,7 +31,8 @@ import joblib
 
 from pgx import progress
 from pgx.envs import make_family
-from pgx.keys import PACKAGE_ROOT, family_version, libraries_version, outside_stage_version, stage_version
+from pgx.keys import PACKAGE_ROOT, family_version, libraries_version
+from pgx.stage_keys import outside_stage_version, stage_version
 from pgx.profiles import Profile
 from pgx.runtime import _first_line, is_damage, is_int
 import pgx.stages.cache as cache
