@@ -1,6 +1,6 @@
 """Where stage results are kept: one folder per stage call, its result checksummed.
 
-A stage call's result lives in ``<cache>/stages/<module>:<function>/<key>/``: ``output.pkl`` (the
+A stage call's result lives in ``<cache>/stages/<module>.<function>/<key>/``: ``output.pkl`` (the
 result and the warnings it raised while computing), ``output.sha256`` (its checksum) and
 ``key.json`` (what the key hashed, for a person reading the cache). The key is computed by
 :mod:`pgx.stages.graph`; this module only stores and loads. Every result is written atomically

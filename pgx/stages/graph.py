@@ -194,12 +194,17 @@ class Stage:
         """Where this call's result is kept (whether or not it is there yet)."""
         return self._folder(self.key(self.arguments(*args, **kwargs)))
 
+    @property
+    def _stage_dir(self):
+        # "module.function": no ':' in a path (Windows refuses it).
+        return cache.stages_dir() / self.name.replace(":", ".")
+
     def _folder(self, key: dict[str, Any]):
-        return cache.stages_dir() / self.name / joblib.hash(key)
+        return self._stage_dir / joblib.hash(key)
 
     def clear(self) -> None:
         """Forget every result of this stage."""
-        cache.forget(cache.stages_dir() / self.name)
+        cache.forget(self._stage_dir)
 
     def __call__(self, *args, **kwargs):
         arguments = self.arguments(*args, **kwargs)

@@ -263,7 +263,7 @@ def _finetune_batch(family_name: str, init_state, runs: list[tuple[Sequence[int]
 
 def default_store() -> Path:
     """The store the stages keep finished runs in: inside the stage cache directory, beside the
-    stages' own result folders (``stages/<module>:<function>/``), so that deleting it to force a
+    stages' own result folders (``stages/<module>.<function>/``), so that deleting it to force a
     recompute deletes the runs too, while forgetting one stage's results keeps them."""
     from pgx.keys import cache_dir
 
