@@ -15,8 +15,11 @@ family's module, a stage the stage does not reach, a profile field it does not r
 
 What keeps a declaration honest: the stage runs with a :class:`ProfileView` of the profile that
 raises on a field it did not declare (nor a stage it consumes), naming the field and the stage, so
-a read that the key would miss fails the first time it runs instead of serving stale results. The
-code part cannot be wrong the same way: it is read from the sources, not declared.
+a read that the key would miss fails the first time it runs instead of serving stale results; and
+a test reads every ``profile.<field>`` in the code a stage reaches and requires it declared, in
+branches no run takes too. A field of one trainer (``meta_ppo``, ``metaworld``) counts only for the
+families that trainer trains. The code part cannot be wrong the same way: it is read from the
+sources, not declared.
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ import joblib
 from pgx import progress
 from pgx.envs import make_family
 from pgx.keys import PACKAGE_ROOT, family_version, libraries_version
-from pgx.stage_keys import outside_stage_version, stage_version
 from pgx.profiles import Profile
 from pgx.runtime import _first_line, is_damage, is_int
-import pgx.stages.cache as cache
+from pgx.stage_keys import outside_stage_version, stage_version
+import pgx.stages.cache as cache  # noqa: I001 (a module import: no cycle through pgx.stages' __init__)
 
 __all__ = ["stage", "Stage", "ProfileView", "UndeclaredRead", "PROFILE_FIELDS", "FAMILY_PARAMETERS"]
 
