@@ -155,8 +155,7 @@ def _run_metaworld(stage: str, family: str, profile_name: str, seed: int, route:
                  "env_steps": {m: r["env_steps"] for m, r in table.items()}},
                 {"methods": np.array(list(table)), "success": np.stack([r["success"] for r in table.values()])})
     if stage == "train":  # θ* alone: the same cached run the grouping starts from
-        meta = mw.sac_run(family, mw.meta_config(profile.metaworld, family), seed, range(make_family(family).n_tasks),
-                          profile.eval_episodes, mw.eval_seed(seed))
+        meta = mw.theta_star_run(family, profile, seed)
         head["hardware"] = meta.hardware  # where θ* trained, which may not be this machine (the cache)
         r = meta.result
         return ({**head, "eval_success": meta.success, "eval_returns": meta.returns,

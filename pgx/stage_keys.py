@@ -13,12 +13,10 @@ import ast
 import copy
 import functools
 import hashlib
-import inspect
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgx.keys import (PACKAGE_ROOT, REPORTING_MODULES, VALUE_MODULES, _drop_docstrings, _module_path, _semantic,
+from pgx.keys import (PACKAGE_ROOT, REPORTING_MODULES, VALUE_MODULES, _drop_docstrings, _module_path, _outside_version,
                       code_version)
 
 __all__ = ["StageVersion", "stage_version", "outside_stage_version", "STAGE_PACKAGE", "STAGE_DECORATOR"]
@@ -70,14 +68,12 @@ def stage_version(module: str, function: str, root: Path = PACKAGE_ROOT) -> Stag
 
 def outside_stage_version(fn, reads: tuple[str, ...]) -> StageVersion:
     """The :class:`StageVersion` of a stage defined outside pgx (a plugin's, a notebook's, a test's):
-    its function's own source, docstrings and comments left out (what it calls is not followed,
-    as for a family from outside pgx: :func:`family_version`), and the fields it declares."""
-    try:
-        source = _semantic(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
-        source = "unversioned"
-    name = f"{fn.__module__}:{fn.__qualname__}"
-    return StageVersion(code=hashlib.sha256(source.encode()).hexdigest()[:16], reads=frozenset(reads), stages=(name,))
+    keyed as a family from outside pgx is (:func:`pgx.keys.family_version`): its module's source, so
+    a helper beside it counts too, or the function's own where the module's cannot be read (a
+    notebook's ``__main__``); docstrings and comments left out, imports not followed. Its fields are
+    those it declares."""
+    code = _outside_version(fn, fn.__module__).rpartition("@")[2]
+    return StageVersion(code=code, reads=frozenset(reads), stages=(f"{fn.__module__}:{fn.__qualname__}",))
 
 
 @functools.cache

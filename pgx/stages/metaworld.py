@@ -14,18 +14,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pgx.algos.sac import SACConfig
+from pgx.algos.sac import SACAgent, SACConfig
 from pgx.clustering import groupings, groups_from_labels
 from pgx.envs import make_family
 from pgx.gradients import GradientFeatures
 from pgx.metaworld_budgets import METHODS, MetaWorldBudgets
 from pgx.profiles import Profile
-from pgx.runtime import is_int
-from pgx.stages.pipeline import estimate_affinity, gradient_features, held_out_features, meta_train, surrogate_fit
-from pgx.stages.sac_run import EVAL_SEED, SACRun, eval_seed, meta_config, sac_run
+from pgx.stages.pipeline import estimate_affinity, gradient_features, held_out_features, surrogate_fit
+from pgx.stages.sac_run import EVAL_SEED, SACRun, eval_seed, meta_config, sac_run, theta_star_run
 
-__all__ = ["SACRun", "sac_run", "eval_seed", "meta_config", "EVAL_SEED", "MetaWorldGrouping", "grouping",
-           "multitask_table", "metaworld_profile", "GROUP_SEED"]
+__all__ = ["SACRun", "sac_run", "theta_star_run", "eval_seed", "meta_config", "EVAL_SEED", "MetaWorldGrouping",
+           "grouping", "multitask_table", "metaworld_profile", "GROUP_SEED"]
 
 GROUP_SEED = 70_000
 """Seed offset of the grouped and baseline runs, so they do not share θ*'s random numbers."""
@@ -46,12 +45,6 @@ def metaworld_profile(family_spec: str, profile: Profile | str | None = None) ->
         raise ValueError(f"profile {budgets.name!r} trains {family_spec}'s θ* with {budgets.trainer!r}; the Meta-World "
                          f"stages compare SAC networks (set trainer='sac' for it in the profile's family_budgets)")
     return budgets
-
-
-def _check(family_spec: str, profile: Profile | None, seed: int) -> Profile:
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return metaworld_profile(family_spec, profile)
 
 
 # --- grouping ----------------------------------------------------------------------------------
@@ -79,18 +72,17 @@ def grouping(family_spec: str, profile: Profile | None, seed: int) -> MetaWorldG
     """PolicyGradEx's groups of ``family_spec``'s tasks from a SAC meta-policy, with the random and
     gradient-similarity groupings beside them: the pipeline's stages, gathered (``profile``:
     ``PGX_PROFILE``'s where None)."""
-    profile = _check(family_spec, profile, seed)
-    n = make_family(family_spec).n_tasks
-    meta = meta_train(family_spec, profile, seed)
-    run = sac_run(family_spec, meta_config(profile.metaworld, family_spec), seed, range(n), profile.eval_episodes,
-                  eval_seed(seed))  # the run meta_train made, from the cache: with its hardware and timing
+    profile = metaworld_profile(family_spec, profile)
+    family = make_family(family_spec)
+    n = family.n_tasks
+    run = theta_star_run(family_spec, profile, seed)  # θ*, as meta-training made it: with its hardware and timing
     features, held_out = gradient_features(family_spec, profile, seed), held_out_features(family_spec, profile, seed)
     fit = surrogate_fit(family_spec, profile, seed)
     estimate = estimate_affinity(family_spec, profile, seed, "first_order")
     seconds: dict[str, float] = {}
     groups = groupings(estimate.affinity, features.features.task_policy_gradients(n), profile.num_groups, seed,
                        seconds=seconds)
-    actor = meta.agent(family_spec, profile).actor
+    actor = SACAgent.from_result(family, run.result).actor
     return MetaWorldGrouping(
         meta=run, features=features.features, held_out=held_out.features, subsets=fit.subsets, scores=estimate.scores,
         affinity=estimate.affinity, groups=groups, gradient_flops=features.gradient_flops,
@@ -119,20 +111,20 @@ def multitask_table(family_spec: str, profile: Profile | None, seed: int) -> dic
     :return: method → ``{"success": (n,), "returns": (n,), "groups": labels or None, "env_steps": int,
         "runs": [SACRun, ...]}``.
     """
-    profile = _check(family_spec, profile, seed)
+    profile = metaworld_profile(family_spec, profile)
     budgets = profile.metaworld
     family = make_family(family_spec)
     n = family.n_tasks
     out: dict[str, dict] = {}
     run_seed = seed + GROUP_SEED
+    grouped = grouping(family_spec, profile, seed)
     for method in budgets.methods:
         kind = METHODS[method]
-        run = (grouping(family_spec, profile, seed).meta if kind == "mlp"
+        run = (grouped.meta if kind == "mlp"
                else sac_run(family_spec, _group_config(budgets, kind, n, n), run_seed, range(n),
                             profile.eval_episodes, eval_seed(seed)))
         out[method] = {"success": run.success, "returns": run.returns, "groups": None,
                        "env_steps": run.result.env_steps, "runs": [run]}
-    grouped = grouping(family_spec, profile, seed)
     for name, labels in grouped.groups.items():
         success, returns = np.full(n, np.nan), np.full(n, np.nan)
         runs = []

@@ -31,7 +31,7 @@ from pgx.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
 from pgx.sac_features import sac_samples
 from pgx.stages.graph import stage
-from pgx.stages.sac_run import eval_seed, meta_config, sac_run
+from pgx.stages.sac_run import theta_star_run
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 
 __all__ = [
@@ -65,8 +65,7 @@ def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
     """Multitask PPO, or SAC, on every source task of the family (checkpointed; resumes if interrupted)."""
     family = make_family(family_name)
     if profile.trainer == "sac":  # the same cached run as Meta-World's MT-SAC baseline
-        run = sac_run(family_name, meta_config(profile.metaworld, family_name), seed, range(family.n_tasks),
-                      profile.eval_episodes, eval_seed(seed))
+        run = theta_star_run(family_name, profile, seed)
         return MetaPolicy(train=run.result, eval_returns=run.returns, success=run.success)
     # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
     ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))

@@ -20,7 +20,7 @@ from pgx.keys import checkpoint_path
 from pgx.metaworld_budgets import MetaWorldBudgets
 from pgx.stages.graph import stage
 
-__all__ = ["SACRun", "sac_run", "eval_seed", "meta_config", "EVAL_SEED"]
+__all__ = ["SACRun", "sac_run", "theta_star_run", "eval_seed", "meta_config", "EVAL_SEED"]
 
 EVAL_SEED = 10_000_000
 """Base of the evaluation seeds (:func:`eval_seed`), far from every training seed."""
@@ -87,3 +87,12 @@ def meta_config(budgets: MetaWorldBudgets, family_spec: str) -> SACConfig:
     """θ*'s SAC: the profile's budget with MT-SAC's shared MLP as actor and critics."""
     arch = budgets.arch("mlp")
     return replace(budgets.sac, actor_arch=arch, critic_arch=arch)
+
+
+def theta_star_run(family_spec: str, profile, seed: int) -> SACRun:
+    """θ* of a family the profile trains with SAC: multitask SAC on every task (``meta_config``),
+    evaluated with the profile's ``eval_episodes`` — the run the meta-training stage makes, which is
+    also the MT-SAC baseline; ``profile`` is specialised to the family."""
+    n = make_family(family_spec).n_tasks
+    return sac_run(family_spec, meta_config(profile.metaworld, family_spec), seed, range(n), profile.eval_episodes,
+                   eval_seed(seed))
