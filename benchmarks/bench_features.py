@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from pgx.gradients import GaussianProjector, per_sample_grads, per_sample_grads_loop, projected_grads
-from pgx.policies import CategoricalActor, PolicyConfig
+from pgx.nets.policies import CategoricalActor, PolicyConfig
 from _timing import best_time
 
 OBS_DIM, NUM_ACTIONS, DIM = 14, 4, 200

@@ -64,7 +64,7 @@ from torch import nn
 from pgx.algos.sac import TanhGaussianActor
 from pgx.gradients import GaussianProjector, per_sample_grads_loop, projected_grads
 from pgx.nets import ArchConfig, make_network
-from pgx.policies import CategoricalActor, PolicyConfig
+from pgx.nets.policies import CategoricalActor, PolicyConfig
 
 MLP_OBS, MLP_ACTIONS = 14, 4
 PACO_OBS, PACO_TASKS, PACO_ACTIONS, PACO_MODULES = 39, 10, 4, 4

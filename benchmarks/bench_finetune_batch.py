@@ -49,7 +49,7 @@ from pgx.algos.ppo import train
 from pgx.algos.ppo_batch import train_many
 from pgx.envs import make_family
 from pgx.truth.finetune import single_thread
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 from pgx.profiles import get_profile
 
 SUBSET_SIZE = 5

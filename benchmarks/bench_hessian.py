@@ -26,7 +26,7 @@ from pgx.hessian import (
     module_hessian_vector_product,
     unflatten,
 )
-from pgx.policies import Actor, CategoricalActor, PolicyConfig
+from pgx.nets.policies import Actor, CategoricalActor, PolicyConfig
 from _timing import best_time
 
 OBS_DIM, NUM_ACTIONS, SAMPLES = 14, 4, 1024

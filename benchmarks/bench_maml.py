@@ -14,7 +14,7 @@ import torch
 from _timing import best_time
 
 from pgx.algos.maml import meta_gradient, meta_gradient_loop
-from pgx.policies import PolicyConfig, make_actor
+from pgx.nets.policies import PolicyConfig, make_actor
 
 SHAPES = ((10, 10, 200), (40, 2, 50))
 """(tasks, episodes, steps) of the meta-batches timed."""

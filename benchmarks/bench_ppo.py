@@ -44,7 +44,7 @@ from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
 from pgx.envs.cartpole import SOURCE_LENGTHS
 from pgx.evaluation import evaluate
-from pgx.policies import CategoricalActor, PolicyConfig
+from pgx.nets.policies import CategoricalActor, PolicyConfig
 
 FAMILY = "cartpole"
 ENVS_PER_TASK, NUM_STEPS, EPOCHS, MINIBATCHES, LR = 4, 128, 4, 4, 2.5e-4
@@ -229,7 +229,7 @@ def one_pass_saving(repeats: int = 50, seed: int = 0) -> dict[str, float]:
     for log-probabilities, once for the entropy) and as it does now (``get_action_and_value``:
     both from one actor pass, ``log_prob_and_entropy``)."""
     from _timing import best_time
-    from pgx.policies import ActorCritic
+    from pgx.nets.policies import ActorCritic
 
     torch.set_num_threads(1)
     family = make_family(FAMILY)

@@ -30,7 +30,7 @@ import torch
 from pgx.algos.ppo import train
 from pgx.envs import make_family
 from pgx.gradients import GaussianProjector, projected_grads
-from pgx.policies import CategoricalActor
+from pgx.nets.policies import CategoricalActor
 from pgx.profiles import PROFILES
 from pgx.surrogate import fit_subsets
 

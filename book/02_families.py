@@ -67,7 +67,9 @@ fig.tight_layout()
 # below the diagonal is a policy that is good on its own task and bad on another.
 
 # %%
-transfers = {spec: stages.transfer_matrix(spec, profile, SEED) for spec in FAMILIES}
+# compute_many: the families' matrices computed over the cores (each cached as one call would be)
+transfers = dict(zip(FAMILIES, stages.compute_many(stages.transfer_matrix.call(spec, profile, SEED)
+                                                   for spec in FAMILIES)))
 fig, axes = small_multiples(len(FAMILIES), panel=(6.2, 5.2))
 for (spec, (matrix, _)), ax in zip(transfers.items(), axes):
     family = make_family(spec)

@@ -49,7 +49,7 @@ pd.DataFrame({f: {k: v for k, v in profile.for_family(f).meta_ppo.__dict__.items
               | {"policy": str(profile.for_family(f).meta_ppo.policy)} for f in FAMILIES})
 
 # %%
-metas = {spec: stages.meta_train(spec, profile, SEED) for spec in FAMILIES}
+metas = dict(zip(FAMILIES, stages.compute_many(stages.meta_train.call(spec, profile, SEED) for spec in FAMILIES)))
 fig, axes = small_multiples(len(FAMILIES))
 for (spec, meta), ax in zip(metas.items(), axes):
     learning_curves(meta.train.steps, meta.train.task_returns, make_family(spec).task_labels(),

@@ -43,7 +43,8 @@ profile = get_profile()
 SEED = book_seed()
 FAMILIES = book_families()
 print(f"profile: {profile.name}   seed: {SEED}   families: {', '.join(FAMILIES)}   k = {profile.num_groups}")
-affinities = {spec: stages.estimate_affinity(spec, profile, SEED, "first_order").affinity for spec in FAMILIES}
+affinities = {spec: result.affinity for spec, result in zip(FAMILIES, stages.compute_many(
+    stages.estimate_affinity.call(spec, profile, SEED, "first_order") for spec in FAMILIES))}
 budgets_table(profile, FAMILIES)
 
 # %% [markdown]

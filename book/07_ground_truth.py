@@ -93,11 +93,10 @@ print(f"profile: {profile.name}   families: {', '.join(FAMILIES)}")
 budgets_table(profile, FAMILIES)
 
 # %%
-verdicts, truths = {}, {}
-for spec in FAMILIES:
-    for seed in profile.for_family(spec).validation_seeds:
-        verdicts[spec, seed] = stages.verdicts(spec, profile, seed)
-        truths[spec, seed] = stages.ground_truth(spec, profile, seed)
+# Every family at every validation seed: independent calls, computed over the cores.
+CASES = [(spec, seed) for spec in FAMILIES for seed in profile.for_family(spec).validation_seeds]
+verdicts = dict(zip(CASES, stages.compute_many(stages.verdicts.call(spec, profile, seed) for spec, seed in CASES)))
+truths = dict(zip(CASES, stages.compute_many(stages.ground_truth.call(spec, profile, seed) for spec, seed in CASES)))
 per_seed = verdict_rows(verdicts)
 reliability = reliability_rows(verdicts)
 return_reliability = reliability_rows(verdicts, "return truth reliability")
@@ -475,8 +474,10 @@ cost.drop(columns="seed").groupby("family", sort=False).agg(mean_std).T
 # fine-tuning is timed on 3 subsets and scaled to all $m$).
 
 # %%
-by_depth = pd.concat({spec: pd.DataFrame(stages.cost_by_depth(spec, profile, profile.for_family(spec).validation_seeds[0]))
-                      .set_index("layers") for spec in FAMILIES}, names=["family"])
+FIRST_SEEDS = {spec: profile.for_family(spec).validation_seeds[0] for spec in FAMILIES}
+depths = stages.compute_many(stages.cost_by_depth.call(spec, profile, FIRST_SEEDS[spec]) for spec in FAMILIES)
+by_depth = pd.concat({spec: pd.DataFrame(rows).set_index("layers") for spec, rows in zip(FAMILIES, depths)},
+                     names=["family"])
 by_depth.round(2)
 
 # %% [markdown]
@@ -490,8 +491,9 @@ by_depth.round(2)
 # each $d$; the truth stays the same.
 
 # %%
-ablation_d = pd.concat({spec: pd.DataFrame(stages.projection_ablation(spec, profile, profile.for_family(spec).validation_seeds[0]))
-                        .set_index("d") for spec in FAMILIES}, names=["family"])
+ablations = stages.compute_many(stages.projection_ablation.call(spec, profile, FIRST_SEEDS[spec]) for spec in FAMILIES)
+ablation_d = pd.concat({spec: pd.DataFrame(rows).set_index("d") for spec, rows in zip(FAMILIES, ablations)},
+                       names=["family"])
 fig, axes = small_multiples(len(FAMILIES), panel=(5.5, 3.8))
 for spec, ax in zip(FAMILIES, axes):
     frame = ablation_d.loc[spec]

@@ -63,7 +63,7 @@ from scipy.stats import spearmanr
 from pgx import stages
 from pgx.envs import make_family
 from pgx.plots import small_multiples
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 from pgx.profiles import get_profile
 from pgx.report import book_families, book_seed, budgets_table, show_warnings
 
@@ -85,7 +85,7 @@ def generalization_budgets(spec: str) -> dict[str, str]:
 pd.concat([budgets_table(profile, FAMILIES), pd.DataFrame({f: generalization_budgets(f) for f in FAMILIES})])
 
 # %%
-results = {spec: stages.generalization(spec, profile, SEED) for spec in FAMILIES}
+results = dict(zip(FAMILIES, stages.compute_many(stages.generalization.call(spec, profile, SEED) for spec in FAMILIES)))
 by_tasks, dynamics, actor_size = [], [], {}
 for spec, result in results.items():
     family = make_family(spec)

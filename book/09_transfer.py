@@ -44,7 +44,7 @@
 #   evenly between the per-group policies). No policy sees a task one-hot: targets have none.
 # * **Targets**: the family's unseen target tasks, evenly spaced, leaving out those equal to a
 #   source task (the target grids share their end points with the source grids).
-# * **Adaptation step** (`pgx.transfer`): one policy-gradient update, with MAML's inner step size,
+# * **Adaptation step** (`pgx.algos.transfer`): one policy-gradient update, with MAML's inner step size,
 #   from a fresh batch of episodes on the target. Every method adapts the same way from its own
 #   starting policy, on the same targets with the same episode seeds. The return *after adaptation*
 #   is the mean return of the batch played after the last update; *before* is the first batch's.
@@ -62,6 +62,7 @@ from pgx.report import (
     BASELINE_KIND, PAPER_TABLE3_CLAIMS, book_families, improvement_verdicts, mean_std, relative_improvements,
     show_warnings, transfer_rows,
 )
+from pgx.stages import compute_many
 from pgx.stages.downstream import METHODS, hidden_task_spec, maml_transfer, transfer_budgets
 
 show_warnings()
@@ -79,7 +80,9 @@ pd.DataFrame({f: transfer_budgets(f, profile).budgets() for f in FAMILIES})
 # and PPO runs are checkpointed and cached one by one, so an interrupted build resumes.
 
 # %%
-results = {(spec, seed): maml_transfer(spec, profile, seed) for spec in FAMILIES for seed in SEEDS}
+CASES = [(spec, seed) for spec in FAMILIES for seed in SEEDS]
+# Every family and seed: independent calls, computed over the cores.
+results = dict(zip(CASES, compute_many(maml_transfer.call(spec, profile, seed) for spec, seed in CASES)))
 rows = transfer_rows(results)
 for spec in FAMILIES:
     fam = make_family(spec)

@@ -65,7 +65,9 @@ from pgx.plots import heatmap, small_multiples
 from pgx.profiles import get_profile
 from pgx.algos.sac_timing import sac_update_seconds
 from pgx.report import agreement_beyond_chance, mean_std, metaworld_families, metaworld_kinds, show_warnings, versus
+from pgx.stages import compute_many
 from pgx.stages.metaworld import grouping, meta_config, metaworld_profile, multitask_table
+from pgx.stages.sac_run import theta_star_call
 
 show_warnings()
 sns.set_theme()
@@ -139,6 +141,7 @@ if RUN_MT10:
 
 # %%
 if RUN_MT10:
+    compute_many(theta_star_call("mt10", MT10, seed) for seed in SEEDS)  # every seed's θ* at once, over the cores
     runs = {seed: grouping("mt10", MT10, seed) for seed in SEEDS}
     curve_rows = []
     for seed, g in runs.items():

@@ -42,7 +42,7 @@ import torch
 from IPython.display import display
 
 from pgx.algos.ppo import PPOConfig
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 from pgx.profiles import get_profile
 from pgx.report import show_warnings
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pgx.envs import TaskFamily
-from pgx.policies import Actor, PolicyConfig, make_actor
+from pgx.nets.policies import Actor, PolicyConfig, make_actor
 from pgx.runtime import seed_everything
 
 __all__ = ["episode_returns", "evaluate", "evaluate_targets", "untrained_returns"]

@@ -5,7 +5,7 @@ with the same loss on unseen target tasks (test), and sets the gap beside the He
 Theorem 1. The definitions used here (the paper's symbols were lost in our copy):
 
 * **Samples.** A policy θ (actor and critic) is rolled out with sampled actions; advantages Â are
-  GAE from its own critic, exactly as in PPO (``pgx.rollouts.collect`` and ``gae``). Train
+  GAE from its own critic, exactly as in PPO (``pgx.algos.rollouts.collect`` and ``gae``). Train
   samples come from the source tasks θ was trained on (``policy_samples``, kept to those tasks),
   test samples from unseen target tasks (``target_samples``, ``family.target_envs``).
 * **Standardisation.** Both sets' advantages are standardised with the *train* set's mean and
@@ -56,8 +56,8 @@ from pgx.hessian import (
     truncated_trace,
 )
 from pgx.gradients import LogProb
-from pgx.policies import Actor, ActorCritic
-from pgx.rollouts import Samples, env_samples, policy_samples
+from pgx.nets.policies import Actor, ActorCritic
+from pgx.algos.rollouts import Samples, env_samples, policy_samples
 from pgx.runtime import is_int
 
 __all__ = [

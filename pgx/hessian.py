@@ -170,7 +170,7 @@ def module_hessian_vector_product(
     section 4.4 pass the actor, the observations as ``inputs`` and a ``loss_fn`` from logits to
     ``-(log π(a|s) · Â).mean()`` that closes over the actions and advantages.
 
-    :param module: e.g. ``pgx.policies.Actor``.
+    :param module: e.g. ``pgx.nets.policies.Actor``.
     :param loss_fn: ``module output -> scalar loss``.
     :param inputs: positional inputs of ``module.forward``, e.g. ``obs: (N, obs_dim)``.
     :param parameter_names: the parameters H is taken over, in this order (default: all of

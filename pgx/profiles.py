@@ -29,7 +29,7 @@ from pgx.generalization import GeneralizationConfig
 from pgx.metaworld_budgets import MetaWorldBudgets
 from pgx.runtime import is_int
 from pgx.surrogate import SurrogateConfig
-from pgx.transfer import AdaptConfig
+from pgx.algos.transfer import AdaptConfig
 from pgx.transfer_budgets import TransferBudgets
 
 __all__ = ["Profile", "PROFILES", "get_profile", "FidelityBudgets"]

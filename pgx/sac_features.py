@@ -1,6 +1,6 @@
 """Gradient features at a SAC meta-policy: what Algorithm 1 needs, for a tanh-Gaussian policy.
 
-PPO's features (:mod:`pgx.rollouts`, :mod:`pgx.gradients`) use GAE advantages from a state-value
+PPO's features (:mod:`pgx.algos.rollouts`, :mod:`pgx.gradients`) use GAE advantages from a state-value
 critic. A SAC agent has no V critic, but its twin Q critics and policy give the soft advantage
 
     Â(s, a) = Q(s, a) − α log π(a|s) − V(s),   V(s) = E_{a'∼π(·|s)} [ Q(s, a') − α log π(a'|s) ],
@@ -23,7 +23,7 @@ import torch
 
 from pgx.envs import TaskFamily
 from pgx.envs.autoreset import EnvState, step_envs
-from pgx.rollouts import Samples
+from pgx.algos.rollouts import Samples
 from pgx.runtime import is_int
 
 __all__ = ["policy_rollout", "soft_advantages", "sac_samples"]
@@ -37,7 +37,7 @@ def policy_rollout(actor, family: TaskFamily, steps_per_task: int, seed: int, ac
     Meta-World task; Gymnasium's NEXT_STEP reset steps are skipped).
 
     :param action_of: ``u (N, A) tensor -> env actions (N, A)`` numpy: the trainer's squashing.
-    :return: :class:`~pgx.rollouts.Samples` whose ``actions`` are the pre-tanh samples u and whose
+    :return: :class:`~pgx.algos.rollouts.Samples` whose ``actions`` are the pre-tanh samples u and whose
         ``advantages`` are zeros (filled by :func:`soft_advantages`).
     """
     if not is_int(steps_per_task) or steps_per_task < 1:

@@ -2,7 +2,7 @@
 
 The paper gives two numbers: 50 unseen target tasks and "200 adaptation steps". pgx counts an
 adaptation step as one policy-gradient update from a fresh batch of episodes on the target
-(:mod:`pgx.transfer`); the ``paper`` profile takes 200 of them, the others fewer, and each chapter
+(:mod:`pgx.algos.transfer`); the ``paper`` profile takes 200 of them, the others fewer, and each chapter
 prints what it ran with. Everything else here is our choice, after the MAML-RL references
 (pytorch-maml-rl, ProMP: inner step 0.1, 20 episodes per task, 20–40 tasks per meta-batch).
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pgx.algos.maml import MAMLConfig
 from pgx.checks import KeyedByChanges, check_instance, check_int, check_ints
-from pgx.transfer import AdaptConfig
+from pgx.algos.transfer import AdaptConfig
 
 __all__ = ["TransferBudgets"]
 

@@ -82,7 +82,7 @@ def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
     from pgx.stage_keys import stage_version
 
     trainer = _closure("pgx.algos.ppo", PACKAGE_ROOT, "pgx")
-    assert {"pgx.envs", "pgx.policies"} <= trainer and "pgx.surrogate" not in trainer
+    assert {"pgx.envs", "pgx.nets.policies"} <= trainer and "pgx.surrogate" not in trainer
     assert not {"pgx.envs.cartpole", "pgx.envs.highway", "pgx.envs.navigation"} & trainer  # via family_version only
     verdicts = stage_version("pgx.stages.truth", "verdicts")
     assert {"pgx.stages.truth:ground_truth", "pgx.stages.truth:exact_truth", "pgx.stages.pipeline:meta_train",

@@ -20,7 +20,7 @@ from pgx.algos.ppo import PPOConfig
 from pgx.algos.sac import SACConfig
 from pgx.envs import FAMILIES
 from pgx.nets import KINDS, ArchConfig
-from pgx.policies import PolicyConfig
+from pgx.nets.policies import PolicyConfig
 from pgx.profiles import PROFILES, FidelityBudgets
 from pgx.report import book_seed
 from pgx.runtime import MAX_SEED, env_seed, pick_device

@@ -22,7 +22,7 @@ import torch
 from pgx.algos import maml, ppo, sac
 from pgx.envs import gym_family, make_family
 from pgx.nets import ArchConfig
-from pgx.policies import PolicyConfig
+from pgx.nets.policies import PolicyConfig
 from pgx.runtime import (
     UnreadableCheckpoint,
     is_damage,

@@ -11,7 +11,7 @@ from pgx.algos.maml import MAMLConfig
 from pgx.envs import make_family
 from pgx.profiles import get_profile
 from pgx.stages.downstream import SOURCE_DISTRIBUTIONS, hidden_task_spec, target_subset, unseen_targets
-from pgx.transfer import AdaptConfig
+from pgx.algos.transfer import AdaptConfig
 from pgx.profiles import PROFILES
 from pgx.stages.downstream import transfer_budgets
 from pgx.transfer_budgets import TransferBudgets

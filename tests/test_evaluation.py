@@ -20,7 +20,7 @@ from pgx.evaluation import (
     evaluate_targets,
     untrained_returns,
 )
-from pgx.policies import CategoricalActor
+from pgx.nets.policies import CategoricalActor
 
 TIME_LIMIT = 6
 LENGTHS = (2, 3, 50)

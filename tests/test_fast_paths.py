@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
-from pgx.policies import ActorCritic, CategoricalActor, GaussianActor, PolicyConfig
+from pgx.nets.policies import ActorCritic, CategoricalActor, GaussianActor, PolicyConfig
 
 
 @pytest.mark.parametrize("action_space", [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,))])

@@ -7,7 +7,7 @@ from joblib import parallel_config
 from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
 from pgx.truth.finetune import finetune_subset, finetune_subsets
-from pgx.policies import PolicyConfig
+from pgx.nets.policies import PolicyConfig
 
 TINY = PPOConfig(total_timesteps=2 * 2 * 2 * 32, envs_per_task=2, num_steps=32, num_minibatches=2,
                  update_epochs=1, policy=PolicyConfig(hidden=16), anneal_lr=False)

@@ -29,9 +29,9 @@ from pgx.generalization import (
 )
 from pgx.gradients import log_prob_at
 from pgx.hessian import flatten, generalization_bound
-from pgx.policies import Actor, ActorCritic, CategoricalActor, PolicyConfig
+from pgx.nets.policies import Actor, ActorCritic, CategoricalActor, PolicyConfig
 from pgx.profiles import get_profile
-from pgx.rollouts import Samples
+from pgx.algos.rollouts import Samples
 
 F64 = torch.float64
 OBS_DIM, NUM_ACTIONS, BATCH = 3, 3, 12

@@ -18,7 +18,7 @@ from pgx.gradients import (
     projected_grads,
     theta_fingerprint,
 )
-from pgx.policies import Actor, CategoricalActor, GaussianActor, PolicyConfig, mlp
+from pgx.nets.policies import Actor, CategoricalActor, GaussianActor, PolicyConfig, mlp
 
 
 def _seeded(seed: int, build):

@@ -21,7 +21,7 @@ from pgx import gradients
 from pgx.algos.sac import TanhGaussianActor
 from pgx.gradients import GaussianProjector, per_sample_grads_loop, projected_grads
 from pgx.nets import ArchConfig, make_network
-from pgx.policies import CategoricalActor, GaussianActor, PolicyConfig
+from pgx.nets.policies import CategoricalActor, GaussianActor, PolicyConfig
 
 # --- the frozen oracle -------------------------------------------------------------------------
 

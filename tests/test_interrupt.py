@@ -27,7 +27,7 @@ from pgx.algos.maml import MAMLConfig, train as maml_train
 from pgx.algos.ppo import PPOConfig
 from pgx.envs import make_family
 from pgx.truth.finetune import default_store, finetune_subset, finetune_subsets
-from pgx.policies import ActorCritic, PolicyConfig
+from pgx.nets.policies import ActorCritic, PolicyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSETS = [(0, 3), (1, 2), (4, 7), (5, 9)]

@@ -11,9 +11,9 @@ from torch.func import grad, jvp
 
 from pgx.algos.maml import MAMLConfig, adapt, meta_gradient, meta_gradient_loop, meta_loss, pg_loss, train
 from pgx.envs import make_family
-from pgx.episodes import collect_episodes, episode_advantages, stack_params
-from pgx.policies import PolicyConfig, make_actor
-from pgx.transfer import AdaptConfig, adaptation_curves, nearest_source_tasks, representatives
+from pgx.algos.episodes import collect_episodes, episode_advantages, stack_params
+from pgx.nets.policies import PolicyConfig, make_actor
+from pgx.algos.transfer import AdaptConfig, adaptation_curves, nearest_source_tasks, representatives
 
 TINY = PolicyConfig(hidden=5, layers=2)
 

@@ -142,7 +142,7 @@ def test_rollouts_skip_reset_steps_and_label_tasks():
 
 
 def test_soft_advantage_includes_the_entropy_term_and_favours_what_the_critic_favours():
-    from pgx.rollouts import Samples
+    from pgx.algos.rollouts import Samples
     from pgx.sac_features import soft_advantages
 
     family = make_family("mt10:tasks=reach-v3+drawer-close-v3")

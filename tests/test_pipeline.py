@@ -10,9 +10,9 @@ from pgx.cli import main
 from pgx.clustering import sdp_cluster
 from pgx.envs import make_family
 from pgx.envs.cartpole import PoleLengthCartPole
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 from pgx.profiles import get_profile
-from pgx.rollouts import RolloutState, collect
+from pgx.algos.rollouts import RolloutState, collect
 from pgx.stages.downstream import METHODS
 from pgx.truth.validation import grouping_nmi
 

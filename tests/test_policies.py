@@ -5,7 +5,7 @@ import torch
 from gymnasium import spaces
 from torch.distributions import Categorical, Independent, Normal
 
-from pgx.policies import ActorCritic, CategoricalActor, GaussianActor, PolicyConfig, make_actor
+from pgx.nets.policies import ActorCritic, CategoricalActor, GaussianActor, PolicyConfig, make_actor
 
 CFG = PolicyConfig(hidden=8, layers=3, init_log_std=-0.4)
 

@@ -5,7 +5,7 @@ import torch
 
 from pgx.algos.ppo import PPOConfig, train
 from pgx.envs import make_family
-from pgx.policies import PolicyConfig
+from pgx.nets.policies import PolicyConfig
 
 TINY = PPOConfig(total_timesteps=6 * 2 * 2 * 32, envs_per_task=2, num_steps=32, num_minibatches=2,
                  update_epochs=2, policy=PolicyConfig(hidden=16), checkpoint_every=2)

@@ -16,7 +16,7 @@ import torch
 from pgx.algos.ppo import PPOConfig, train
 from pgx.algos.ppo_batch import StackedAdam, train_many
 from pgx.envs import make_family
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 
 CFG = PPOConfig(total_timesteps=1024, envs_per_task=2, num_steps=32, learning_rate=1e-3)
 RUNS = [((0, 1), 0), ((2, 3), 1), ((1, 4), 2), ((0, 1), 3)]

@@ -7,7 +7,7 @@ import torch
 from pgx.affinity import sample_subsets
 from pgx.truth.exact import exact_fit_subsets
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 from pgx.truth.reliability import half_splits, spearman_brown, split_half_reliability
 from pgx.surrogate import SurrogateConfig, fit_subsets, rescale
 from pgx.truth.validation import offdiagonal_correlation

@@ -1,4 +1,4 @@
-"""``pgx.rollouts``: which steps are valid, what is stored at a reset step, and which task a sample is.
+"""``pgx.algos.rollouts``: which steps are valid, what is stored at a reset step, and which task a sample is.
 
 Gymnasium 1.x autoresets in NEXT_STEP mode: the step after an episode ends resets the sub-env,
 ignores the action and pays nothing. ``collect`` must mark that step invalid and store there the
@@ -19,8 +19,8 @@ import torch
 from _counting_env import counting_env
 
 from pgx.envs import gym_family, make_family
-from pgx.policies import ActorCritic
-from pgx.rollouts import RolloutState, collect, env_samples, policy_samples
+from pgx.nets.policies import ActorCritic
+from pgx.algos.rollouts import RolloutState, collect, env_samples, policy_samples
 
 TIME_LIMIT = 6
 LENGTHS = (2, 3, 50)

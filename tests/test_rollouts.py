@@ -1,6 +1,6 @@
 import torch
 
-from pgx.rollouts import gae
+from pgx.algos.rollouts import gae
 
 
 def _t(rows, dtype=torch.float32):
@@ -35,7 +35,7 @@ def test_gae_truncation_bootstraps_from_final_observation_value():
 
 
 def test_center_per_task_zeroes_each_tasks_mean_and_keeps_the_rest():
-    from pgx.rollouts import Samples, center_per_task
+    from pgx.algos.rollouts import Samples, center_per_task
 
     gen = torch.Generator().manual_seed(0)
     task_ids = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pgx.policies import CategoricalActor, PolicyConfig
+from pgx.nets.policies import CategoricalActor, PolicyConfig
 from pgx.truth.taylor import linearization_rss, relative_distance
 
 

@@ -3,7 +3,7 @@ meta-gradient → the training loop.
 
 * **Inner loop** (``adapt``): ``inner_steps`` vanilla policy-gradient steps on a task's own
   episodes, θ'ᵢ = θ − α ∇θ Lᵢ(θ), with Lᵢ the policy-gradient loss on normalised GAE advantages over
-  a linear feature baseline (``pgx.episodes``). Each step's episodes are played by the policy of
+  a linear feature baseline (``pgx.algos.episodes``). Each step's episodes are played by the policy of
   that step, as at test time.
 * **Outer loop**: the meta-loss is the same policy-gradient loss of each adapted policy on fresh
   episodes it played itself, averaged over the meta-batch; its gradient flows back through the
@@ -42,9 +42,9 @@ from tqdm.auto import tqdm
 
 from pgx.checks import KeyedByChanges, check_bool, check_instance, check_int, check_number, check_optional_int
 from pgx.envs import TaskFamily
-from pgx.episodes import EpisodeBatch, collect_episodes, stack_params
+from pgx.algos.episodes import EpisodeBatch, collect_episodes, stack_params
 from pgx.gradients import log_prob_at
-from pgx.policies import Actor, PolicyConfig, make_actor
+from pgx.nets.policies import Actor, PolicyConfig, make_actor
 from pgx.runtime import load_run_checkpoint, pick_device, save_torch, seed_everything
 
 __all__ = ["MAMLConfig", "MAMLResult", "pg_loss", "adapt", "meta_loss", "meta_gradient", "meta_gradient_loop",

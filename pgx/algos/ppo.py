@@ -5,7 +5,7 @@ matter here:
 
 * one vectorised env runs every task of ``task_ids`` side by side (``envs_per_task`` sub-envs
   each), so every update sees all tasks — the paper's multitask meta-training;
-* Gymnasium 1.x NEXT_STEP autoreset is handled by masking reset steps (``pgx.rollouts``);
+* Gymnasium 1.x NEXT_STEP autoreset is handled by masking reset steps (``pgx.algos.rollouts``);
 * no global RNG: action sampling and minibatch shuffles draw from one ``torch.Generator``, whose
   state is checkpointed with the model and optimiser;
 * resume is exact where the env can be pickled (the numpy families: CartPole, navigation): the
@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from pgx.checks import KeyedByChanges, check_bool, check_instance, check_int, check_number
 from pgx.envs import TaskFamily
 from pgx.envs.runs import start_training_envs
-from pgx.policies import ActorCritic, PolicyConfig
-from pgx.rollouts import RolloutState, collect, flat_actions, gae
+from pgx.nets.policies import ActorCritic, PolicyConfig
+from pgx.algos.rollouts import RolloutState, collect, flat_actions, gae
 from pgx.runtime import load_run_checkpoint, pick_device, pickled_env, resumed_envs, save_torch, seed_everything
 
 __all__ = ["PPOConfig", "TrainResult", "train", "resume_seed", "ppo_loss"]

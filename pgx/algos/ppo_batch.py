@@ -11,7 +11,7 @@ step per minibatch position:
   reset draws are split per run (:mod:`pgx.envs.runs`, bit for bit the runs' own envs); elsewhere
   (LunarLander, highway's envpool pools, Meta-World) each run steps its own env.
 * **networks** — the R actor-critics' parameters are stacked (``torch.func.stack_module_state``:
-  a leading run axis on every tensor), layer by layer as ``pgx.policies.mlp`` builds them, and
+  a leading run axis on every tensor), layer by layer as ``pgx.nets.policies.mlp`` builds them, and
   evaluated run by run on views of that storage (``exact=True``) or in batched matmuls
   (``baddbmm``, ``exact=False``). One backward of the sum of the R runs' losses gives each run its
   own gradient (the runs share no parameter).
@@ -98,11 +98,11 @@ from pgx.algos.ppo import PPOConfig, TrainResult, ppo_loss
 from pgx.envs import TaskFamily
 from pgx.envs.autoreset import EnvState, step_envs
 from pgx.envs.runs import MergedRuns, SeparateRuns, run_envs
-from pgx.policies import (
+from pgx.nets.policies import (
     ActorCritic, categorical_log_prob_and_entropy, categorical_sample_and_log_prob, gaussian_entropy,
     gaussian_log_prob, gaussian_sample_and_log_prob,
 )
-from pgx.rollouts import gae
+from pgx.algos.rollouts import gae
 from pgx.runtime import pick_device, seed_everything
 
 __all__ = ["StackedAdam", "train_many"]
@@ -110,9 +110,9 @@ __all__ = ["StackedAdam", "train_many"]
 # --- stacked networks -------------------------------------------------------------------------
 
 def _layers(seq: nn.Module, prefix: str) -> list[tuple[str, str | None]]:
-    """The ``pgx.policies.mlp`` structure as ``[("linear", name) | ("tanh", None)]``; anything else is refused."""
+    """The ``pgx.nets.policies.mlp`` structure as ``[("linear", name) | ("tanh", None)]``; anything else is refused."""
     if not isinstance(seq, nn.Sequential):
-        raise TypeError(f"train_many batches the MLPs of pgx.policies.mlp; {prefix} is a {type(seq).__name__}")
+        raise TypeError(f"train_many batches the MLPs of pgx.nets.policies.mlp; {prefix} is a {type(seq).__name__}")
     out: list[tuple[str, str | None]] = []
     for i, m in enumerate(seq):
         if isinstance(m, nn.Linear):
@@ -293,7 +293,7 @@ def _clip_per_run(grads: list[torch.Tensor], max_norm: float) -> None:
 @torch.no_grad()
 def _collect_many(stack: _Stack, envs: MergedRuns | SeparateRuns, state: EnvState, num_steps: int,
                   generators: list[torch.Generator], device: torch.device, exact: bool) -> dict:
-    """``pgx.rollouts.collect`` for R runs at once: arrays ``(T, R, E, ...)``; ``state`` holds the
+    """``pgx.algos.rollouts.collect`` for R runs at once: arrays ``(T, R, E, ...)``; ``state`` holds the
     runs' ``(R, E, ...)`` arrays, and each run's env block and generator are used exactly as
     ``collect`` uses its own. ``exact``: the networks run run by run with ``ActorCritic.act``'s
     calls (its bits whatever the BLAS); else in batched matmuls."""

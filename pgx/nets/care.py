@@ -25,7 +25,7 @@ from torch import nn
 
 from pgx.nets.config import ArchConfig
 from pgx.nets.shared import MultitaskNetwork, relu_mlp
-from pgx.policies import layer_init
+from pgx.nets.policies import layer_init
 
 __all__ = ["tfidf_embeddings", "CARENetwork"]
 

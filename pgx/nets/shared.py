@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pgx.nets.config import ArchConfig
-from pgx.policies import layer_init
+from pgx.nets.policies import layer_init
 from pgx.runtime import is_int
 
 __all__ = ["MultitaskNetwork", "relu_mlp", "param_count", "MLPNetwork", "MultiHeadNetwork"]

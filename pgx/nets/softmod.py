@@ -34,7 +34,7 @@ from torch import nn
 
 from pgx.nets.config import ArchConfig
 from pgx.nets.shared import MultitaskNetwork
-from pgx.policies import layer_init
+from pgx.nets.policies import layer_init
 
 __all__ = ["SoftModularNetwork"]
 

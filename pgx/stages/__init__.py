@@ -12,12 +12,14 @@ and split by concern:
 * ``fidelity``: the highway family's fast backend (envpool) checked against highway-env;
 * ``sac_run``: one cached multitask SAC run (θ* of a SAC family, every Meta-World baseline);
 * ``metaworld``: MT10/MT50's grouping gathered with its times, and Table 3's Meta-World column;
-* ``downstream``: MAML transfer (Table 3) and the source distributions (Appendix C).
+* ``downstream``: MAML transfer (Table 3) and the source distributions (Appendix C);
+* ``many``: many independent stage calls computed over the cores (:func:`compute_many`).
 """
 
 from pgx.keys import cache_dir, code_version
 from pgx.stages.fidelity import FidelityResult, highway_fidelity
 from pgx.stages.hessian_bound import GeneralizationResult, generalization
+from pgx.stages.many import compute_many
 from pgx.stages.pipeline import (
     ROUTES, AffinityResult, FeatureResult, MetaPolicy, SurrogateFit, estimate_affinity, gradient_features,
     held_out_features, meta_train, projector_for, scoring_features, surrogate_fit, theta_star_samples, transfer_matrix,
@@ -33,4 +35,5 @@ __all__ = [
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
     "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",
     "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "FidelityResult", "highway_fidelity",
+    "compute_many",
 ]

@@ -2,7 +2,7 @@
 source tasks come from (Appendix C, Figure 4).
 
 Every method starts a policy from the family's source tasks and adapts it to the same unseen
-targets with the same budget (:mod:`pgx.transfer`); they differ only in what they train on:
+targets with the same budget (:mod:`pgx.algos.transfer`); they differ only in what they train on:
 
 * MAML on one representative task per group, for three groupings: PolicyGradEx's (SDP on the
   first-order affinity), random groups, and gradient-similarity groups;
@@ -33,7 +33,8 @@ from pgx.envs import as_param_array, make_family
 from pgx.keys import checkpoint_path
 from pgx.profiles import Profile
 from pgx.stages.graph import stage
-from pgx.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
+from pgx.stages.many import compute_many
+from pgx.algos.transfer import Adaptation, adaptation_curves, nearest_source_tasks, representatives
 from pgx.transfer_budgets import TransferBudgets
 
 
@@ -155,18 +156,19 @@ def maml_transfer(family_name: str, profile: Profile, seed: int) -> TransferResu
     reps = {name: representatives(labels, family.source_params) for name, labels in groups.items()}
     all_tasks = tuple(range(family.n_tasks))
 
-    def maml_on(task_ids) -> MAMLResult:
-        return _maml_run(spec, budgets.maml, seed, tuple(task_ids))
-
-    runs = {METHODS[0]: maml_on(reps["PolicyGradEx"]), METHODS[1]: maml_on(all_tasks),
-            METHODS[2]: maml_on(reps["random"]), METHODS[3]: maml_on(reps["gradient similarity"])}
+    # The training runs are independent within each step: computed over the cores.
+    sources = {METHODS[0]: reps["PolicyGradEx"], METHODS[1]: all_tasks, METHODS[2]: reps["random"],
+               METHODS[3]: reps["gradient similarity"]}
+    runs = dict(zip(sources, compute_many(_maml_run.call(spec, budgets.maml, seed, tuple(task_ids))
+                                          for task_ids in sources.values())))
     ppo_steps = int(runs[METHODS[1]].env_steps[-1])
     ppo_seed = seed + _PPO_SEED
-    everything = _ppo_run(spec, profile, ppo_seed, all_tasks, ppo_steps)
     labels = groups["PolicyGradEx"]
-    per_group = {int(g): _ppo_run(spec, profile, ppo_seed, tuple(int(t) for t in np.flatnonzero(labels == g)),
-                                  ppo_steps // len(np.unique(labels)))
-                 for g in np.unique(labels)}
+    members = {int(g): tuple(int(t) for t in np.flatnonzero(labels == g)) for g in np.unique(labels)}
+    everything, *group_runs = compute_many(
+        [_ppo_run.call(spec, profile, ppo_seed, all_tasks, ppo_steps)]
+        + [_ppo_run.call(spec, profile, ppo_seed, tasks, ppo_steps // len(members)) for tasks in members.values()])
+    per_group = dict(zip(members, group_runs))
 
     targets = target_subset(unseen_targets(spec), budgets.num_targets)
     adapt_seed = seed + _ADAPT_SEED
@@ -209,4 +211,5 @@ def _source_distribution(family_spec: str, profile: Profile, seed: int) -> tuple
 def source_distributions(profile: Profile, seed: int) -> dict[str, tuple[MAMLResult, Adaptation]]:
     """Figure 4: MAML on each of navigation's uniform, partial and biased source goals, adapted to the
     same uniform targets. Distribution → (meta-training run, adaptation)."""
-    return {d: _source_distribution(f"navigation:goals={d}", profile, seed) for d in SOURCE_DISTRIBUTIONS}
+    return dict(zip(SOURCE_DISTRIBUTIONS, compute_many(_source_distribution.call(f"navigation:goals={d}", profile, seed)
+                                                       for d in SOURCE_DISTRIBUTIONS)))

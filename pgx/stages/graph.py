@@ -40,7 +40,7 @@ from pgx.runtime import _first_line, is_damage, is_int
 from pgx.stage_keys import outside_stage_version, stage_version
 import pgx.stages.cache as cache  # noqa: I001 (a module import: no cycle through pgx.stages' __init__)
 
-__all__ = ["stage", "Stage", "ProfileView", "UndeclaredRead", "PROFILE_FIELDS", "FAMILY_PARAMETERS"]
+__all__ = ["stage", "Stage", "Call", "ProfileView", "UndeclaredRead", "PROFILE_FIELDS", "FAMILY_PARAMETERS"]
 
 PROFILE_FIELDS = frozenset(f.name for f in dataclasses.fields(Profile))
 """The fields a stage may declare in ``reads=``."""
@@ -119,6 +119,15 @@ class ProfileView(Profile):
 
 def _whole(profile: Profile) -> Profile:
     return profile
+
+
+def _named_stage(module: str, qualname: str) -> "Stage":
+    import importlib
+
+    found = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
 
 
 def stage(*, reads: tuple[str, ...] = ()) -> Callable[[Callable], "Stage"]:
@@ -209,6 +218,15 @@ class Stage:
         """Forget every result of this stage."""
         cache.forget(self._stage_dir)
 
+    def call(self, *args, **kwargs) -> "Call":
+        """This stage's call with these arguments, not run yet (for :func:`pgx.stages.many.compute_many`);
+        bad arguments fail here, naming them."""
+        self.arguments(*args, **kwargs)
+        return Call(self, args, kwargs)
+
+    def __reduce__(self):  # a worker imports the stage by name (the function it wraps is not the module's)
+        return (_named_stage, (self.__module__, self.__qualname__))
+
     def __call__(self, *args, **kwargs):
         arguments = self.arguments(*args, **kwargs)
         key = self.key(arguments)
@@ -248,3 +266,22 @@ class Stage:
         kept = [(w.category, str(w.message)) for w in caught
                 if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
         return result, list(dict.fromkeys(kept))  # each distinct warning once
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call of a stage, not run yet: ``call()`` runs it (loading it where it is cached)."""
+
+    stage: Stage
+    args: tuple
+    kwargs: dict
+
+    def arguments(self) -> dict[str, Any]:
+        return self.stage.arguments(*self.args, **self.kwargs)
+
+    def folder(self):
+        """Where its result is kept."""
+        return self.stage.folder(*self.args, **self.kwargs)
+
+    def __call__(self) -> Any:
+        return self.stage(*self.args, **self.kwargs)

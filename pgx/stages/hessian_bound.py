@@ -12,7 +12,7 @@ from pgx.generalization import (
     EstimatorComparison, compare_trace_estimators, largest_group, policy_gradient_hvp, source_samples,
     standardise_advantages, train_and_measure,
 )
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 from pgx.profiles import Profile
 from pgx.runtime import seed_everything
 from pgx.stages.graph import stage

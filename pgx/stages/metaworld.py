@@ -21,7 +21,9 @@ from pgx.gradients import GradientFeatures
 from pgx.metaworld_budgets import METHODS, MetaWorldBudgets
 from pgx.profiles import Profile
 from pgx.stages.pipeline import estimate_affinity, gradient_features, held_out_features, surrogate_fit
-from pgx.stages.sac_run import EVAL_SEED, SACRun, eval_seed, meta_config, sac_run, theta_star_run
+from pgx.stages.graph import Call
+from pgx.stages.many import compute_many
+from pgx.stages.sac_run import EVAL_SEED, SACRun, eval_seed, meta_config, sac_call, sac_run, theta_star_run
 
 __all__ = ["SACRun", "sac_run", "theta_star_run", "eval_seed", "meta_config", "EVAL_SEED", "MetaWorldGrouping",
            "grouping", "multitask_table", "metaworld_profile", "GROUP_SEED"]
@@ -118,21 +120,25 @@ def multitask_table(family_spec: str, profile: Profile | None, seed: int) -> dic
     out: dict[str, dict] = {}
     run_seed = seed + GROUP_SEED
     grouped = grouping(family_spec, profile, seed)
+
+    def call(kind: str, members) -> Call:
+        cfg = _group_config(budgets, kind, len(members), n)
+        return sac_call(family_spec, cfg, run_seed, members, profile.eval_episodes, eval_seed(seed))
+
+    # Every baseline and every group's network is its own SAC run: computed over the cores.
+    singles = [m for m in budgets.methods if METHODS[m] != "mlp"]
+    members = {name: groups_from_labels(labels) for name, labels in grouped.groups.items()}
+    done = iter(compute_many([call(METHODS[m], range(n)) for m in singles]
+                             + [call(budgets.group_arch, group) for groups in members.values() for group in groups]))
     for method in budgets.methods:
-        kind = METHODS[method]
-        run = (grouped.meta if kind == "mlp"
-               else sac_run(family_spec, _group_config(budgets, kind, n, n), run_seed, range(n),
-                            profile.eval_episodes, eval_seed(seed)))
+        run = grouped.meta if METHODS[method] == "mlp" else next(done)
         out[method] = {"success": run.success, "returns": run.returns, "groups": None,
                        "env_steps": run.result.env_steps, "runs": [run]}
     for name, labels in grouped.groups.items():
         success, returns = np.full(n, np.nan), np.full(n, np.nan)
-        runs = []
-        for members in groups_from_labels(labels):
-            cfg = _group_config(budgets, budgets.group_arch, len(members), n)
-            run = sac_run(family_spec, cfg, run_seed, members, profile.eval_episodes, eval_seed(seed))
-            success[list(members)], returns[list(members)] = run.success, run.returns
-            runs.append(run)
+        runs = [next(done) for _ in members[name]]
+        for group, run in zip(members[name], runs):
+            success[list(group)], returns[list(group)] = run.success, run.returns
         out[f"{name} groups"] = {"success": success, "returns": returns, "groups": labels,
                                  "env_steps": sum(r.result.env_steps for r in runs), "runs": runs}
     return out

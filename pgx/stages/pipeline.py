@@ -25,9 +25,9 @@ from pgx.envs import TaskFamily, as_param_array, make_family
 from pgx.evaluation import episode_returns, evaluate
 from pgx.gradients import GaussianProjector, GradientFeatures, projected_grads, theta_fingerprint
 from pgx.keys import checkpoint_path
-from pgx.policies import ActorCritic, flat_params
+from pgx.nets.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
-from pgx.rollouts import Samples, center_per_task, policy_samples
+from pgx.algos.rollouts import Samples, center_per_task, policy_samples
 from pgx.runtime import seed_everything
 from pgx.sac_features import sac_samples
 from pgx.stages.graph import stage

@@ -18,9 +18,9 @@ from pgx.algos.sac import EVAL_STRIDE, SACAgent, SACConfig, SACResult, evaluate,
 from pgx.envs import make_family
 from pgx.keys import checkpoint_path
 from pgx.metaworld_budgets import MetaWorldBudgets
-from pgx.stages.graph import stage
+from pgx.stages.graph import Call, stage
 
-__all__ = ["SACRun", "sac_run", "theta_star_run", "eval_seed", "meta_config", "EVAL_SEED"]
+__all__ = ["SACRun", "sac_run", "sac_call", "theta_star_run", "theta_star_call", "eval_seed", "meta_config", "EVAL_SEED"]
 
 EVAL_SEED = 10_000_000
 """Base of the evaluation seeds (:func:`eval_seed`), far from every training seed."""
@@ -79,8 +79,14 @@ def eval_seed(seed: int) -> int:
 def sac_run(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes: int, evaluation_seed: int) -> SACRun:
     """Multitask SAC on ``task_ids`` of the family, then ``eval_episodes`` evaluation episodes per
     task from ``evaluation_seed``."""
+    return sac_call(family_spec, cfg, seed, task_ids, eval_episodes, evaluation_seed)()
+
+
+def sac_call(family_spec: str, cfg: SACConfig, seed: int, task_ids, eval_episodes: int, evaluation_seed: int) -> Call:
+    """:func:`sac_run`'s call, not run yet: several are computed over the cores by
+    :func:`pgx.stages.many.compute_many`."""
     ids = tuple(int(t) for t in make_family(family_spec).check_tasks(task_ids))
-    return _sac_run(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed))
+    return _sac_run.call(family_spec, cfg, int(seed), ids, int(eval_episodes), int(evaluation_seed))
 
 
 def meta_config(budgets: MetaWorldBudgets, family_spec: str) -> SACConfig:
@@ -93,6 +99,11 @@ def theta_star_run(family_spec: str, profile, seed: int) -> SACRun:
     """θ* of a family the profile trains with SAC: multitask SAC on every task (``meta_config``),
     evaluated with the profile's ``eval_episodes`` — the run the meta-training stage makes, which is
     also the MT-SAC baseline; ``profile`` is specialised to the family."""
+    return theta_star_call(family_spec, profile, seed)()
+
+
+def theta_star_call(family_spec: str, profile, seed: int) -> Call:
+    """:func:`theta_star_run`'s call, not run yet (θ* of several seeds over the cores)."""
     n = make_family(family_spec).n_tasks
-    return sac_run(family_spec, meta_config(profile.metaworld, family_spec), seed, range(n), profile.eval_episodes,
-                   eval_seed(seed))
+    return sac_call(family_spec, meta_config(profile.metaworld, family_spec), seed, range(n), profile.eval_episodes,
+                    eval_seed(seed))

@@ -15,7 +15,7 @@ from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.envs import make_family
 from pgx.evaluation import evaluate
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
-from pgx.policies import ActorCritic, flat_params
+from pgx.nets.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
 from pgx.truth.reliability import Reliability, split_half_reliability
 from pgx.runtime import seed_everything

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pgx.gradients import GaussianProjector, check_samples, log_prob_at
-from pgx.policies import flat_params
+from pgx.nets.policies import flat_params
 from pgx.surrogate import SurrogateConfig, subset_masks
 
 __all__ = ["ExactFit", "exact_fit_subsets"]

@@ -17,7 +17,7 @@ import torch
 
 from pgx.envs import TaskFamily
 from pgx.envs.autoreset import EnvState, step_envs
-from pgx.policies import ActorCritic
+from pgx.nets.policies import ActorCritic
 
 __all__ = ["Rollout", "RolloutState", "collect", "gae", "Samples", "policy_samples", "env_samples", "flat_actions",
            "center_per_task"]

@@ -26,8 +26,8 @@ from torch.func import vmap
 from pgx.algos.maml import adapt, as_tuple
 from pgx.checks import KeyedByChanges, check_int, check_number, check_optional_int
 from pgx.envs import TaskFamily, as_param_array
-from pgx.episodes import collect_episodes, stack_params
-from pgx.policies import Actor
+from pgx.algos.episodes import collect_episodes, stack_params
+from pgx.nets.policies import Actor
 
 __all__ = ["AdaptConfig", "Adaptation", "adaptation_curves", "representatives", "nearest_source_tasks"]
 

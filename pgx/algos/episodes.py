@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from pgx.policies import Actor
+from pgx.nets.policies import Actor
 
 __all__ = ["EpisodeBatch", "collect_episodes", "linear_baseline", "episode_advantages", "stack_params"]
 
