@@ -36,9 +36,11 @@ __all__ = ["PACKAGE_ROOT", "code_version", "versioned", "family_version",
 PACKAGE_ROOT = Path(__file__).parent
 """The ``pgx`` package directory, whose modules the code versions hash."""
 
-REPORTING_MODULES = ("pgx.progress",)
-"""Modules a stage calls only to report (progress lines, remembered durations): they cannot change
-a result, so editing them re-runs nothing."""
+REPORTING_MODULES = ("pgx.progress", "pgx.stages.many")
+"""Modules a stage calls only to report or to schedule (progress lines, remembered durations; which
+process computes a stage call it makes): they cannot change a result, so editing them re-runs
+nothing. The stages a stage calls through :func:`pgx.stages.many.compute_many` are still its own
+(named in its source: ``_maml_run.call(...)``), keyed as consumed stages."""
 
 VALUE_MODULES = ("pgx.profiles", "pgx.transfer_budgets", "pgx.metaworld_budgets")
 """Modules that reach a stage only as values: the :class:`~pgx.profiles.Profile` and its sections,

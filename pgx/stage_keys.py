@@ -110,11 +110,15 @@ def _stage_version(module: str, function: str, root: Path) -> StageVersion:
                 todo.append((mod, loaded))
             elif loaded in table.imported:
                 source, attr = table.imported[loaded]
+                if source in REPORTING_MODULES:
+                    continue
                 if source.startswith(STAGE_PACKAGE + ".") and attr is not None and _module_path(source, root, package):
                     todo.append((source, attr))
                 else:
                     modules.add(source)
         for source, attr in _local_imports(node, mod, package):
+            if source in REPORTING_MODULES:
+                continue
             if source.startswith(STAGE_PACKAGE + ".") and attr is not None:
                 todo.append((source, attr))
             else:

@@ -122,6 +122,17 @@ def test_docstring_and_comment_edits_change_no_key(package):
     assert _changed(before, _keys(package)) == set()
 
 
+def test_scheduling_edits_change_no_key(package):
+    """compute_many decides which process computes a call, not its result: editing it re-runs
+    nothing, and the stages called through it stay consumed (their reads and keys count)."""
+    before = _keys(package)
+    _edit(package / "stages" / "many.py", "    return [c() for c in calls]",
+          "    results = [c() for c in calls]\n    return results")
+    assert _changed(before, _keys(package)) == set()
+    consumed = stage_version("pgx.stages.downstream", "maml_transfer", package).stages
+    assert {"pgx.stages.downstream:_maml_run", "pgx.stages.downstream:_ppo_run"} <= set(consumed)
+
+
 _STAGE_KEYS = """
 import json, joblib
 from pgx.profiles import get_profile

@@ -60,6 +60,8 @@ def test_an_error_is_raised_here_and_finished_calls_stay(isolated_cache):
 def test_bad_input_is_named(isolated_cache):
     with pytest.raises(TypeError, match="Stage.call"):
         compute_many([_square.call(1), (_square, 2)])
+    with pytest.raises(ValueError, match="n_jobs must be a non-zero int.*got 0"):
+        compute_many([_square.call(1)], n_jobs=0)
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         meta_train.call("cartpole", get_profile("smoke"), -1)
     with pytest.raises(ValueError, match="nosuchfamily"):

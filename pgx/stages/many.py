@@ -40,9 +40,11 @@ def compute_many(calls: Iterable[Call], n_jobs: int = -1) -> list[Any]:
 
     ``calls`` are :meth:`pgx.stages.graph.Stage.call` objects, e.g.
     ``compute_many(meta_train.call(spec, profile, seed) for spec in families)``. Calls with one key
-    are computed once. An error in a worker is raised here (the results finished before it are
-    cached: a rerun resumes).
+    are computed once. An error in a worker is raised here once the other calls have finished and
+    been stored, so a rerun computes only what failed.
     """
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero int (-1: every core), got {n_jobs!r}")
     calls = list(calls)
     if not all(isinstance(c, Call) for c in calls):
         bad = next(c for c in calls if not isinstance(c, Call))
