@@ -432,10 +432,12 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
     """Every estimator (both PolicyGradEx routes, the offline exact truth, gradient similarity, random
     groups, and the first-order route with the rescaled λ step when the profile takes trust-region
     steps) against the replicated online truth — its objective and its return, the paper's kind — and
-    the exact truth, with both online truths' reliability beside; NMI against the planted groups
-    where the family has them."""
+    the exact truth, with both online truths' reliability and group structure (the held-out gain of
+    their own grouping over random groups, :mod:`pgx.truth.structure`) beside; NMI against the planted
+    groups where the family has them."""
     from pgx.clustering import gradient_similarity, random_grouping, sdp_cluster
     from pgx.stages.pipeline import estimate_affinity
+    from pgx.truth.structure import oracle_gain
     from pgx.truth.validation import compare, grouping_nmi
 
     family = make_family(family_name)
@@ -486,6 +488,10 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
             rows.setdefault(name, {})["NMI vs planted groups"] = grouping_nmi(labels, np.asarray(planted))
         rows[ESTIMATORS[4]]["NMI vs planted groups"] = float(np.mean([grouping_nmi(d, np.asarray(planted)) for d in draws]))
     plug_in_reliability = split_half_reliability(plug_in.subsets, plug_in.replicate_scores, n, k, seed=seed, bootstrap=0)
+    # Is there group structure for any estimator to find? The truth's own grouping, held out.
+    structure = {kind: oracle_gain(truth.subsets, scores, n, k, seed=seed).row()
+                 for kind, scores in (("truth", truth.replicate_objective), ("return truth", truth.replicate_returns))}
     return {"rows": rows, "truth reliability": truth.reliability["objective"].row(),
             "return truth reliability": truth.reliability["return"].row(),
+            "truth structure": structure["truth"], "return truth structure": structure["return truth"],
             "plug-in reliability (1 half vs the other)": plug_in_reliability.row()}
