@@ -491,7 +491,14 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
     # Is there group structure for any estimator to find? The truth's own grouping, held out.
     structure = {kind: oracle_gain(truth.subsets, scores, n, k, seed=seed).row()
                  for kind, scores in (("truth", truth.replicate_objective), ("return truth", truth.replicate_returns))}
-    return {"rows": rows, "truth reliability": truth.reliability["objective"].row(),
+    # The target as the authors' group builds it (each task standardised across subsets) or raw.
+    raw_truth = affinity_matrix(truth.subsets, truth.objective_scores, n, normalize=False)
+    raw_estimate = affinity_matrix(first_order.subsets, first_order.scores, n, normalize=False)
+    raw = {"truth reliability": split_half_reliability(truth.subsets, truth.replicate_objective, n, k, seed=seed,
+                                                       bootstrap=0, normalize=False).row(),
+           "first-order vs truth": compare(raw_estimate, raw_truth, k, seed, first_order.scores, truth.objective_scores,
+                                           False)}
+    return {"rows": rows, "truth reliability": truth.reliability["objective"].row(), "raw target": raw,
             "return truth reliability": truth.reliability["return"].row(),
             "truth structure": structure["truth"], "return truth structure": structure["return truth"],
             "plug-in reliability (1 half vs the other)": plug_in_reliability.row()}

@@ -101,12 +101,15 @@ def split_half_reliability(
     seed: int = 0,
     max_splits: int = 10,
     bootstrap: int = 20,
+    normalize: bool = True,
 ) -> Reliability:
     """Split-half reliability of the truth ``mean_j replicate_scores[j]``.
 
     :param replicate_scores: ``(r, m, n_tasks)``, replicate j's score of each task on each subset
         (NaN outside the subset), r >= 2.
     :param k: number of groups compared.
+    :param normalize: standardise each task's scores across subsets before the affinity
+        (:func:`pgx.affinity.affinity_matrix`); False: the raw target.
     """
     scores = np.asarray(replicate_scores, float)
     if scores.ndim != 3 or scores.shape[1:] != (len(subsets), n_tasks):
@@ -116,14 +119,14 @@ def split_half_reliability(
     nmis, offdiagonals, spearmans = [], [], []
     for first, second in splits:
         a, b = scores[list(first)].mean(0), scores[list(second)].mean(0)
-        ta, tb = affinity_matrix(subsets, a, n_tasks), affinity_matrix(subsets, b, n_tasks)
+        ta, tb = affinity_matrix(subsets, a, n_tasks, normalize), affinity_matrix(subsets, b, n_tasks, normalize)
         nmis.append(grouping_nmi(sdp_cluster(ta, k=k, seed=seed), sdp_cluster(tb, k=k, seed=seed)))
         offdiagonals.append(offdiagonal_correlation(ta, tb))
         rho = per_task_spearman(a, b)
         spearmans.append(float(np.nanmean(rho)) if np.isfinite(rho).any() else np.nan)
-    full_groups = sdp_cluster(affinity_matrix(subsets, scores.mean(0), n_tasks), k=k, seed=seed)
+    full_groups = sdp_cluster(affinity_matrix(subsets, scores.mean(0), n_tasks, normalize), k=k, seed=seed)
     rng = np.random.default_rng(seed)
-    boot = [grouping_nmi(sdp_cluster(affinity_matrix(subsets, scores[rng.integers(0, r, r)].mean(0), n_tasks),
+    boot = [grouping_nmi(sdp_cluster(affinity_matrix(subsets, scores[rng.integers(0, r, r)].mean(0), n_tasks, normalize),
                                      k=k, seed=seed), full_groups) for _ in range(bootstrap)]
     offdiagonal, spearman = _nanmean(offdiagonals), _nanmean(spearmans)
     # A half holds r//2 replicates; the full truth r of them.
