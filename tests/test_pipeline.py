@@ -69,6 +69,16 @@ def test_cli_runs_every_stage_and_writes_json(isolated_cache):
     # r = 2: the one split puts replicate 0 against replicate 1
     halves = [groups(affinity_matrix(subsets, replicate, 10)) for replicate in arrays["replicate_objective"]]
     assert truth["verdicts"]["truth reliability"]["split-half NMI"] == grouping_nmi(*halves)
+    # Beside the estimate's figures: whether the truth has groups to find (its own grouping, held out)
+    # and the raw target's reliability, recomputed here from the replicates the CLI saved.
+    from pgx.truth.reliability import split_half_reliability
+    from pgx.truth.structure import oracle_gain
+
+    structure = truth["verdicts"]["truth structure"]
+    assert structure["oracle gain z"] == pytest.approx(oracle_gain(subsets, arrays["replicate_objective"], 10, 3).z)
+    assert isinstance(structure["group structure above noise"], bool)
+    raw = split_half_reliability(subsets, arrays["replicate_objective"], 10, 3, bootstrap=0, normalize=False)
+    assert truth["verdicts"]["raw target"]["truth reliability"]["split-half NMI"] == raw.nmi
     assert truth["speedup"] > 1 and truth["flops_ratio"] > 1
     replicates = np.load(out / "groundtruth.npz")["replicate_objective"]
     assert replicates.shape == (smoke.truth_replicates, smoke.num_subsets, 10)
