@@ -26,7 +26,7 @@ STAGES = {
     "pgx.stages.truth": ("ground_truth", "projection_ablation", "_cost_by_depth", "_subset_size_ablation",
                          "exact_truth", "rss_by_distance", "verdicts"),
     "pgx.stages.hessian_bound": ("generalization",),
-    "pgx.stages.fidelity": ("highway_fidelity", "_fidelity_at"),
+    "pgx.stages.fidelity": ("highway_fidelity",),
     "pgx.stages.downstream": ("_maml_run", "_ppo_run", "maml_transfer", "_source_distribution"),
     "pgx.stages.sac_run": ("_sac_run",),
 }

@@ -1,7 +1,10 @@
 """compute_many: independent stage calls computed over the cores, each stored by its stage."""
 
 import os
+import threading
 import time
+
+import joblib
 
 import pytest
 import torch
@@ -9,6 +12,21 @@ import torch
 from pgx.profiles import get_profile
 from pgx.stages import compute_many, meta_train
 from pgx.stages.graph import stage
+
+
+@stage()
+def _nested(x: int) -> list[tuple[int, str]]:
+    """Runs joblib itself, as the ground truth's fine-tuning does."""
+    return joblib.Parallel(n_jobs=2)(joblib.delayed(_where)(i) for i in range(4))
+
+
+def _where(i: int) -> tuple[int, str]:
+    return os.getpid(), threading.current_thread().name
+
+
+@stage()
+def _of_family(family_name: str) -> int:
+    return os.getpid()
 
 
 @stage()
@@ -81,3 +99,23 @@ def test_a_stage_computed_in_a_worker_equals_one_computed_here(tmp_path, monkeyp
             assert state_a.keys() == state_b.keys()
             assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
         assert (a.eval_returns == b.eval_returns).all()
+
+
+def test_a_stages_own_joblib_calls_run_in_its_worker_in_order(isolated_cache):
+    results = compute_many([_nested.call(1), _nested.call(2)], n_jobs=2)
+    for places in results:
+        assert {pid for pid, _ in places} != {os.getpid()} and len({pid for pid, _ in places}) == 1
+        assert {thread for _, thread in places} == {"MainThread"}
+
+
+def test_a_family_a_worker_cannot_rebuild_is_computed_here(isolated_cache):
+    from pgx.envs import FAMILIES, make_family, register_family
+
+    register_family("cartpole-mine", lambda **options: make_family("cartpole"))
+    try:
+        pids = compute_many([_of_family.call("cartpole-mine"), _of_family.call("cartpole-mine:observe_task=false"),
+                             _of_family.call("cartpole"), _of_family.call("navigation")], n_jobs=2)
+    finally:
+        FAMILIES.pop("cartpole-mine")
+    assert pids[0] == pids[1] == os.getpid()  # registered in this process only
+    assert os.getpid() not in pids[2:]

@@ -25,7 +25,7 @@ def _replicates(effect: float, noise: float, r: int = 6, seed: int = 0):
 def test_planted_structure_is_found_on_held_out_replicates():
     subsets, scores = _replicates(effect=1.0, noise=0.5)
     gain = oracle_gain(subsets, scores, N, K, seed=0, random_groupings=100)
-    assert gain.above_noise and gain.z > 3 and gain.percentile > 0.95
+    assert gain.above_noise and gain.z > 3 and gain.z_median > 3 and gain.z_min > 2 and gain.percentile > 0.95
     assert gain.oracle > gain.random_mean
 
 
@@ -52,3 +52,20 @@ def test_bad_input_is_named():
         oracle_gain(subsets, scores[:1], N, K)
     with pytest.raises(ValueError, match="random_groupings must be an integer >= 2, got 1"):
         oracle_gain(subsets, scores, N, K, random_groupings=1)
+
+
+def test_strong_but_uneven_structure_counts():
+    """A large spread of z over splits is not noise when every split clears the bar."""
+    from pgx.truth.structure import OracleGain
+
+    uneven = OracleGain(replicates=4, splits=3, oracle=1.0, random_mean=0.0, random_std=0.1, z=10.0, z_std=6.0,
+                        z_median=9.0, z_min=4.0, percentile=1.0)
+    assert uneven.above_noise
+    assert not OracleGain(4, 3, 1.0, 0.0, 0.1, 3.0, 2.0, 3.0, -0.5, 0.8).above_noise  # one split below random
+    assert not OracleGain(4, 3, 1.0, 0.0, 0.1, 2.5, 2.0, 1.5, 0.5, 0.8).above_noise  # median split below 2
+
+
+def test_constant_truth_has_no_z():
+    subsets, scores = _replicates(effect=0.0, noise=0.0)
+    gain = oracle_gain(subsets, scores, N, K, random_groupings=20)
+    assert np.isnan(gain.z) and not gain.above_noise

@@ -19,7 +19,6 @@ from pgx.envs import make_family
 from pgx.envs.highway_fidelity import ALPHA, FIXED_POLICIES, compare_backends, holm, same_state_agreement
 from pgx.profiles import Profile
 from pgx.stages.graph import stage
-from pgx.stages.many import compute_many
 from pgx.stages.pipeline import meta_train
 
 __all__ = ["FidelityResult", "highway_fidelity"]
@@ -45,29 +44,15 @@ def highway_fidelity(family_name: str, profile: Profile, seed: int) -> FidelityR
         raise ValueError(f"give the highway spec without a backend (the check compares both), got {family_name!r}")
     start = time.perf_counter()
     budget = profile.fidelity
-    densities = budget.densities or make_family(family_name).source_params
-    # Each density is checked on its own (the episodes of one do not depend on another's): over the cores.
-    cells = compute_many(_fidelity_at.call(family_name, profile, seed, float(d)) for d in densities)
-    same_state = pd.DataFrame([same for same, _, _ in cells])
-    episodes = pd.concat([fixed for _, fixed, _ in cells] + [trained for _, _, trained in cells], ignore_index=True)
-    # One correction over every comparison made, fixed policies and θ* together.
-    episodes["p_holm"] = holm(episodes["p"])
-    episodes["agree"] = episodes["p_holm"] >= ALPHA
-    return FidelityResult(same_state=same_state, episodes=episodes, episodes_per_cell=budget.episodes,
-                          seconds=time.perf_counter() - start)
-
-
-@stage(reads=("fidelity",))
-def _fidelity_at(family_name: str, profile: Profile, seed: int,
-                 density: float) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """One density of :func:`highway_fidelity`: its same-state row, the fixed policies' table, θ*'s table."""
-    budget = profile.fidelity
     fast = make_family(family_name)
     reference = make_family(f"{family_name}:backend=highway-env" if ":" not in family_name
                             else f"{family_name},backend=highway-env")
-    task = fast.source_params.index(density) if density in fast.source_params else -1
-    same_state = dict(density=density, **same_state_agreement(density, budget.same_state_steps, seed))
-    fixed = compare_backends(fast, reference, [density], {p: FIXED_POLICIES[p] for p in budget.policies},
+    densities = budget.densities or fast.source_params
+    tasks = [fast.source_params.index(d) if d in fast.source_params else -1 for d in densities]
+    same_state = pd.DataFrame([dict(density=d, **same_state_agreement(d, budget.same_state_steps, seed))
+                               for d in densities])
+
+    fixed = compare_backends(fast, reference, densities, {p: FIXED_POLICIES[p] for p in budget.policies},
                              budget.episodes, seed)
     actor = meta_train(family_name, profile, seed).agent(family_name, profile).actor
 
@@ -75,7 +60,12 @@ def _fidelity_at(family_name: str, profile: Profile, seed: int,
     def theta_star(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return actor.mode(torch.as_tensor(obs, dtype=torch.float32)).cpu().numpy()
 
-    trained = compare_backends(fast, reference, [density], {"θ*": theta_star}, budget.episodes, seed,
-                               shown_tasks=[task])
-    return same_state, fixed, trained
+    trained = compare_backends(fast, reference, densities, {"θ*": theta_star}, budget.episodes, seed,
+                               shown_tasks=tasks)
+    episodes = pd.concat([fixed, trained], ignore_index=True)
+    # One correction over every comparison made, fixed policies and θ* together.
+    episodes["p_holm"] = holm(episodes["p"])
+    episodes["agree"] = episodes["p_holm"] >= ALPHA
+    return FidelityResult(same_state=same_state, episodes=episodes, episodes_per_cell=budget.episodes,
+                          seconds=time.perf_counter() - start)
 

@@ -9,8 +9,14 @@ in the order asked. A result is the same whichever process computed it: it is th
 and stored by the stage.
 
 Inside a worker (and where only one call is missing, or one core is there) the calls simply run
-one after another in this process; a stage defined in ``__main__`` (a script, a notebook) cannot
-be imported by a worker, so it does too.
+one after another in this process. A call a fresh process could not rebuild runs here too: a stage
+defined in ``__main__`` (a script, a notebook), or a family registered there or by a module that
+``$PGX_PLUGINS`` does not name. In a worker the stage's own joblib calls (the ground truth's
+fine-tuning) run sequentially, in that worker, as they would with ``n_jobs=1``.
+
+This module decides where a call runs, never what it computes, so no stage's key hashes it
+(:data:`pgx.keys.REPORTING_MODULES`): a fix to it re-runs nothing, so it must not change which
+result a caller receives — the tests pin the order and the one-computation-per-key rule.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import joblib
 from tqdm.auto import tqdm
 
 from pgx import progress
+from pgx.envs import load_plugins, parse_family_spec, registry_entry
 import pgx.stages.cache as cache  # noqa: I001 (a module import: no cycle through pgx.stages' __init__)
 from pgx.stages.graph import Call
 
 __all__ = ["compute_many"]
 
 _CACHE_ENV = "PGX_CACHE"
+_SHARED_ENV = (_CACHE_ENV, progress.PROGRESS_ENV, "PGX_DEVICE", "PGX_PLUGINS")
+"""Environment a worker takes from its caller: the cache, the progress file, the device, the plugins."""
 _WORKER_ENV = "PGX_STAGE_WORKER"
 """Set in a worker of :func:`compute_many`: a nested call runs its calls in that worker."""
 
@@ -49,12 +58,13 @@ def compute_many(calls: Iterable[Call], n_jobs: int = -1) -> list[Any]:
     if not all(isinstance(c, Call) for c in calls):
         bad = next(c for c in calls if not isinstance(c, Call))
         raise TypeError(f"compute_many takes Stage.call(...) objects, got {type(bad).__name__}: {bad!r}")
-    missing = _missing(calls)
+    missing = [c for c in _missing(calls) if _portable(c)]  # the others are computed below, here
     workers = min(len(missing), 1 if os.environ.get(_WORKER_ENV) else joblib.effective_n_jobs(n_jobs))
-    if workers > 1 and all(c.stage.__module__ != "__main__" for c in missing):
-        environment = {_CACHE_ENV: str(cache.cache_dir())}
-        if os.environ.get(progress.PROGRESS_ENV):
-            environment[progress.PROGRESS_ENV] = os.environ[progress.PROGRESS_ENV]
+    if workers > 1:
+        # Everything a worker must share with this process, set on every call: a reused worker
+        # may have run a call of another caller (an empty value reads as unset).
+        environment = {name: os.environ.get(name, "") for name in _SHARED_ENV}
+        environment[_CACHE_ENV] = str(cache.cache_dir())
         names = sorted({c.stage.__name__.lstrip("_") for c in missing})
         jobs = (joblib.delayed(_compute_in_worker)(c, environment) for c in _longest_first(missing))
         errors = []
@@ -82,6 +92,19 @@ def _missing(calls: Sequence[Call]) -> list[Call]:
     return missing
 
 
+def _portable(call: Call) -> bool:
+    """Whether a fresh worker process can rebuild ``call``: its stage importable by name, its family
+    built in or registered by a module ``$PGX_PLUGINS`` names (the worker imports those)."""
+    if call.stage.__module__ == "__main__":
+        return False
+    spec = call.arguments().get(call.stage.family_parameter) if call.stage.family_parameter else None
+    if not isinstance(spec, str):
+        return True
+    entry = registry_entry(parse_family_spec(spec)[0])
+    plugins = {n.strip() for n in os.environ.get("PGX_PLUGINS", "").split(",") if n.strip()}
+    return isinstance(entry, str) or getattr(entry, "__module__", None) in plugins
+
+
 def _longest_first(calls: list[Call]) -> list[Call]:
     """The calls ordered by the time each took when last computed here, longest first (unknown ones
     first, in the order given): the last call to start is then a short one, and the cores finish
@@ -102,12 +125,14 @@ def _compute_in_worker(call: Call, environment: dict[str, str]) -> BaseException
     before = {name: os.environ.get(name) for name in [*environment, _WORKER_ENV]}
     os.environ.update(environment, **{_WORKER_ENV: "1"})
     try:
-        call()
+        load_plugins()
+        with joblib.parallel_config(backend="sequential"):  # the stage's own joblib calls: here, in order
+            call()
         return None
     except Exception as error:
         error.add_note("worker traceback:\n" + "".join(traceback.format_exception(error)))
         try:
-            pickle.dumps(error)
+            pickle.loads(pickle.dumps(error))  # it must also unpickle, or the caller gets joblib's error
             return error
         except Exception:  # an error that cannot travel back is sent as its text
             return RuntimeError(f"{type(error).__name__}: {error}\n" + "\n".join(getattr(error, "__notes__", [])))
