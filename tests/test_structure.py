@@ -69,3 +69,19 @@ def test_constant_truth_has_no_z():
     subsets, scores = _replicates(effect=0.0, noise=0.0)
     gain = oracle_gain(subsets, scores, N, K, random_groupings=20)
     assert np.isnan(gain.z) and not gain.above_noise
+
+
+def test_budget_curves_along_replicates():
+    from pgx.truth.curves import by_replicates
+
+    subsets, scores = _replicates(effect=0.4, noise=1.0, r=12, seed=3)
+    planted = np.where(GROUP[:, None] == GROUP[None, :], 1.0, -1.0)  # an estimate that knows the groups
+    rows = by_replicates(subsets, scores, K, seed=0, estimate=planted, random_groupings=50)
+    assert [row["replicates"] for row in rows] == list(range(2, 13))
+    first, last = rows[0], rows[-1]
+    # More replicates: a truth that agrees more with itself, and with the estimate that knows its groups.
+    assert last["split-half off-diagonal r"] > first["split-half off-diagonal r"]
+    assert last["NMI(estimate, truth)"] > first["NMI(estimate, truth)"] and last["NMI(estimate, truth)"] > 0.5
+    assert "NMI(estimate, truth)" not in by_replicates(subsets, scores[:3], K)[0]
+    with pytest.raises(ValueError, match="budget curves need r >= 2 replicates, got 1"):
+        by_replicates(subsets, scores[:1], K)

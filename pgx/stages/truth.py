@@ -502,3 +502,17 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
             "return truth reliability": truth.reliability["return"].row(),
             "truth structure": structure["truth"], "return truth structure": structure["return truth"],
             "plug-in reliability (1 half vs the other)": plug_in_reliability.row()}
+
+
+@stage(reads=("num_groups",))
+def replicate_curves(family_name: str, profile: Profile, seed: int) -> dict[str, list[dict]]:
+    """Budget curves along the replicates of the ground truth (:func:`pgx.truth.curves.by_replicates`):
+    for the objective and the return truth built from their first j replicates, the split-half
+    reliability, the oracle gain and the first-order estimate's NMI with that truth."""
+    from pgx.stages.pipeline import estimate_affinity
+    from pgx.truth.curves import by_replicates
+
+    truth = ground_truth(family_name, profile, seed)
+    estimate = estimate_affinity(family_name, profile, seed, "first_order").affinity
+    return {kind: by_replicates(truth.subsets, scores, profile.num_groups, seed=seed, estimate=estimate)
+            for kind, scores in (("objective", truth.replicate_objective), ("return", truth.replicate_returns))}
