@@ -141,3 +141,31 @@ def test_gym_family_rejects_bad_input():
         gym_family("x", _pendulum, [2.0], [], "gravity")
     with pytest.raises(ValueError, match="processes must be an int >= 1, got 0"):
         gym_family("x", _pendulum, [2.0, 5.0], [], "gravity", processes=0)
+
+
+def test_cartpole_two_regimes_reverse_the_motor_of_half_the_tasks():
+    """``cartpole:actuators=mixed``: a controller that balances the poles as built drops the same
+    poles at once when the motor is reversed: the regimes conflict for any policy that cannot
+    tell them apart (the family hides the task)."""
+    import numpy as np
+
+    from pgx.envs import make_family
+
+    family = make_family("cartpole:actuators=mixed")
+    assert family.n_tasks == 10 and not family.observe_task
+    assert family.planted_groups == (0,) * 5 + (1,) * 5
+    assert make_family("cartpole:actuators=mixed,observe_task=true").observe_task
+    env = family.source_envs(range(10), 4)
+    obs, _ = env.reset(seed=0)
+    alive, steps = np.ones(40, bool), np.zeros(40)
+    for _ in range(200):
+        action = (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)  # push toward the lean
+        obs, _, terminated, truncated, _ = env.step(action)
+        alive &= ~(terminated | truncated)
+        steps += alive
+    by_task = steps.reshape(10, 4).mean(1)
+    # Poles from 0.16 m up stay up 200 steps with the motor as built, and fall within a few dozen
+    # steps with it reversed (the shortest pole, 0.05 m, is hard for this controller either way).
+    assert np.all(by_task[1:5] == 200) and np.all(by_task[6:] < 60), by_task
+    with pytest.raises(ValueError, match="actuators must be one of .*got 'sideways'"):
+        make_family("cartpole:actuators=sideways")
