@@ -54,7 +54,9 @@ class OracleGain:
     z_std: float
     """Standard deviation of that z over the splits and directions (ddof 1; 0 for one value)."""
     z_median: float
+    """Median of that z over the splits and directions: the typical split."""
     z_min: float
+    """The lowest split's z: where it is at or below 0, some split's oracle does no better than chance."""
     percentile: float
     """Mean fraction of random groupings the oracle beats on the held-out half."""
 
