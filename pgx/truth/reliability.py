@@ -25,7 +25,7 @@ from pgx.clustering import sdp_cluster
 from pgx.runtime import is_int
 from pgx.truth.validation import grouping_nmi, offdiagonal_correlation, per_task_spearman
 
-__all__ = ["Reliability", "spearman_brown", "half_splits", "split_half_reliability"]
+__all__ = ["Reliability", "spearman_brown", "half_splits", "split_half_reliability", "replicate_array"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,15 @@ def half_splits(r: int, max_splits: int = 10, seed: int = 0) -> list[tuple[tuple
     return splits
 
 
+def replicate_array(subsets: Sequence[Sequence[int]], replicate_scores: np.ndarray, n_tasks: int) -> np.ndarray:
+    """``replicate_scores`` as a float ``(r, len(subsets), n_tasks)`` array, or an error naming the
+    shape it has: the one check of every measure over a truth's replicates."""
+    scores = np.asarray(replicate_scores, float)
+    if scores.ndim != 3 or scores.shape[1:] != (len(subsets), n_tasks):
+        raise ValueError(f"replicate_scores must have shape (r, {len(subsets)}, {n_tasks}), got {scores.shape}")
+    return scores
+
+
 def split_half_reliability(
     subsets: Sequence[Sequence[int]],
     replicate_scores: np.ndarray,
@@ -111,9 +120,7 @@ def split_half_reliability(
     :param normalize: standardise each task's scores across subsets before the affinity
         (:func:`pgx.affinity.affinity_matrix`); False: the raw target.
     """
-    scores = np.asarray(replicate_scores, float)
-    if scores.ndim != 3 or scores.shape[1:] != (len(subsets), n_tasks):
-        raise ValueError(f"replicate_scores must have shape (r, {len(subsets)}, {n_tasks}), got {scores.shape}")
+    scores = replicate_array(subsets, replicate_scores, n_tasks)
     r = scores.shape[0]
     splits = half_splits(r, max_splits, seed)
     nmis, offdiagonals, spearmans = [], [], []

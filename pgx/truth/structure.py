@@ -26,7 +26,7 @@ import numpy as np
 from pgx.affinity import affinity_matrix
 from pgx.clustering import average_density, random_grouping, sdp_cluster
 from pgx.runtime import is_int
-from pgx.truth.reliability import half_splits
+from pgx.truth.reliability import half_splits, replicate_array
 
 __all__ = ["OracleGain", "oracle_gain", "STRUCTURE_Z"]
 
@@ -91,9 +91,7 @@ def oracle_gain(
         every split, from ``seed``).
     :param normalize: the affinity's per-task standardisation (:func:`pgx.affinity.affinity_matrix`).
     """
-    scores = np.asarray(replicate_scores, float)
-    if scores.ndim != 3 or scores.shape[1:] != (len(subsets), n_tasks):
-        raise ValueError(f"replicate_scores must have shape (r, {len(subsets)}, {n_tasks}), got {scores.shape}")
+    scores = replicate_array(subsets, replicate_scores, n_tasks)
     if not is_int(random_groupings) or random_groupings < 2:
         raise ValueError(f"random_groupings must be an integer >= 2, got {random_groupings!r}")
     r = scores.shape[0]
