@@ -1,20 +1,20 @@
 """What keys a stored result: the version of the code that computed it.
 
 Every cached stage result, training checkpoint and stored fine-tuning run is keyed by the code
-that can change it. :func:`code_version` hashes a module with the pgx modules it imports,
-transitively (docstrings, comments and formatting left out); :func:`family_version` hashes one
-family's module, found through the registry, so an edit to one family re-keys that family alone;
-:func:`key_version` joins the two with the versions of the libraries that can change a result
-(:func:`library_versions`), and :func:`trainer_version` does the same for a trainer, so an edit
-to what runs after training (the surrogate, the affinity) finds θ* and every fine-tuning run
-where they were. A declared stage's own code part is :mod:`pgx.stage_keys`', built on these. This
-module sits below the stages and the trainers (``pgx.truth.finetune`` keys its store with it) and
-imports neither.
+that can change it, read from the sources definition by definition (:mod:`pgx.reach`): a
+function's key covers the functions, classes and constants it reaches, in any pgx module, and
+nothing else of those modules. :func:`code_version` is that of every definition of a module;
+:func:`family_version` that of one family's factory, found through the registry, so an edit to one
+family re-keys that family alone and a new family re-keys nothing; :func:`key_version` joins them
+with the versions of the libraries that can change a result (:func:`library_versions`), and
+:func:`trainer_version` does the same for a trainer's entry point, so an edit to what runs after
+training (the surrogate, the affinity) finds θ* and every fine-tuning run where they were. A
+declared stage's own code part is :mod:`pgx.stage_keys`', built on these. This module sits below
+the stages and the trainers (``pgx.truth.finetune`` keys its store with it) and imports neither.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import importlib
@@ -27,6 +27,7 @@ from pathlib import Path
 import joblib
 
 from pgx.envs import parse_family_spec, registry_entry
+from pgx.reach import REPORTING_MODULES, VALUE_MODULES, module_entries, module_path, reach, semantic
 
 __all__ = ["PACKAGE_ROOT", "code_version", "versioned", "family_version",
            "key_version", "TRAINERS",
@@ -36,39 +37,25 @@ __all__ = ["PACKAGE_ROOT", "code_version", "versioned", "family_version",
 PACKAGE_ROOT = Path(__file__).parent
 """The ``pgx`` package directory, whose modules the code versions hash."""
 
-REPORTING_MODULES = ("pgx.progress", "pgx.stages.many")
-"""Modules a stage calls only to report or to schedule (progress lines, remembered durations; which
-process computes a stage call it makes): they cannot change a result, so editing them re-runs
-nothing. The stages a stage calls through :func:`pgx.stages.many.compute_many` are still its own
-(named in its source: ``_maml_run.call(...)``), keyed as consumed stages."""
-
-VALUE_MODULES = ("pgx.profiles", "pgx.transfer_budgets", "pgx.metaworld_budgets")
-"""Modules that reach a stage only as values: the :class:`~pgx.profiles.Profile` and its sections,
-whose fields a stage's key holds by value (those it reads, :mod:`pgx.stages.graph`) and which run
-no code a stage depends on. Editing a profile's value re-runs the stages that read that field."""
-
-
 def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
-    """A hash of the code that ``module`` (``"pgx.stages.truth"``) can run: its own source and that of
-    every pgx module it imports, transitively, and of the packages above each (Python runs their
-    ``__init__``). Docstrings, comments and formatting are left out, so only an edit that can change
-    a result re-runs a stage, and a module no stage imports (a chapter's helper, a new algorithm)
-    re-runs nothing. Imports inside functions count. A string naming a module (the family
-    registry's ``"pgx.envs.cartpole:cartpole_family"``) is not an import: a stage reaches a family
-    only through the registry, and its key carries that one family's version
-    (:func:`family_version`), so a family module's edit re-keys that family alone. Code reached any
-    other way (a plugin named at run time) is not hashed.
+    """A hash of the code that ``module`` (``"pgx.algos.ppo"``) or one of its definitions
+    (``"pgx.algos.ppo:train"``) can run: its definitions and, name by name, the functions, classes
+    and constants they reach in any pgx module (:func:`pgx.reach.reach`), with the statements those
+    modules run at import. Docstrings, comments, formatting and type annotations are left out, so
+    only an edit that can change a result re-runs what it can change; a definition nothing reaches
+    (a chapter's helper, a new option's code path in a function not called) re-runs nothing. A
+    string naming a module (the family registry's ``"pgx.envs.cartpole:cartpole_family"``) is not
+    followed: a stage reaches a family only through the registry, and its key carries that one
+    family's version (:func:`family_version`).
     """
-    package = root.name
-    digest = hashlib.sha256()
-    for name in sorted(_closure(module, root, package)):
-        digest.update(name.encode())
-        digest.update(_semantic_source(_module_path(name, root, package)).encode())
-    return digest.hexdigest()[:16]
+    name, _, function = module.partition(":")
+    entries = [(name, function)] if function else module_entries(name, root)
+    return reach(entries, root).digest
 
 
 def versioned(module: str, root: Path = PACKAGE_ROOT) -> str:
-    """``"module@version"``: :func:`code_version` with the module it covers named, as keys show it.
+    """``"module@version"`` (or ``"module:function@version"``): :func:`code_version` with what it covers
+    named, as keys show it.
 
     For the installed pgx (the default ``root``) it is computed once per process, when first asked
     for (stage modules ask at import): the code a process runs is the code it imported, so an edit
@@ -81,7 +68,12 @@ def versioned(module: str, root: Path = PACKAGE_ROOT) -> str:
 
 @functools.cache
 def _pinned(module: str) -> str:
-    return f"{module}@{code_version(module)}"
+    return f"{module}@{_pinned_code(module)}"
+
+
+@functools.cache
+def _pinned_code(entry: str) -> str:
+    return code_version(entry)
 
 
 def family_version(spec: str, root: Path = PACKAGE_ROOT) -> str:
@@ -89,8 +81,9 @@ def family_version(spec: str, root: Path = PACKAGE_ROOT) -> str:
     options enter keys as the spec itself), as ``"module@hash"``. The factory is found in the
     registry (:data:`pgx.envs.FAMILIES`):
 
-    * a built-in ``"module:function"`` string, or a registered callable defined in a pgx module:
-      :func:`versioned` of that module, its pgx imports included;
+    * a built-in ``"module:function"`` string, or a registered callable defined at the top of a pgx
+      module: :func:`code_version` of that factory — what it reaches, in its module and any other
+      (a callable defined inside a function: its whole module);
     * a callable or string from outside pgx (a plugin, a notebook): that module's name and a hash of
       its source, docstrings and comments left out, or of the factory's own source where the
       module's cannot be read (``__main__`` of a notebook); its imports are not followed (a family
@@ -101,13 +94,15 @@ def family_version(spec: str, root: Path = PACKAGE_ROOT) -> str:
     """
     factory = registry_entry(parse_family_spec(spec)[0])
     if isinstance(factory, str):
-        module = factory.partition(":")[0]
+        module, _, function = factory.partition(":")
     else:
         factory = getattr(factory, "func", factory)  # a functools.partial's function
-        module = getattr(factory, "__module__", None)
+        module, function = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
     package = root.name
-    if module and (module == package or module.startswith(package + ".")) and _module_path(module, root, package):
-        return versioned(module, root)
+    if module and (module == package or module.startswith(package + ".")) and module_path(module, root, package):
+        top_level = function and "." not in function and "<" not in function
+        entry = f"{module}:{function}" if top_level else module
+        return f"{module}@{_pinned_code(entry) if root == PACKAGE_ROOT else code_version(entry, root)}"
     return _outside_version(factory, module)
 
 
@@ -135,7 +130,7 @@ def _outside_version(factory, module: str | None) -> str:
         digest = "unversioned"
     else:
         try:
-            source = _semantic(source)
+            source = semantic(source)
         except SyntaxError:
             pass  # a fragment that does not parse on its own: hashed as written
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -184,13 +179,16 @@ def libraries_version() -> str:
     return "libraries@" + hashlib.sha256(repr(library_versions()).encode()).hexdigest()[:16]
 
 
-TRAINERS = {"ppo": "pgx.algos.ppo", "maml": "pgx.algos.maml", "sac": "pgx.algos.sac", "finetune": "pgx.truth.finetune"}
-"""Trainer → the module whose code its runs run: what names their checkpoints (``"finetune"``:
-the fine-tuning runs of the ground truth and the transfer matrix, kept in their own store)."""
+TRAINERS = {"ppo": "pgx.algos.ppo:train", "maml": "pgx.algos.maml:train", "sac": "pgx.algos.sac:train",
+            "finetune": "pgx.truth.finetune:_finetune_batch"}
+"""Trainer → the function its runs run (or, written without ``:function``, every definition of a
+module): what names their checkpoints (``"finetune"``: the fine-tuning runs of the ground truth and
+the transfer matrix, kept in their own store; one run or many, each is computed by
+``_finetune_batch``, so the store's own code is not in the key)."""
 
 
 def trainer_version(trainer: str, family_spec: str, root: Path = PACKAGE_ROOT) -> str:
-    """:func:`key_version` of ``trainer``'s module (:data:`TRAINERS`) and the family: what a
+    """:func:`key_version` of ``trainer``'s entry point (:data:`TRAINERS`) and the family: what a
     training run's checkpoint or stored result is keyed by besides its config, seed and tasks. Not
     the calling stage's code: a stage re-keyed by an edit to code that runs after training (the
     surrogate, the affinity) finds its run's checkpoint and resumes from it, which for a finished
@@ -207,80 +205,6 @@ def checkpoint_path(trainer: str, family_spec: str, config, seed: int, *rest) ->
     key = joblib.hash((trainer_version(trainer, family_spec), family_spec, config, int(seed), rest))
     safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in family_spec)
     return cache_dir() / "checkpoints" / trainer / f"{safe}-s{int(seed)}-{key[:16]}.pt"
-
-
-def _module_path(name: str, root: Path, package: str) -> Path | None:
-    parts = name.split(".")[1:] if name != package else []
-    base = root.joinpath(*parts)
-    for path in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
-        if path is not None and path.is_file():
-            return path
-    return None
-
-
-def _closure(module: str, root: Path, package: str) -> set[str]:
-    """``module``, the pgx modules it imports (transitively), and the packages above each: Python
-    runs a package's ``__init__`` on the way, so its own code counts, but what it imports only
-    counts where a module imports that too."""
-    followed: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in followed or _module_path(name, root, package) is None:
-            continue
-        followed.add(name)
-        todo.extend(_imports(name, root, package))
-    parents = {".".join(name.split(".")[:i]) for name in followed for i in range(1, name.count(".") + 1)}
-    return followed | {name for name in parents if _module_path(name, root, package) is not None}
-
-
-def _imports(name: str, root: Path, package: str) -> set[str]:
-    """The pgx modules one module imports: its import statements, anywhere in it, relative ones
-    resolved."""
-    path = _module_path(name, root, package)
-    return set(_named_modules(path.read_text(), name, package, path.name == "__init__.py"))
-
-
-@functools.lru_cache(maxsize=None)
-def _named_modules(source: str, name: str, package: str, is_package: bool) -> frozenset[str]:
-    # Keyed by the source itself: every stage module's version walks the same modules, and a
-    # module edited since (tests do) is parsed again.
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                anchor = name.split(".")[: len(name.split(".")) - node.level + (1 if is_package else 0)]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # kept only if a module
-    return frozenset(f for f in found if (f == package or f.startswith(package + ".")) and f not in VALUE_MODULES
-                     and f not in REPORTING_MODULES)
-
-
-def _semantic_source(path: Path | None) -> str:
-    """The module's syntax tree without docstrings or other bare strings: what it does, not how it
-    is written down."""
-    return "" if path is None else _semantic(path.read_text())
-
-
-@functools.lru_cache(maxsize=None)
-def _semantic(source: str) -> str:
-    return ast.dump(_drop_docstrings(ast.parse(source)))
-
-
-def _drop_docstrings(tree):
-    """``tree`` with every bare string statement (docstrings) removed from every body, in place."""
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list):
-            kept = [stmt for stmt in body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-                                                   and isinstance(stmt.value.value, str))]
-            node.body = kept or [ast.Pass()]
-    return tree
 
 
 def cache_dir() -> Path:

@@ -1,5 +1,5 @@
 """The stage cache's code versions: an edit that can change a stage's result re-keys it; a
-docstring, a comment or a module the stage never imports does not."""
+docstring, a comment, a module the stage never imports or a definition it never reaches does not."""
 
 import textwrap
 
@@ -57,6 +57,10 @@ def _edit(path, old, new):
     # Named only in a string, as the family registry names its families: a stage's key carries
     # the family's version on its own (pgx.keys.family_version), not every family's.
     ("registry/family_d.py", "return 4", "return 40"),
+    # Keys follow definitions, not modules: what no reached function loads does not count.
+    ("__init__.py", "VERSION = 1", "VERSION = 2"),
+    ("helper.py", "def helper", "def added():\n    return 5\n\n\ndef helper"),
+    ("registry/__init__.py", "import importlib", "import importlib, os"),
 ])
 def test_edits_that_cannot_change_a_result_keep_the_version(package, file, old, new):
     before = code_version("pkg.stage", package)
@@ -68,8 +72,8 @@ def test_edits_that_cannot_change_a_result_keep_the_version(package, file, old, 
     ("stage.py", "+ make()", "- make()"),
     ("helper.py", "return 1", "return 10"),               # relative import
     ("lazy.py", "return 2", "return 20"),                 # import inside a function
-    ("registry/__init__.py", "import importlib", "import importlib, os"),  # a module the stage imports
-    ("__init__.py", "VERSION = 1", "VERSION = 2"),        # the package above runs too
+    ("registry/__init__.py", "import importlib", "import os as importlib"),  # a library a reached function uses
+    ("__init__.py", "VERSION = 1", "VERSION = 2\nprint(VERSION)"),  # what the package above runs at import
 ])
 def test_edits_to_code_the_stage_runs_change_the_version(package, file, old, new):
     before = code_version("pkg.stage", package)
@@ -78,12 +82,13 @@ def test_edits_to_code_the_stage_runs_change_the_version(package, file, old, new
 
 
 def test_pgx_stage_versions_cover_what_they_call_and_not_the_presentation():
-    from pgx.keys import _closure
+    from pgx.reach import reach
     from pgx.stage_keys import stage_version
 
-    trainer = _closure("pgx.algos.ppo", PACKAGE_ROOT, "pgx")
-    assert {"pgx.envs", "pgx.nets.policies"} <= trainer and "pgx.surrogate" not in trainer
+    trainer = {part.split(":")[0] for part in reach([("pgx.algos.ppo", "train")], PACKAGE_ROOT).parts}
+    assert {"pgx.nets.policies", "pgx.algos.rollouts", "pgx.envs.autoreset"} <= trainer and "pgx.surrogate" not in trainer
     assert not {"pgx.envs.cartpole", "pgx.envs.highway", "pgx.envs.navigation"} & trainer  # via family_version only
+    assert not {"pgx.keys", "pgx.reach", "pgx.progress"} & trainer  # naming, storing, reporting: no result changes
     verdicts = stage_version("pgx.stages.truth", "verdicts")
     assert {"pgx.stages.truth:ground_truth", "pgx.stages.truth:exact_truth", "pgx.stages.pipeline:meta_train",
             "pgx.stages.pipeline:estimate_affinity"} <= set(verdicts.stages)

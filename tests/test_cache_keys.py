@@ -48,8 +48,9 @@ def package(tmp_path):
 def _keys(root) -> dict[tuple[str, str], str]:
     """(stage as "module:function", or trainer; family) → the code part of its key: the stage's
     code version with the family's, or the trainer's version for its runs."""
-    keys = {(f"{module}:{fn}", family): f"{stage_version(module, fn, root).code} {family_version(family, root)}"
-            for module, functions in STAGES.items() for fn in functions for family in BUILTIN}
+    families = {family: family_version(family, root) for family in BUILTIN}
+    codes = {f"{module}:{fn}": stage_version(module, fn, root).code for module, functions in STAGES.items() for fn in functions}
+    keys = {(stage, family): f"{code} {families[family]}" for stage, code in codes.items() for family in BUILTIN}
     keys.update({(trainer, family): trainer_version(trainer, family, root) for trainer in TRAINERS for family in BUILTIN})
     return keys
 
@@ -68,32 +69,59 @@ def _edit(path, old, new):
     path.write_text(text.replace(old, new))
 
 
+def _touch(path, function):
+    """Insert a statement that runs at the top of top-level ``function``'s body (after its docstring):
+    an edit that can change what the function does, as keys see it."""
+    import ast
+
+    text = path.read_text()
+    node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == function)
+    first = node.body[1] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
+        else node.body[0]
+    lines = text.splitlines(keepends=True)
+    lines.insert(first.lineno - 1, " " * first.col_offset + "_probe = 0\n")
+    path.write_text("".join(lines))
+
+
 def test_a_family_edit_rekeys_that_family_alone(package):
     before = _keys(package)
-    _append(package / "envs" / "highway.py", "\n\ndef _probe():\n    return 1\n")
+    _touch(package / "envs" / "highway.py", "highway_family")
     changed = _changed(before, _keys(package))
     # Every stage and run of highway, nothing of another family — but the fidelity check, which
-    # compares highway's two backends and runs on highway alone, reads highway's module itself.
+    # compares highway's two backends and runs on highway alone, calls highway's functions itself
+    # (the factory is not among them).
     fidelity = {k for k in before if k[0].startswith("pgx.stages.fidelity:")}
     assert changed - fidelity == {k for k in before if k[1] == "highway"} - fidelity
-    assert fidelity <= changed
 
 
-@pytest.mark.parametrize("module", ["surrogate.py", "affinity.py"])
-def test_surrogate_or_affinity_edits_rekey_no_training(package, module):
+def test_code_nothing_reaches_rekeys_nothing(package):
+    """Keys follow definitions, not modules: a new function in a family's module, a trainer's, the
+    surrogate's, or a new family in the registry (each family keyed by its own factory) re-keys no
+    stage and no run."""
     before = _keys(package)
-    _append(package / module, "\n\ndef _probe():\n    return 1\n")
+    for module in ("envs/highway.py", "envs/cartpole.py", "algos/ppo.py", "surrogate.py", "truth/finetune.py"):
+        _append(package / module, "\n\ndef _probe():\n    return 1\n")
+    _edit(package / "envs" / "__init__.py", '"cartpole": "pgx.envs.cartpole:cartpole_family",',
+          '"cartpole": "pgx.envs.cartpole:cartpole_family",\n    "probe": "pgx.envs.cartpole:cartpole_family",')
+    assert _changed(before, _keys(package)) == set()
+
+
+@pytest.mark.parametrize("module, function, stage", [("surrogate.py", "fit_subsets", "surrogate_fit"),
+                                                     ("affinity.py", "affinity_matrix", "estimate_affinity")])
+def test_surrogate_or_affinity_edits_rekey_no_training(package, module, function, stage):
+    before = _keys(package)
+    _touch(package / module, function)
     changed = _changed(before, _keys(package))
     assert not {k for k in changed if k[0] in TRAINERS}  # θ*, MAML, SAC and fine-tuning runs are reused
     assert not {k for k in changed if tuple(k[0].split(":")) in TRAINING}  # and so are the stages that train
-    assert {("pgx.stages.pipeline:surrogate_fit", f) for f in BUILTIN} <= changed  # while the fit re-runs
+    assert {(f"pgx.stages.pipeline:{stage}", f) for f in BUILTIN} <= changed  # while the fit or the affinity re-runs
 
 
 def test_a_stage_is_keyed_by_what_it_reaches_not_by_its_module(package):
     """The exact truth's solver re-keys the exact truth and what consumes it (the verdicts), not the
     ground truth beside it in the same module, nor anything upstream."""
     before = _keys(package)
-    _append(package / "truth" / "exact.py", "\n\ndef _probe():\n    return 1\n")
+    _touch(package / "truth" / "exact.py", "exact_fit_subsets")
     changed = {k[0] for k in _changed(before, _keys(package))}
     assert changed == {"pgx.stages.truth:exact_truth", "pgx.stages.truth:verdicts"}
 
@@ -190,7 +218,7 @@ def test_a_stage_reading_an_undeclared_field_fails_naming_it(tmp_path, monkeypat
 
 def test_a_trainer_edit_rekeys_its_runs(package):
     before = _keys(package)
-    _append(package / "algos" / "ppo.py", "\n\ndef _probe():\n    return 1\n")
+    _touch(package / "algos" / "ppo.py", "ppo_loss")
     changed = _changed(before, _keys(package))
     assert {("ppo", f) for f in BUILTIN} <= changed
     assert {("finetune", f) for f in BUILTIN} <= changed  # fine-tuning is PPO
@@ -370,9 +398,9 @@ def test_the_cli_after_another_familys_edit_recomputes_nothing(package, tmp_path
     the affinity are, and θ* and its features are not."""
     assert _affinity_run(package, tmp_path) == {"meta_train", "gradient_features", "held_out_features", "surrogate_fit",
                                                 "estimate_affinity"}
-    _append(package / "envs" / "highway.py", "\n\ndef _probe():\n    return 1\n")
+    _touch(package / "envs" / "highway.py", "highway_family")
     assert _affinity_run(package, tmp_path) == set()
-    _append(package / "surrogate.py", "\n\ndef _probe():\n    return 1\n")
+    _touch(package / "surrogate.py", "fit_subsets")
     assert _affinity_run(package, tmp_path) == {"surrogate_fit", "estimate_affinity"}
 
 

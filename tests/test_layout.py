@@ -3,7 +3,8 @@
 Imports inside functions count: a cycle hidden in a lazy import is still a cycle of concerns.
 """
 
-from pgx.keys import PACKAGE_ROOT, _imports
+from pgx.keys import PACKAGE_ROOT
+from pgx.reach import imported_modules
 
 TOP = ("pgx.cli", "pgx.__main__")
 """What may import the stages besides the stages themselves: the command line."""
@@ -14,7 +15,7 @@ def _graph() -> dict[str, set[str]]:
     for path in PACKAGE_ROOT.rglob("*.py"):
         parts = list(path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts)
         modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    return {m: {i for i in _imports(m, PACKAGE_ROOT, "pgx") if i in modules and i != m} for m in modules}
+    return {m: {i for i in imported_modules(m, PACKAGE_ROOT) if i in modules and i != m} for m in modules}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -3,9 +3,11 @@
 ``@stage(reads=("meta_ppo", "eval_episodes"))`` on a function of ``(family spec, profile, seed,
 ...)`` makes it a cached stage. A call's key hashes
 
-* the code the stage reaches (:func:`pgx.stage_keys.stage_version`: the functions it reaches in the stage
-  modules, one by one, and the other pgx modules it calls, whole) — not the module that holds it;
-* its family's own module (:func:`pgx.keys.family_version`), not the registry of every family;
+* the code the stage reaches (:func:`pgx.stage_keys.stage_version`: the functions, classes and
+  constants it reaches in any pgx module, name by name, :mod:`pgx.reach`) — not the modules that
+  hold them;
+* its family's factory and what that reaches (:func:`pgx.keys.family_version`), not the registry
+  of every family;
 * the profile fields it reads, and those of every stage it consumes (a stage it calls), with the
   values the family runs with (``Profile.for_family``) — not the rest of the profile, nor its name;
 * its other arguments, by value, and the versions of the libraries that can change a result.
@@ -19,7 +21,8 @@ a read that the key would miss fails the first time it runs instead of serving s
 a test reads every ``profile.<field>`` in the code a stage reaches and requires it declared, in
 branches no run takes too. A field of one trainer (``meta_ppo``, ``metaworld``) counts only for the
 families that trainer trains. The code part cannot be wrong the same way: it is read from the
-sources, not declared.
+sources, not declared (its one blind spot, a method of an object whose class no reached code
+names, is stated in :mod:`pgx.reach`).
 """
 
 from __future__ import annotations
