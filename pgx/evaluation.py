@@ -12,7 +12,7 @@ from pgx.envs import TaskFamily
 from pgx.nets.policies import Actor, PolicyConfig, make_actor
 from pgx.runtime import seed_everything
 
-__all__ = ["episode_returns", "evaluate", "evaluate_targets", "untrained_returns"]
+__all__ = ["episode_returns", "evaluate", "evaluate_episodes", "evaluate_targets", "untrained_returns"]
 
 
 @torch.no_grad()
@@ -51,6 +51,22 @@ def evaluate(
     _check_episodes(episodes)
     ids = family.check_tasks(task_ids)
     return _mean_returns(actor, family, family.source_envs(ids, episodes), len(ids), episodes, seed, greedy)
+
+
+def evaluate_episodes(
+    actor: Actor,
+    family: TaskFamily,
+    task_ids: Sequence[int],
+    episodes: int,
+    seed: int,
+    greedy: bool = True,
+) -> np.ndarray:
+    """Each episode's return, ``(len(task_ids), episodes)``: what :func:`evaluate` averages (the same
+    envs, seeds and actions), kept whole so that a truth can be rebuilt from its first e episodes."""
+    _check_episodes(episodes)
+    ids = family.check_tasks(task_ids)
+    totals = episode_returns(actor, family.source_envs(ids, episodes), seed, family.max_episode_steps + 1, greedy)
+    return totals.reshape(len(ids), episodes)
 
 
 def evaluate_targets(

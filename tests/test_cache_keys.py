@@ -24,7 +24,7 @@ STAGES = {
     "pgx.stages.pipeline": ("meta_train", "transfer_matrix", "gradient_features", "held_out_features",
                             "surrogate_fit", "estimate_affinity"),
     "pgx.stages.truth": ("ground_truth", "projection_ablation", "_cost_by_depth", "_subset_size_ablation",
-                         "exact_truth", "rss_by_distance", "verdicts", "replicate_curves"),
+                         "exact_truth", "rss_by_distance", "verdicts", "budget_curves"),
     "pgx.stages.hessian_bound": ("generalization",),
     "pgx.stages.fidelity": ("highway_fidelity",),
     "pgx.stages.downstream": ("_maml_run", "_ppo_run", "maml_transfer", "_source_distribution"),
@@ -133,7 +133,7 @@ def test_an_edit_to_one_stage_rekeys_it_and_its_consumers(package):
     changed = {k[0].split(":")[1] for k in _changed(before, _keys(package))}
     consumers = {"held_out_features", "estimate_affinity", "ground_truth", "projection_ablation",
                  "_subset_size_ablation", "exact_truth", "rss_by_distance", "verdicts", "generalization",
-                 "maml_transfer", "replicate_curves"}
+                 "maml_transfer", "budget_curves"}
     assert changed == consumers  # not θ*, the fit's features, the surrogate, Meta-World or the runs
 
 
@@ -195,7 +195,7 @@ def test_a_profile_field_rekeys_only_the_stages_that_read_it(package):
     assert {k for k in before if before[k] != after[k]} == {"rss_by_distance"}
     _edit(package / "profiles.py", "truth_episodes=1,", "truth_episodes=2,")  # smoke's value
     changed = {k for k, v in _stage_keys(package).items() if after[k] != v}
-    assert changed == {"ground_truth", "projection_ablation", "verdicts", "replicate_curves"}
+    assert changed == {"ground_truth", "projection_ablation", "verdicts", "budget_curves"}
 
 
 def test_a_stage_reading_an_undeclared_field_fails_naming_it(tmp_path, monkeypatch):

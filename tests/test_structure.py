@@ -85,3 +85,25 @@ def test_budget_curves_along_replicates():
     assert "NMI(estimate, truth)" not in by_replicates(subsets, scores[:3], K)[0]
     with pytest.raises(ValueError, match="budget curves need r >= 2 replicates, got 1"):
         by_replicates(subsets, scores[:1], K)
+
+
+def test_budget_curves_along_steps_and_episodes():
+    """A truth whose signal grows with fine-tuning (snapshots) and whose noise shrinks with more
+    evaluation episodes: both curves climb; each row is the truth at that budget."""
+    from pgx.truth.curves import by_episodes, by_steps
+
+    subsets, signal = _replicates(effect=1.0, noise=0.0, r=6, seed=4)
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal(signal.shape)
+    by_snapshot = {steps: signal * weight + noise for steps, weight in ((4000, 1.0), (1000, 0.05), (2000, 0.3))}
+    rows = by_steps(subsets, by_snapshot, K, seed=0, random_groupings=20)
+    assert [row["steps"] for row in rows] == [1000, 2000, 4000]
+    assert rows[-1]["split-half off-diagonal r"] > rows[0]["split-half off-diagonal r"]
+    assert rows[-1]["oracle gain z (median split)"] > rows[0]["oracle gain z (median split)"]
+
+    episodes = signal[..., None] + 1.5 * rng.standard_normal(signal.shape + (8,))
+    rows = by_episodes(subsets, episodes[..., [0, 1, 2, 3]], K, seed=0, random_groupings=20)
+    assert [row["episodes"] for row in rows] == [1, 2, 3, 4]
+    assert rows[-1]["split-half off-diagonal r"] > rows[0]["split-half off-diagonal r"] + 0.2
+    with pytest.raises(ValueError, match=r"episode_scores must have shape \(r, m, n_tasks, episodes\)"):
+        by_episodes(subsets, signal, K)

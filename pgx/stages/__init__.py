@@ -25,7 +25,7 @@ from pgx.stages.pipeline import (
     held_out_features, meta_train, projector_for, scoring_features, surrogate_fit, theta_star_samples, transfer_matrix,
 )
 from pgx.stages.truth import (
-    ESTIMATORS, ExactTruth, GroundTruth, cost_by_depth, exact_truth, ground_truth, projection_ablation, replicate_curves,
+    ESTIMATORS, ExactTruth, GroundTruth, cost_by_depth, exact_truth, ground_truth, projection_ablation, budget_curves,
     rss_by_distance, subset_size_ablation, verdicts,
 )
 
@@ -35,5 +35,5 @@ __all__ = [
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
     "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",
     "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "FidelityResult", "highway_fidelity",
-    "compute_many", "replicate_curves",
+    "compute_many", "budget_curves",
 ]

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from pgx.affinity import affinity_matrix, sample_subsets
 from pgx.envs import make_family
-from pgx.evaluation import evaluate
+from pgx.evaluation import evaluate_episodes
 from pgx.gradients import GaussianProjector, log_prob_at, projected_grads
 from pgx.nets.policies import ActorCritic, flat_params
 from pgx.profiles import Profile
@@ -39,7 +39,7 @@ from pgx.truth.validation import exact_objective_scores
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
-           "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts"]
+           "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "budget_curves"]
 
 
 @dataclass
@@ -76,6 +76,9 @@ class GroundTruth:
     from the store of finished runs (a resumed stage: no call's wall clock covers them all)."""
     finetune_flops: int
     """FLOPs of fine-tuning one subset (counted in a separate run of subset 0) times m: one replicate."""
+    replicate_episode_returns: np.ndarray | None = None
+    """``(r, m, n, e)``: each of the ``truth_episodes`` episodes behind ``replicate_returns`` (their
+    mean), so the return truth can be rebuilt from its first episodes (budget curves)."""
 
     @property
     def replicates(self) -> int:
@@ -123,7 +126,7 @@ def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
     objective = _objective_scorer(agent, held_out, family.n_tasks)
 
     shape = (r, len(subsets), family.n_tasks)
-    scores, returns = np.full(shape, np.nan), np.full(shape, np.nan)
+    scores, episodes = np.full(shape, np.nan), np.full(shape + (profile.truth_episodes,), np.nan)
     by_steps: dict[int, np.ndarray] = {}
     taylor: list[dict] = []
     tuned = meta.agent(family_name, profile)
@@ -131,14 +134,15 @@ def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
         for s, run in enumerate(tqdm(replicate, desc=f"evaluating fine-tuned policies, replicate {j}")):
             scores[j, s] = objective(run.actor_state, run.subset)
             tuned.actor.load_state_dict(run.actor_state)
-            returns[j, s, list(run.subset)] = evaluate(tuned.actor, family, run.subset, profile.truth_episodes,
-                                                       seed=seed + 40_000, greedy=False)
+            episodes[j, s, list(run.subset)] = evaluate_episodes(tuned.actor, family, run.subset, profile.truth_episodes,
+                                                                 seed=seed + 40_000, greedy=False)
             for steps, weights in sorted(run.snapshots.items()):
                 by_steps.setdefault(steps, np.full(shape, np.nan))[j, s] = objective(weights, run.subset)
                 if j == 0 and s < profile.taylor_subsets:
                     check = linearization_rss(agent.actor, theta_star, weights, obs, actions)
                     taylor.append({"subset": s, "steps": steps, "distance": check.distance, "rss": check.rss,
                                    "rss_zeroth": check.rss_zeroth})
+    returns = episodes.mean(-1)
     reliability = {name: split_half_reliability(subsets, values, family.n_tasks, k, seed=seed)
                    for name, values in (("objective", scores), ("return", returns))}
     reliability_by_steps = [{"steps": steps, **split_half_reliability(subsets, values, family.n_tasks, k, seed=seed,
@@ -150,7 +154,7 @@ def ground_truth(family_name: str, profile: Profile, seed: int) -> GroundTruth:
         return_affinity=affinity_matrix(subsets, returns.mean(0), family.n_tasks),
         reliability=reliability, reliability_by_steps=reliability_by_steps, taylor=taylor,
         finetune_time=float(sum(run.wall_time for replicate in runs for run in replicate)) / r,
-        finetune_elapsed=elapsed, finetune_flops=flops * len(subsets),
+        finetune_elapsed=elapsed, finetune_flops=flops * len(subsets), replicate_episode_returns=episodes,
     )
 
 
@@ -505,14 +509,20 @@ def verdicts(family_name: str, profile: Profile, seed: int) -> dict:
 
 
 @stage(reads=("num_groups",))
-def replicate_curves(family_name: str, profile: Profile, seed: int) -> dict[str, list[dict]]:
-    """Budget curves along the replicates of the ground truth (:func:`pgx.truth.curves.by_replicates`):
-    for the objective and the return truth built from their first j replicates, the split-half
+def budget_curves(family_name: str, profile: Profile, seed: int) -> dict[str, list[dict]]:
+    """Budget curves of the ground truth (:mod:`pgx.truth.curves`): for the truth built from its
+    first j replicates (objective and return), had fine-tuning stopped at each snapshot
+    (objective), and measured with its first e evaluation episodes (return) — the split-half
     reliability, the oracle gain and the first-order estimate's NMI with that truth."""
     from pgx.stages.pipeline import estimate_affinity
-    from pgx.truth.curves import by_replicates
+    from pgx.truth.curves import by_episodes, by_replicates, by_steps
 
     truth = ground_truth(family_name, profile, seed)
     estimate = estimate_affinity(family_name, profile, seed, "first_order").affinity
-    return {kind: by_replicates(truth.subsets, scores, profile.num_groups, seed=seed, estimate=estimate)
-            for kind, scores in (("objective", truth.replicate_objective), ("return", truth.replicate_returns))}
+    k = profile.num_groups
+    curves = {kind: by_replicates(truth.subsets, scores, k, seed=seed, estimate=estimate)
+              for kind, scores in (("objective", truth.replicate_objective), ("return", truth.replicate_returns))}
+    curves["objective by steps"] = by_steps(truth.subsets, truth.objective_by_steps, k, seed=seed, estimate=estimate)
+    curves["return by episodes"] = by_episodes(truth.subsets, truth.replicate_episode_returns, k, seed=seed,
+                                               estimate=estimate)
+    return curves
