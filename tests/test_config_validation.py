@@ -196,3 +196,16 @@ def test_cli_refuses_bad_inputs_in_one_line_without_a_traceback(tmp_path, env, a
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("python -m pgx: error: ") and names in last and value in last, proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # refused before any work
+
+
+def test_the_long_profile_raises_the_truths_budgets_and_lowers_none():
+    """``long`` (issue 23) is the default with more replicates, evaluation episodes and MT10 θ* steps:
+    never a smaller budget than the default's, and every other field the default's."""
+    long, default = PROFILES["long"], PROFILES["default"]
+    for family in ("cartpole", "lunarlander", "highway", "navigation", "mt10"):
+        a, b = long.for_family(family), default.for_family(family)
+        assert a.truth_replicates >= b.truth_replicates and a.truth_episodes > b.truth_episodes
+        assert a.meta_ppo == b.meta_ppo and a.finetune_ppo == b.finetune_ppo and a.num_subsets == b.num_subsets
+    assert long.for_family("cartpole").truth_replicates == 4 * default.for_family("cartpole").truth_replicates
+    sac_long, sac_default = long.for_family("mt10").metaworld.sac, default.for_family("mt10").metaworld.sac
+    assert sac_long.total_steps > sac_default.total_steps and sac_long.batch_size == sac_default.batch_size
