@@ -17,9 +17,11 @@ What is not followed: code named in a string (a family in the registry: each fam
 factory is keyed through :func:`pgx.keys.family_version`), the registry itself (:data:`DATA`),
 modules that only report or schedule (:data:`REPORTING_MODULES`), modules that reach a stage only
 as values (:data:`VALUE_MODULES`: a stage's key holds the profile fields it reads) and the key
-machinery (:data:`KEYING_MODULES`). A method
-called on an object is followed only through the class's name (a function that builds the object
-names its class, and a class counts whole, its bases followed).
+machinery (:data:`KEYING_MODULES`). A method called on an object is followed through the class's
+name: a function that builds the object names its class, one handed it names the class in its
+annotations (``cfg: PPOConfig``; annotations are followed for pgx names, not hashed), and a class
+counts whole, its bases followed. ``tests/test_reach_soundness.py`` runs a ground truth and checks
+that every pgx function it executes is reached.
 
 Below every other key module (:mod:`pgx.keys`, :mod:`pgx.stage_keys`); imports no pgx module.
 """
@@ -145,14 +147,14 @@ def _definition(table: "_Table", mod: str, name: str, root: Path):
                            and isinstance(inner.value, ast.Name) and inner.value.id == "profile")
     local = dict(_local_bindings(node, mod, package))
     edges, inline = [], set()
-    for base, chain in _references(node):
+    for base, chain, annotation in _references(node):
         if base in local:
             edges.extend(_follow(local[base], chain, root, package))
         elif base in table.definitions and base != name:
             edges.append((mod, base))
         elif base in table.imported:
             edges.extend(_follow(table.imported[base], chain, root, package))
-        elif base in table.external:
+        elif base in table.external and not annotation:
             inline.add(f"{mod}:import {base}:{table.external[base]}")
         # else: a builtin, a local variable, the definition itself
     info = (f"{mod}:{name}:{_semantic_node(node)}", attributes, tuple(edges), frozenset(inline))
@@ -387,34 +389,39 @@ def _packages_above(module: str, root: Path, package: str) -> list[str]:
     return [name for name in (".".join(pieces[:i]) for i in range(1, len(pieces))) if module_path(name, root, package)]
 
 
-def _references(node) -> set[tuple[str, tuple[str, ...]]]:
-    """(name, attribute chain) of every name the node loads where it runs: ``a.b.c`` as
-    ``("a", ("b", "c"))``; type annotations and the stage decorator are left out."""
-    found, todo = set(), [node]
+def _references(node) -> set[tuple[str, tuple[str, ...], bool]]:
+    """(name, attribute chain, whether only in a type annotation) of every name the node loads:
+    ``a.b.c`` as ``("a", ("b", "c"), False)``. The stage decorator is left out. Annotations count
+    for pgx names — ``cfg: PPOConfig`` says the function is handed a PPOConfig and may run its
+    methods (``cfg.batch_size(n)``), which no other name in it would reach — but not for libraries
+    (``Sequence`` from ``typing`` or from ``collections.abc`` runs the same)."""
+    found, todo = set(), [(node, False)]
     while todo:
-        current = todo.pop()
+        current, annotation = todo.pop()
         if isinstance(current, ast.Attribute):
             chain, inner = [], current
             while isinstance(inner, ast.Attribute):
                 chain.append(inner.attr)
                 inner = inner.value
             if isinstance(inner, ast.Name):
-                found.add((inner.id, tuple(reversed(chain))))
+                found.add((inner.id, tuple(reversed(chain)), annotation))
                 continue
         if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load):
-            found.add((current.id, ()))
-        todo.extend(_running_children(current))
+            found.add((current.id, (), annotation))
+        todo.extend(_children(current, annotation))
     return found
 
 
-def _running_children(node):
-    """The node's children that run: type annotations and the stage decorator are left out."""
+def _children(node, annotation: bool):
+    """The node's children, each with whether it sits in a type annotation; the stage decorator is
+    left out."""
     for field, value in ast.iter_fields(node):
-        if field in ("annotation", "returns", "type_comment"):
+        if field == "type_comment":
             continue
+        inside = annotation or field in ("annotation", "returns")
         for child in (value if isinstance(value, list) else [value]):
             if isinstance(child, ast.AST) and not (field == "decorator_list" and _is_stage_decorator(child)):
-                yield child
+                yield child, inside
 
 
 def _semantic_node(node) -> str:
