@@ -29,13 +29,14 @@ import joblib
 from pgx.envs import parse_family_spec, registry_entry
 from pgx.reach import REPORTING_MODULES, VALUE_MODULES, module_entries, module_path, reach, semantic
 
-__all__ = ["PACKAGE_ROOT", "code_version", "versioned", "family_version",
+__all__ = ["PACKAGE_ROOT", "REPORTING_MODULES", "VALUE_MODULES", "code_version", "versioned", "family_version",
            "key_version", "TRAINERS",
            "trainer_version", "checkpoint_path", "cache_dir", "LIBRARIES", "library_versions", "libraries_version"]
 
 
 PACKAGE_ROOT = Path(__file__).parent
 """The ``pgx`` package directory, whose modules the code versions hash."""
+
 
 def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
     """A hash of the code that ``module`` (``"pgx.algos.ppo"``) or one of its definitions

@@ -415,12 +415,12 @@ def _references(node) -> set[tuple[str, tuple[str, ...], bool]]:
 def _children(node, annotation: bool):
     """The node's children, each with whether it sits in a type annotation; the stage decorator is
     left out."""
-    for field, value in ast.iter_fields(node):
-        if field == "type_comment":
+    for slot, value in ast.iter_fields(node):
+        if slot == "type_comment":
             continue
-        inside = annotation or field in ("annotation", "returns")
+        inside = annotation or slot in ("annotation", "returns")
         for child in (value if isinstance(value, list) else [value]):
-            if isinstance(child, ast.AST) and not (field == "decorator_list" and _is_stage_decorator(child)):
+            if isinstance(child, ast.AST) and not (slot == "decorator_list" and _is_stage_decorator(child)):
                 yield child, inside
 
 
@@ -429,9 +429,9 @@ def _semantic_node(node) -> str:
     node = copy.deepcopy(node)
     drop_docstrings(node)
     for inner in ast.walk(node):
-        for field in ("annotation", "returns"):
-            if getattr(inner, field, None) is not None and not isinstance(inner, ast.AnnAssign):
-                setattr(inner, field, None)
+        for slot in ("annotation", "returns"):
+            if getattr(inner, slot, None) is not None and not isinstance(inner, ast.AnnAssign):
+                setattr(inner, slot, None)
         if isinstance(inner, ast.AnnAssign):
             inner.annotation = ast.Constant(None)
         if hasattr(inner, "decorator_list"):
