@@ -30,7 +30,7 @@ from pgx.envs import parse_family_spec, registry_entry
 from pgx.reach import REPORTING_MODULES, VALUE_MODULES, module_entries, module_path, reach, semantic
 
 __all__ = ["PACKAGE_ROOT", "REPORTING_MODULES", "VALUE_MODULES", "code_version", "versioned", "family_version",
-           "key_version", "TRAINERS",
+           "family_entry", "FAMILY_BUILDER", "key_version", "TRAINERS",
            "trainer_version", "checkpoint_path", "cache_dir", "LIBRARIES", "library_versions", "libraries_version"]
 
 
@@ -49,8 +49,10 @@ def code_version(module: str, root: Path = PACKAGE_ROOT) -> str:
     followed: a stage reaches a family only through the registry, and its key carries that one
     family's version (:func:`family_version`).
     """
-    name, _, function = module.partition(":")
-    entries = [(name, function)] if function else module_entries(name, root)
+    entries = []
+    for entry in module.split("+"):  # several entries joined: "pgx.envs.cartpole:cartpole_family+pgx.envs:make_family"
+        name, _, function = entry.partition(":")
+        entries += [(name, function)] if function else module_entries(name, root)
     return reach(entries, root).digest
 
 
@@ -84,15 +86,35 @@ def family_version(spec: str, root: Path = PACKAGE_ROOT) -> str:
 
     * a built-in ``"module:function"`` string, or a registered callable defined at the top of a pgx
       module: :func:`code_version` of that factory — what it reaches, in its module and any other
-      (a callable defined inside a function: its whole module);
+      (a callable defined inside a function: its whole module) — and of :data:`FAMILY_BUILDER`,
+      which turns a spec into the family (:func:`family_entry`);
     * a callable or string from outside pgx (a plugin, a notebook): that module's name and a hash of
       its source, docstrings and comments left out, or of the factory's own source where the
       module's cannot be read (``__main__`` of a notebook); its imports are not followed (a family
-      spread over several modules of a plugin is keyed by the factory's module alone), and where no
-      source can be read at all the hash is ``"unversioned"`` and an edit re-runs nothing.
+      spread over several modules of a plugin is keyed by the factory's module alone) and joined with
+      :data:`FAMILY_BUILDER`'s; where no source can be read at all the hash is ``"unversioned"`` and
+      an edit re-runs nothing.
 
     Computed once per process and factory, for the reason :func:`versioned` gives.
     """
+    factory = registry_entry(parse_family_spec(spec)[0])
+    entry = family_entry(spec, root)
+    if entry is not None:
+        module = entry.partition(":")[0]
+        return f"{module}@{_pinned_code(entry) if root == PACKAGE_ROOT else code_version(entry, root)}"
+    factory = getattr(factory, "func", factory)  # a functools.partial's function
+    module, _, digest = _outside_version(factory, getattr(factory, "__module__", None) if not isinstance(factory, str)
+                                         else factory.partition(":")[0]).rpartition("@")
+    if digest != "unversioned":  # built by pgx's own builder too
+        builder = _pinned_code(FAMILY_BUILDER) if root == PACKAGE_ROOT else code_version(FAMILY_BUILDER, root)
+        digest = hashlib.sha256(f"{digest}+{builder}".encode()).hexdigest()[:16]
+    return f"{module}@{digest}"
+
+
+def family_entry(spec: str, root: Path = PACKAGE_ROOT) -> str | None:
+    """The definitions a built-in family's version covers, as :func:`code_version` takes them
+    (``"pgx.envs.cartpole:cartpole_family+pgx.envs:make_family"``): its factory and the code that
+    builds a family from its spec (:data:`FAMILY_BUILDER`); None for a family defined outside pgx."""
     factory = registry_entry(parse_family_spec(spec)[0])
     if isinstance(factory, str):
         module, _, function = factory.partition(":")
@@ -100,11 +122,16 @@ def family_version(spec: str, root: Path = PACKAGE_ROOT) -> str:
         factory = getattr(factory, "func", factory)  # a functools.partial's function
         module, function = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
     package = root.name
-    if module and (module == package or module.startswith(package + ".")) and module_path(module, root, package):
-        top_level = function and "." not in function and "<" not in function
-        entry = f"{module}:{function}" if top_level else module
-        return f"{module}@{_pinned_code(entry) if root == PACKAGE_ROOT else code_version(entry, root)}"
-    return _outside_version(factory, module)
+    if not (module and (module == package or module.startswith(package + ".")) and module_path(module, root, package)):
+        return None
+    top_level = function and "." not in function and "<" not in function
+    return (f"{module}:{function}" if top_level else module) + f"+{FAMILY_BUILDER}"
+
+
+FAMILY_BUILDER = "pgx.envs:make_family"
+"""What turns a family spec into the family besides its factory (the options every family takes,
+``observe_task``): part of every built-in family's version, so a training run resumed from its
+checkpoint ran on a family built the same way."""
 
 
 _OUTSIDE_VERSIONS: dict = {}

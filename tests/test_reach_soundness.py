@@ -66,15 +66,14 @@ def _reached(entries) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("family", ["navigation", "cartpole"])
 def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monkeypatch):
-    from pgx.envs import registry_entry
+    from pgx.keys import family_entry
     from pgx.profiles import get_profile
     from pgx.stages import truth
 
     monkeypatch.setenv("PGX_PROFILE", "smoke")
     profile = get_profile("smoke")
     executed = _executed(lambda: truth.ground_truth(family, profile, 0))
-    factory = registry_entry(family)
-    entries = [("pgx.stages.truth", "ground_truth"), tuple(factory.split(":"))]
+    entries = [("pgx.stages.truth", "ground_truth")] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
     entries += [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
     reached = _reached(entries)
     skipped = set(MACHINERY + REPORTING_MODULES + VALUE_MODULES + KEYING_MODULES)
@@ -82,3 +81,32 @@ def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monke
                      if m not in skipped and not name.startswith("<") and (m, name) not in reached)
     assert not missing, f"executed but not keyed: {missing}"
     assert ("pgx.truth.finetune", "_finetune_batch") in executed and ("pgx.algos.ppo_batch", "train_many") in executed
+
+
+@pytest.mark.parametrize("family", ["navigation", "cartpole:observe_task=false"])
+def test_what_a_training_run_runs_is_what_its_checkpoint_key_reaches(family, monkeypatch):
+    """A checkpoint is keyed by its trainer's code and its family's (``keys.trainer_version``), not
+    by the stage that asked for it: building the family from its spec and training on it must run
+    nothing else of pgx."""
+    from dataclasses import replace
+
+    from pgx import envs
+    from pgx.algos.ppo import train
+    from pgx.keys import family_entry
+    from pgx.profiles import get_profile
+
+    monkeypatch.setattr(envs, "_BUILT", {})  # built anew, under the hook
+    cfg = replace(get_profile("smoke").for_family(family).meta_ppo, total_timesteps=256)
+
+    def run():
+        built = envs.make_family(family)
+        train(built, range(built.n_tasks), cfg, 0, progress=False)
+
+    executed = _executed(run)
+    entries = [tuple(TRAINERS["ppo"].split(":"))] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
+    reached = _reached(entries)
+    skipped = set(MACHINERY + REPORTING_MODULES + VALUE_MODULES + KEYING_MODULES)
+    missing = sorted((m, name) for m, name in executed
+                     if m not in skipped and not name.startswith("<") and (m, name) not in reached)
+    assert not missing, f"executed but not keyed: {missing}"
+    assert ("pgx.envs", "_build_family") in executed and ("pgx.algos.ppo", "train") in executed
