@@ -64,6 +64,14 @@ def _reached(entries) -> set[tuple[str, str]]:
     return found
 
 
+def _unkeyed(executed: set[tuple[str, str]], entries) -> list[tuple[str, str]]:
+    """What ran but no key reaches (the machinery and the skipped modules aside)."""
+    reached = _reached(entries)
+    skipped = set(MACHINERY + REPORTING_MODULES + VALUE_MODULES + KEYING_MODULES)
+    return sorted((m, name) for m, name in executed
+                  if m not in skipped and not name.startswith("<") and (m, name) not in reached)
+
+
 @pytest.mark.parametrize("family", ["navigation", "cartpole"])
 def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monkeypatch):
     from pgx.keys import family_entry
@@ -75,10 +83,7 @@ def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monke
     executed = _executed(lambda: truth.ground_truth(family, profile, 0))
     entries = [("pgx.stages.truth", "ground_truth")] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
     entries += [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
-    reached = _reached(entries)
-    skipped = set(MACHINERY + REPORTING_MODULES + VALUE_MODULES + KEYING_MODULES)
-    missing = sorted((m, name) for m, name in executed
-                     if m not in skipped and not name.startswith("<") and (m, name) not in reached)
+    missing = _unkeyed(executed, entries)
     assert not missing, f"executed but not keyed: {missing}"
     assert ("pgx.truth.finetune", "_finetune_batch") in executed and ("pgx.algos.ppo_batch", "train_many") in executed
 
@@ -104,9 +109,6 @@ def test_what_a_training_run_runs_is_what_its_checkpoint_key_reaches(family, mon
 
     executed = _executed(run)
     entries = [tuple(TRAINERS["ppo"].split(":"))] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
-    reached = _reached(entries)
-    skipped = set(MACHINERY + REPORTING_MODULES + VALUE_MODULES + KEYING_MODULES)
-    missing = sorted((m, name) for m, name in executed
-                     if m not in skipped and not name.startswith("<") and (m, name) not in reached)
+    missing = _unkeyed(executed, entries)
     assert not missing, f"executed but not keyed: {missing}"
     assert ("pgx.envs", "_build_family") in executed and ("pgx.algos.ppo", "train") in executed
