@@ -48,9 +48,7 @@ def evaluate(
     greedy: bool = True,
 ) -> np.ndarray:
     """Mean return over ``episodes`` episodes on each source task in ``task_ids``, ``(len(task_ids),)``."""
-    _check_episodes(episodes)
-    ids = family.check_tasks(task_ids)
-    return _mean_returns(actor, family, family.source_envs(ids, episodes), len(ids), episodes, seed, greedy)
+    return evaluate_episodes(actor, family, task_ids, episodes, seed, greedy).mean(axis=1)
 
 
 def evaluate_episodes(
