@@ -113,15 +113,16 @@ pd.DataFrame(rows).T
 # %%
 evidence, returns = {}, {}
 VARIANTS = [(spec, setting, variant) for spec in FAMILIES for setting, variant in hidden_and_shown(spec).items()]
-metas = dict(zip(VARIANTS, stages.compute_many(stages.meta_train.call(variant, profile, SEED) for *_, variant in VARIANTS)))
+thetas = dict(zip(VARIANTS, stages.compute_many(stages.theta_star_returns.call(variant, profile, SEED)
+                                                for *_, variant in VARIANTS)))
 for spec in FAMILIES:
     own = np.diag(transfers[spec][0])
     spread = float(np.ptp(transfers[spec][0])) or 1.0
     for setting, variant in hidden_and_shown(spec).items():
-        meta = metas[spec, setting, variant]
-        returns[(spec, setting)] = meta.eval_returns
-        gap = (own - meta.eval_returns) / spread
-        evidence[(spec, setting)] = {"θ* mean return": meta.eval_returns.mean(), "single-task mean return": own.mean(),
+        theta = thetas[spec, setting, variant]
+        returns[(spec, setting)] = theta
+        gap = (own - theta) / spread
+        evidence[(spec, setting)] = {"θ* mean return": theta.mean(), "single-task mean return": own.mean(),
                                      "multitask gap (mean)": gap.mean(), "multitask gap (worst task)": gap.max()}
 evidence = pd.DataFrame(evidence).T
 evidence.round(2).assign(default=[variant == spec for spec in FAMILIES for variant in hidden_and_shown(spec).values()])

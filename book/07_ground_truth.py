@@ -470,6 +470,45 @@ fig.tight_layout()
 pd.DataFrame(budget_rows).T
 
 # %% [markdown]
+# And along θ*'s own budget: θ* retrained with a fraction of its meta-training steps (each its own
+# run, its learning rate annealed over its own budget), the first-order estimate recomputed at it,
+# and its groups compared with the full-budget truth's — the truth stays the one fine-tuned from the
+# full-budget θ*, since a truth per fraction would cost a ground truth each
+# (`pgx.stages.theta_budget_curve`). Beside it, how far the groups have moved from the full-budget
+# estimate's. Where the estimate agrees with the truth only at the full budget, a larger θ* budget
+# may help; where it is at chance along the whole curve, θ*'s budget is not what holds it back.
+
+# %%
+THETA = dict(zip(CASES, stages.compute_many(stages.theta_budget_curve.call(spec, profile, seed) for spec, seed in CASES)))
+fig, axes = small_multiples(len(FAMILIES), panel=(5.2, 3.6))
+theta_rows = {}
+for spec, ax in zip(FAMILIES, axes):
+    frame = pd.DataFrame([row | {"seed": seed} for (f, seed), rows in THETA.items() if f == spec for row in rows])
+    mean = frame.groupby("θ* fraction")[["NMI(estimate, truth)", "NMI(estimate, return truth)",
+                                          "NMI(estimate, full-budget estimate)", "θ* mean return"]].mean()
+    for column, marker in (("NMI(estimate, truth)", "s-"), ("NMI(estimate, return truth)", "d-"),
+                           ("NMI(estimate, full-budget estimate)", "o:")):
+        ax.plot(mean.index, mean[column], marker, label=column.replace("estimate", "first-order"))
+    ax.set(xlabel="fraction of θ*'s meta-training steps", ylabel="NMI", ylim=(-0.05, 1.05),
+           title=f"{spec}: along θ*'s budget")
+    ax.legend(fontsize=6, loc="upper left")
+    least, most = frame[frame["θ* fraction"] == frame["θ* fraction"].min()], frame[frame["θ* fraction"] == 1.0]
+    theta_rows[spec] = {
+        "θ* steps, least → most": f"{int(least['θ* steps'].iloc[0]):,} → {int(most['θ* steps'].iloc[0]):,}",
+        "θ* mean return, least → most": f"{mean_std(least['θ* mean return'])} → {mean_std(most['θ* mean return'])}",
+        "NMI(first-order, truth), least → most": (f"{mean_std(least['NMI(estimate, truth)'])} → "
+                                                  f"{mean_std(most['NMI(estimate, truth)'])}"),
+        "NMI(first-order, return truth), least → most": (f"{mean_std(least['NMI(estimate, return truth)'])} → "
+                                                         f"{mean_std(most['NMI(estimate, return truth)'])}"),
+        "agreement with the truth as θ* trains": versus(most["NMI(estimate, truth)"], least["NMI(estimate, truth)"],
+                                                        "rises", "falls"),
+    }
+fig.suptitle(f"First-order estimate along θ*'s meta-training budget, against the full-budget truth "
+             f"({profile.name}; mean over seeds)")
+fig.tight_layout()
+pd.DataFrame(theta_rows).T
+
+# %% [markdown]
 # ## The estimate against the truth
 #
 # Each estimator's $k$ groups against those of the online truth (NMI), with the truth's own

@@ -55,7 +55,8 @@ def run_stage(stage: str, family: str, profile_name: str, seed: int, route: str 
     head = {"stage": stage, "family": family, "profile": profile.name, "seed": seed, "budgets": profile.budgets()}
     if stage == "train":
         meta = stages.meta_train(family, profile, seed)
-        return ({**head, "eval_returns": meta.eval_returns, "mean_eval_return": float(meta.eval_returns.mean()),
+        returns = stages.theta_star_returns(family, profile, seed)
+        return ({**head, "eval_returns": returns, "mean_eval_return": float(returns.mean()),
                  "wall_time_s": meta.train.wall_time},
                 {"steps": meta.train.steps, "task_returns": meta.train.task_returns})
     if stage == "features":

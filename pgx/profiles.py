@@ -135,6 +135,9 @@ class Profile(FamilyBudgets):
     """Subsets whose fine-tuning snapshots enter the Taylor check (the paper uses ten)."""
     validation_seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds over which the ground-truth comparison is repeated (meta-training included)."""
+    theta_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    """Fractions of θ*'s meta-training steps at which the estimate is recomputed (a θ* trained with
+    that budget, its own run) and judged against the full-budget truth: the θ* budget curve."""
     truth_replicates: int = 4
     """r: fine-tuning runs per subset in the ground truth (replicate j of every subset uses the same
     seed); their split halves measure the truth's own reliability."""
@@ -187,6 +190,7 @@ class Profile(FamilyBudgets):
         check_numbers(owner, "lambdas", self.lambdas, 0, low_open=False)
         check_ints(owner, "snapshot_steps", self.snapshot_steps, allow_empty=True)
         check_ints(owner, "validation_seeds", self.validation_seeds, 0)
+        check_numbers(owner, "theta_fractions", self.theta_fractions, 0, 1, high_open=False)
         for name in ("ablation_dims", "ablation_ks", "ablation_subset_sizes"):
             check_ints(owner, name, getattr(self, name))
         check_name(owner, "family", self.family, optional=True)
@@ -228,6 +232,7 @@ class Profile(FamilyBudgets):
             "truth replicates r": self.truth_replicates,
             "truth episodes/task": self.truth_episodes,
             "validation seeds": self.validation_seeds,
+            "θ* budget fractions": self.theta_fractions,
         }
 
 
@@ -268,6 +273,7 @@ PROFILES: dict[str, Profile] = {
         snapshot_steps=(640, 1_280),
         taylor_subsets=3,
         validation_seeds=(0, 1),
+        theta_fractions=(0.5, 1.0),
         ablation_dims=(8, 32),
         ablation_ks=(2, 3),
         ablation_subset_sizes=(5, 7),

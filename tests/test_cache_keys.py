@@ -21,10 +21,10 @@ from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, traine
 from pgx.stage_keys import stage_version
 
 STAGES = {
-    "pgx.stages.pipeline": ("meta_train", "transfer_matrix", "gradient_features", "held_out_features",
+    "pgx.stages.pipeline": ("meta_train", "theta_star_returns", "transfer_matrix", "gradient_features", "held_out_features",
                             "surrogate_fit", "estimate_affinity"),
     "pgx.stages.truth": ("ground_truth", "projection_ablation", "_cost_by_depth", "_subset_size_ablation",
-                         "exact_truth", "rss_by_distance", "verdicts", "budget_curves"),
+                         "exact_truth", "rss_by_distance", "verdicts", "budget_curves", "theta_budget_curve"),
     "pgx.stages.hessian_bound": ("generalization",),
     "pgx.stages.fidelity": ("highway_fidelity",),
     "pgx.stages.downstream": ("_maml_run", "_ppo_run", "maml_transfer", "_source_distribution"),
@@ -117,6 +117,18 @@ def test_surrogate_or_affinity_edits_rekey_no_training(package, module, function
     assert {(f"pgx.stages.pipeline:{stage}", f) for f in BUILTIN} <= changed  # while the fit or the affinity re-runs
 
 
+def test_an_evaluation_edit_rekeys_no_training_and_no_features(package):
+    """θ*'s evaluation is a stage of its own: an edit to how a policy is evaluated re-runs θ*'s
+    returns (and the truths, which evaluate their fine-tuned policies), not θ*, its features or the
+    surrogate's fit, which consume θ* but evaluate nothing."""
+    before = _keys(package)
+    _touch(package / "evaluation.py", "evaluate_episodes")
+    changed = {k[0] for k in _changed(before, _keys(package))}
+    assert {"pgx.stages.pipeline:theta_star_returns", "pgx.stages.truth:ground_truth"} <= changed
+    assert not changed & {"pgx.stages.pipeline:meta_train", "pgx.stages.pipeline:gradient_features",
+                          "pgx.stages.pipeline:held_out_features", "pgx.stages.pipeline:surrogate_fit", *TRAINERS}
+
+
 def test_a_stage_is_keyed_by_what_it_reaches_not_by_its_module(package):
     """The exact truth's solver re-keys the exact truth and what consumes it (the verdicts), not the
     ground truth beside it in the same module, nor anything upstream."""
@@ -133,7 +145,7 @@ def test_an_edit_to_one_stage_rekeys_it_and_its_consumers(package):
     changed = {k[0].split(":")[1] for k in _changed(before, _keys(package))}
     consumers = {"held_out_features", "estimate_affinity", "ground_truth", "projection_ablation",
                  "_subset_size_ablation", "exact_truth", "rss_by_distance", "verdicts", "generalization",
-                 "maml_transfer", "budget_curves"}
+                 "maml_transfer", "budget_curves", "theta_budget_curve"}
     assert changed == consumers  # not θ*, the fit's features, the surrogate, Meta-World or the runs
 
 
@@ -195,7 +207,7 @@ def test_a_profile_field_rekeys_only_the_stages_that_read_it(package):
     assert {k for k in before if before[k] != after[k]} == {"rss_by_distance"}
     _edit(package / "profiles.py", "truth_episodes=1,", "truth_episodes=2,")  # smoke's value
     changed = {k for k, v in _stage_keys(package).items() if after[k] != v}
-    assert changed == {"ground_truth", "projection_ablation", "verdicts", "budget_curves"}
+    assert changed == {"ground_truth", "projection_ablation", "verdicts", "budget_curves", "theta_budget_curve"}
 
 
 def test_a_stage_reading_an_undeclared_field_fails_naming_it(tmp_path, monkeypatch):

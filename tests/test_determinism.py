@@ -76,7 +76,8 @@ def main(family, seed):
     else:
         from pgx.clustering import sdp_cluster
         from pgx.profiles import get_profile
-        from pgx.stages import estimate_affinity, gradient_features, held_out_features, meta_train, surrogate_fit
+        from pgx.stages import (estimate_affinity, gradient_features, held_out_features, meta_train, surrogate_fit,
+                                theta_star_returns)
 
         base = get_profile("smoke").for_family(family)
         ppo = dataclasses.replace(base.meta_ppo, envs_per_task=1, num_steps=8)
@@ -84,7 +85,8 @@ def main(family, seed):
         profile = dataclasses.replace(base, meta_ppo=dataclasses.replace(ppo, total_timesteps=2 * ppo.batch_size(10)),
                                       steps_per_task=8, eval_episodes=1)
         meta = meta_train(family, profile, seed)
-        out["theta"] = digest(*meta.train.actor_state.values(), *meta.train.critic_state.values(), meta.eval_returns)
+        out["theta"] = digest(*meta.train.actor_state.values(), *meta.train.critic_state.values(),
+                              theta_star_returns(family, profile, seed))
         f = gradient_features(family, profile, seed).features
         out["features"] = digest(f.features, f.advantages, f.task_ids)
         h = held_out_features(family, profile, seed).features

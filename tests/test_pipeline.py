@@ -1,6 +1,7 @@
 """The stages end to end in the smoke profile, through the CLI, plus profile and input checks."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -223,3 +224,26 @@ def test_cli_runs_metaworld_stages_and_refuses_the_ones_it_lacks(isolated_cache,
         with pytest.raises(SystemExit):
             main([*argv, "--profile", "smoke", "--out", str(out)])
         assert message in capsys.readouterr().err
+
+
+def test_theta_budget_curve_retrains_theta_at_each_fraction(tmp_path, monkeypatch):
+    """Real smoke runs on navigation: θ* is retrained with each fraction of its steps (a run of its
+    own), and the full-budget row's groups are the full-budget estimate's."""
+    from pgx.profiles import get_profile
+    from pgx.stages import meta_train, theta_budget_curve
+
+    monkeypatch.setenv("PGX_CACHE", str(tmp_path))
+    profile = get_profile("smoke").replaced(theta_fractions=(1.0, 0.25))
+    rows = theta_budget_curve("navigation", profile, 0)
+    total = profile.for_family("navigation").meta_ppo.total_timesteps
+    assert [row["θ* fraction"] for row in rows] == [0.25, 1.0]
+    assert rows[0]["θ* steps"] < rows[1]["θ* steps"] <= total and rows[0]["θ* steps"] <= total // 4 + total // 10
+    assert rows[1]["NMI(estimate, full-budget estimate)"] == 1.0
+    assert all(0.0 <= row[key] <= 1.0 for row in rows for key in row if key.startswith("NMI"))
+    own = profile.for_family("navigation")
+    quarter = own.replaced(meta_ppo=replace(own.meta_ppo, total_timesteps=round(total / 4)))
+    assert int(meta_train("navigation", quarter, 0).train.steps[-1]) == rows[0]["θ* steps"]  # the stage's own run
+    with pytest.raises(ValueError, match="trains θ\\* with 'sac'"):
+        theta_budget_curve("mt10", get_profile("smoke"), 0)
+    with pytest.raises(ValueError, match="theta_fractions"):
+        get_profile("smoke").replaced(theta_fractions=(0.0, 1.0))

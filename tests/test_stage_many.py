@@ -98,7 +98,6 @@ def test_a_stage_computed_in_a_worker_equals_one_computed_here(tmp_path, monkeyp
         for state_a, state_b in ((a.train.actor_state, b.train.actor_state), (a.train.critic_state, b.train.critic_state)):
             assert state_a.keys() == state_b.keys()
             assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-        assert (a.eval_returns == b.eval_returns).all()
 
 
 def test_a_stages_own_joblib_calls_run_in_its_worker_in_order(isolated_cache):

@@ -22,18 +22,19 @@ from pgx.stages.hessian_bound import GeneralizationResult, generalization
 from pgx.stages.many import compute_many
 from pgx.stages.pipeline import (
     ROUTES, AffinityResult, FeatureResult, MetaPolicy, SurrogateFit, estimate_affinity, gradient_features,
-    held_out_features, meta_train, projector_for, scoring_features, surrogate_fit, theta_star_samples, transfer_matrix,
+    held_out_features, meta_train, projector_for, scoring_features, surrogate_fit, theta_star_returns, theta_star_samples,
+    transfer_matrix,
 )
 from pgx.stages.truth import (
     ESTIMATORS, ExactTruth, GroundTruth, cost_by_depth, exact_truth, ground_truth, projection_ablation, budget_curves,
-    rss_by_distance, subset_size_ablation, verdicts,
+    rss_by_distance, subset_size_ablation, theta_budget_curve, verdicts,
 )
 
 __all__ = [
-    "code_version", "cache_dir", "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult",
+    "code_version", "cache_dir", "MetaPolicy", "meta_train", "theta_star_returns", "transfer_matrix", "FeatureResult",
     "gradient_features", "SurrogateFit", "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity",
     "theta_star_samples", "projector_for", "GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth",
     "subset_size_ablation", "GeneralizationResult", "generalization", "held_out_features", "scoring_features",
     "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "FidelityResult", "highway_fidelity",
-    "compute_many", "budget_curves",
+    "compute_many", "budget_curves", "theta_budget_curve",
 ]

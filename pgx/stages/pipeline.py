@@ -35,7 +35,7 @@ from pgx.stages.sac_run import theta_star_run
 from pgx.surrogate import delta_theta, first_order_scores, fit_subsets, fit_trust_region, rescale
 
 __all__ = [
-    "MetaPolicy", "meta_train", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
+    "MetaPolicy", "meta_train", "theta_star_returns", "transfer_matrix", "FeatureResult", "gradient_features", "SurrogateFit",
     "surrogate_fit", "AffinityResult", "ROUTES", "estimate_affinity", "theta_star_samples", "projector_for",
     "held_out_features", "scoring_features", "fit_scaled", "theta_norm", "FIT_ROLLOUT", "SCORE_ROLLOUT",
 ]
@@ -45,13 +45,13 @@ __all__ = [
 
 @dataclass
 class MetaPolicy:
-    """θ* and how good it is: the multitask run (PPO or SAC, ``Profile.trainer``) on all source tasks."""
+    """θ*: the multitask run (PPO or SAC, ``Profile.trainer``) on all source tasks. How good it is
+    per task is a stage of its own (:func:`theta_star_returns`)."""
 
     train: TrainResult | SACResult
-    eval_returns: np.ndarray
-    """``(n_tasks,)`` mean return of θ* on each source task (PPO: greedy; SAC: deterministic)."""
     success: np.ndarray | None = None
-    """SAC families: ``(n_tasks,)`` success rate per task (Meta-World's ``info["success"]``); else None."""
+    """SAC families: ``(n_tasks,)`` success rate per task (Meta-World's ``info["success"]``, from the
+    SAC run, which evaluates as it ends); else None."""
 
     def agent(self, family_name: str, profile: Profile) -> ActorCritic | SACAgent:
         family = make_family(family_name)
@@ -62,17 +62,30 @@ class MetaPolicy:
 
 @stage(reads=("trainer", "meta_ppo", "metaworld", "eval_episodes"))
 def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
-    """Multitask PPO, or SAC, on every source task of the family (checkpointed; resumes if interrupted)."""
+    """Multitask PPO, or SAC, on every source task of the family (checkpointed; resumes if interrupted).
+
+    It does not evaluate θ* (:func:`theta_star_returns` does): what consumes θ* — features, fits,
+    affinities, truths — is then not re-run by an edit to evaluation. ``eval_episodes`` is read for
+    SAC's families only, whose one cached run trains and evaluates (it is MT-SAC's baseline too)."""
     family = make_family(family_name)
     if profile.trainer == "sac":  # the same cached run as Meta-World's MT-SAC baseline
         run = theta_star_run(family_name, profile, seed)
-        return MetaPolicy(train=run.result, eval_returns=run.returns, success=run.success)
+        return MetaPolicy(train=run.result, success=run.success)
     # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
     ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))
-    result = train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt)
-    agent = result.agent(family, profile.meta_ppo.policy)
-    returns = evaluate(agent.actor, family, range(family.n_tasks), profile.eval_episodes, seed=seed + 10_000)
-    return MetaPolicy(train=result, eval_returns=returns)
+    return MetaPolicy(train=train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt))
+
+
+@stage(reads=("eval_episodes",))
+def theta_star_returns(family_name: str, profile: Profile, seed: int) -> np.ndarray:
+    """``(n_tasks,)`` mean return of θ* on each source task (PPO: greedy, over ``eval_episodes``
+    episodes seeded apart from training; SAC: deterministic, from its run)."""
+    meta = meta_train(family_name, profile, seed)
+    if profile.trainer == "sac":
+        return theta_star_run(family_name, profile, seed).returns
+    family = make_family(family_name)
+    agent = meta.agent(family_name, profile)
+    return evaluate(agent.actor, family, range(family.n_tasks), profile.eval_episodes, seed=seed + 10_000)
 
 
 # --- transfer between tasks --------------------------------------------------------------------

@@ -39,7 +39,8 @@ from pgx.truth.validation import exact_objective_scores
 logger = logging.getLogger(__name__)
 
 __all__ = ["GroundTruth", "ground_truth", "projection_ablation", "cost_by_depth", "subset_size_ablation",
-           "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "budget_curves"]
+           "ExactTruth", "exact_truth", "rss_by_distance", "ESTIMATORS", "verdicts", "budget_curves",
+           "theta_budget_curve"]
 
 
 @dataclass
@@ -526,3 +527,39 @@ def budget_curves(family_name: str, profile: Profile, seed: int) -> dict[str, li
     curves["return by episodes"] = by_episodes(truth.subsets, truth.replicate_episode_returns, k, seed=seed,
                                                estimate=estimate)
     return curves
+
+
+@stage(reads=("theta_fractions",))
+def theta_budget_curve(family_name: str, profile: Profile, seed: int) -> list[dict]:
+    """The estimate as θ*'s own budget grows: one row per fraction f of the meta-training steps
+    (``Profile.theta_fractions``), with θ* trained on f of them (its own run: the learning rate
+    anneals over its own budget), its mean greedy return, and the NMI of its first-order groups with
+    the full-budget truth's (objective and return) and with the full-budget estimate's.
+
+    The truth stays the one fine-tuned from the full-budget θ* (a truth per fraction would cost a
+    ground truth each): the curve asks how much meta-training the gradients need to predict it."""
+    from pgx.clustering import sdp_cluster
+    from pgx.stages.pipeline import estimate_affinity, theta_star_returns
+    from pgx.truth.validation import grouping_nmi
+
+    if profile.trainer != "ppo":
+        raise ValueError(f"the θ* budget curve retrains θ* with PPO's budget; {family_name} trains θ* with "
+                         f"{profile.trainer!r}")
+    k, total = profile.num_groups, profile.meta_ppo.total_timesteps
+    truth = ground_truth(family_name, profile, seed)
+    truths = {kind: sdp_cluster(affinity, k=k, seed=seed)
+              for kind, affinity in (("objective", truth.objective_affinity), ("return", truth.return_affinity))}
+    full = sdp_cluster(estimate_affinity(family_name, profile, seed, "first_order").affinity, k=k, seed=seed)
+    rows = []
+    for fraction in sorted(profile.theta_fractions):
+        steps = max(1, round(fraction * total))
+        at = profile if steps == total else profile.replaced(
+            meta_ppo=replace(profile.meta_ppo, total_timesteps=steps))
+        groups = sdp_cluster(estimate_affinity(family_name, at, seed, "first_order").affinity, k=k, seed=seed)
+        trained = int(meta_train(family_name, at, seed).train.steps[-1])  # whole PPO iterations: at least one
+        rows.append({"θ* fraction": fraction, "θ* steps": trained,
+                     "θ* mean return": float(theta_star_returns(family_name, at, seed).mean()),
+                     "NMI(estimate, truth)": grouping_nmi(groups, truths["objective"]),
+                     "NMI(estimate, return truth)": grouping_nmi(groups, truths["return"]),
+                     "NMI(estimate, full-budget estimate)": grouping_nmi(groups, full)})
+    return rows
