@@ -13,6 +13,12 @@ used as a value to all of its definitions; a library import to the statement tha
 apart). Statements a reached module runs at import without binding a name (``torch.set_...(...)``)
 count, with those of the packages above it.
 
+A key for one trainer (``reach(..., trainer="ppo")``) leaves out the branch that the other trainer
+takes: in ``if profile.trainer == "sac": … else: …`` (a ``.trainer`` attribute compared with ``==``
+or ``!=`` to a literal), only the branch this trainer runs is followed, so a PPO family's stages
+do not reach SAC's code, nor a SAC family's PPO's. The definition's own syntax tree still counts
+whole. Without a trainer, every branch is followed.
+
 What is not followed: code named in a string (a family in the registry: each family's own
 factory is keyed through :func:`pgx.keys.family_version`), the registry itself (:data:`DATA`),
 modules that only report or schedule (:data:`REPORTING_MODULES`), modules that reach a stage only
@@ -88,9 +94,10 @@ class Reach:
         return hasher.hexdigest()[:16]
 
 
-def reach(entries: Iterable[tuple[str, str]], root: Path) -> Reach:
+def reach(entries: Iterable[tuple[str, str]], root: Path, trainer: str | None = None) -> Reach:
     """Follow ``entries`` (``("pgx.algos.ppo", "train")``, …) through the sources under ``root``
-    (the package directory; nothing is imported, so an edited copy is read as it stands)."""
+    (the package directory; nothing is imported, so an edited copy is read as it stands); with
+    ``trainer``, only the branches of a ``.trainer`` test that trainer takes."""
     package = root.name
     parts: set[str] = set()
     stages: set[str] = set()
@@ -110,7 +117,7 @@ def reach(entries: Iterable[tuple[str, str]], root: Path) -> Reach:
             for above in _packages_above(mod, root, package):
                 todo.extend((above, f"<import {i}>") for i in range(len(_table(above, root).prologue)))
             todo.extend((mod, f"<import {i}>") for i in range(len(table.prologue)))
-        info = _definition(table, mod, name, root)
+        info = _definition(table, mod, name, root, trainer)
         if info is None:  # a re-export (a package's ``from .x import f``)
             todo.extend(_follow(table.imported[name], (), root, package))
             continue
@@ -126,11 +133,11 @@ def reach(entries: Iterable[tuple[str, str]], root: Path) -> Reach:
     return Reach(frozenset(parts), frozenset(stages), frozenset(reads), frozenset(attributes))
 
 
-def _definition(table: "_Table", mod: str, name: str, root: Path):
+def _definition(table: "_Table", mod: str, name: str, root: Path, trainer: str | None = None):
     """``(part, profile attributes, definitions it loads, library imports it uses)`` of one
     definition, or None for a re-exported name; remembered with the module's parsed source."""
     try:
-        return table.memo[root, name]
+        return table.memo[root, name, trainer]
     except KeyError:
         pass
     package = root.name
@@ -139,15 +146,16 @@ def _definition(table: "_Table", mod: str, name: str, root: Path):
     elif name in table.definitions:
         node = table.definitions[name]
     elif name in table.imported:
-        table.memo[root, name] = None
+        table.memo[root, name, trainer] = None
         return None
     else:
         raise ValueError(f"{mod} defines no top-level {name!r} (reached from a stage, a trainer or a family)")
-    attributes = frozenset(inner.attr for inner in ast.walk(node) if isinstance(inner, ast.Attribute)
+    runs = _pruned(node, trainer)
+    attributes = frozenset(inner.attr for inner in ast.walk(runs) if isinstance(inner, ast.Attribute)
                            and isinstance(inner.value, ast.Name) and inner.value.id == "profile")
-    local = dict(_local_bindings(node, mod, package))
+    local = dict(_local_bindings(runs, mod, package))
     edges, inline = [], set()
-    for base, chain, annotation in _references(node):
+    for base, chain, annotation in _references(runs):
         if base in local:
             edges.extend(_follow(local[base], chain, root, package))
         elif base in table.definitions and base != name:
@@ -158,8 +166,34 @@ def _definition(table: "_Table", mod: str, name: str, root: Path):
             inline.add(f"{mod}:import {base}:{table.external[base]}")
         # else: a builtin, a local variable, the definition itself
     info = (f"{mod}:{name}:{_semantic_node(node)}", attributes, tuple(edges), frozenset(inline))
-    table.memo[root, name] = info
+    table.memo[root, name, trainer] = info
     return info
+
+
+def _pruned(node, trainer: str | None):
+    """``node`` without the branches of its ``.trainer`` tests that ``trainer`` does not take (a
+    copy; ``node`` itself where there is no trainer or no such test)."""
+    if trainer is None or not any(_trainer_test(inner) for inner in ast.walk(node) if isinstance(inner, ast.If)):
+        return node
+    node = copy.deepcopy(node)
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.If) and (test := _trainer_test(inner)) is not None:
+            equal, value = test
+            if equal == (value == trainer):  # the body runs for this trainer
+                inner.orelse = []
+            else:
+                inner.body = [ast.Pass()]
+    return node
+
+
+def _trainer_test(node: ast.If) -> tuple[bool, str] | None:
+    """``(True, "sac")`` for ``if <x>.trainer == "sac":``, ``(False, "ppo")`` for ``!= "ppo"``; else None."""
+    test = node.test
+    if (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Eq, ast.NotEq))
+            and isinstance(test.left, ast.Attribute) and test.left.attr == "trainer"
+            and isinstance(test.comparators[0], ast.Constant) and isinstance(test.comparators[0].value, str)):
+        return isinstance(test.ops[0], ast.Eq), test.comparators[0].value
+    return None
 
 
 def module_entries(module: str, root: Path) -> list[tuple[str, str]]:

@@ -33,8 +33,10 @@ class StageVersion:
     profile_reads: frozenset[str] = frozenset()
 
 
-def stage_version(module: str, function: str, root: Path = PACKAGE_ROOT) -> StageVersion:
-    """The :class:`StageVersion` of stage ``function`` of ``module`` (``"pgx.stages.truth"``).
+def stage_version(module: str, function: str, root: Path = PACKAGE_ROOT, trainer: str | None = None) -> StageVersion:
+    """The :class:`StageVersion` of stage ``function`` of ``module`` (``"pgx.stages.truth"``); for
+    the families one ``trainer`` trains (``"ppo"``, ``"sac"``), without the branches it does not take
+    (:func:`pgx.reach.reach`).
 
     Read from the sources alone (nothing is imported, so an edited copy under ``root`` is versioned
     as it stands). A stage reached by name is a stage consumed, whose ``reads=`` join this one's.
@@ -44,8 +46,8 @@ def stage_version(module: str, function: str, root: Path = PACKAGE_ROOT) -> Stag
     run goes on does not change the keys that run writes under.
     """
     if root == PACKAGE_ROOT:
-        return _pinned_stage(module, function)
-    return _stage_version(module, function, root)
+        return _pinned_stage(module, function, trainer)
+    return _stage_version(module, function, root, trainer)
 
 
 def outside_stage_version(fn, reads: tuple[str, ...]) -> StageVersion:
@@ -59,12 +61,12 @@ def outside_stage_version(fn, reads: tuple[str, ...]) -> StageVersion:
 
 
 @functools.cache
-def _pinned_stage(module: str, function: str) -> StageVersion:
-    return _stage_version(module, function, PACKAGE_ROOT)
+def _pinned_stage(module: str, function: str, trainer: str | None) -> StageVersion:
+    return _stage_version(module, function, PACKAGE_ROOT, trainer)
 
 
-def _stage_version(module: str, function: str, root: Path) -> StageVersion:
-    reached = reach([(module, function)], root)
+def _stage_version(module: str, function: str, root: Path, trainer: str | None = None) -> StageVersion:
+    reached = reach([(module, function)], root, trainer)
     if f"{module}:{function}" not in reached.stages:
         raise ValueError(f"{module}.{function} is not declared with @{STAGE_DECORATOR}(...)")
     return StageVersion(code=reached.digest, reads=reached.reads, stages=tuple(sorted(reached.stages)),

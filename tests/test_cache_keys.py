@@ -18,6 +18,7 @@ import pytest
 
 from pgx.envs import FAMILIES
 from pgx.keys import PACKAGE_ROOT, TRAINERS, family_version, key_version, trainer_version, versioned
+from pgx.profiles import get_profile
 from pgx.stage_keys import stage_version
 
 STAGES = {
@@ -49,8 +50,11 @@ def _keys(root) -> dict[tuple[str, str], str]:
     """(stage as "module:function", or trainer; family) → the code part of its key: the stage's
     code version with the family's, or the trainer's version for its runs."""
     families = {family: family_version(family, root) for family in BUILTIN}
-    codes = {f"{module}:{fn}": stage_version(module, fn, root).code for module, functions in STAGES.items() for fn in functions}
-    keys = {(stage, family): f"{code} {families[family]}" for stage, code in codes.items() for family in BUILTIN}
+    trainers = {family: get_profile("default").for_family(family).trainer for family in BUILTIN}
+    codes = {(f"{module}:{fn}", trainer): stage_version(module, fn, root, trainer).code
+             for module, functions in STAGES.items() for fn in functions for trainer in set(trainers.values())}
+    keys = {(stage, family): f"{codes[stage, trainers[family]]} {families[family]}"
+            for stage, _ in codes for family in BUILTIN}
     keys.update({(trainer, family): trainer_version(trainer, family, root) for trainer in TRAINERS for family in BUILTIN})
     return keys
 
@@ -115,6 +119,17 @@ def test_surrogate_or_affinity_edits_rekey_no_training(package, module, function
     assert not {k for k in changed if k[0] in TRAINERS}  # θ*, MAML, SAC and fine-tuning runs are reused
     assert not {k for k in changed if tuple(k[0].split(":")) in TRAINING}  # and so are the stages that train
     assert {(f"pgx.stages.pipeline:{stage}", f) for f in BUILTIN} <= changed  # while the fit or the affinity re-runs
+
+
+def test_an_edit_to_sacs_training_rekeys_no_ppo_family(package):
+    """PPO and SAC families share the stages from θ* on, each keyed by the branches its own trainer
+    takes: an edit to SAC's trainer re-runs Meta-World's stages and runs, no PPO family's."""
+    before = _keys(package)
+    _touch(package / "algos" / "sac.py", "train")
+    # The stages (SAC's own run stage, which no PPO family calls, aside).
+    changed = {k for k in _changed(before, _keys(package)) if k[0] not in TRAINERS and "sac_run" not in k[0]}
+    assert {family for _, family in changed} == {"mt10", "mt50"}
+    assert {("pgx.stages.pipeline:meta_train", "mt10"), ("pgx.stages.truth:ground_truth", "mt10")} <= changed
 
 
 def test_an_evaluation_edit_rekeys_no_training_and_no_features(package):
@@ -247,13 +262,15 @@ def test_keys_are_readable(tmp_path, monkeypatch):
     assert libraries.startswith("libraries@")
     key = pipeline.surrogate_fit.key(pipeline.surrogate_fit.arguments("highway", get_profile("smoke"), 0))
     assert key["stage"] == "pgx.stages.pipeline:surrogate_fit" and key["family"].startswith("pgx.envs.highway@")
+    # highway trains θ* with PPO: SAC's run is not among what its stages consume (a SAC family's are)
     assert key["consumes"] == ["pgx.stages.pipeline:gradient_features", "pgx.stages.pipeline:meta_train",
-                               "pgx.stages.pipeline:surrogate_fit", "pgx.stages.sac_run:_sac_run"]
+                               "pgx.stages.pipeline:surrogate_fit"]
     # highway trains θ* with PPO: SAC's budgets (``metaworld``) are neither keyed nor readable for it
     assert set(key["profile"]) == {"eval_episodes", "meta_ppo", "num_subsets", "per_task_baseline", "projection_dim",
                                    "steps_per_task", "subset_size", "surrogate", "trainer"}
     sac = pipeline.surrogate_fit.key(pipeline.surrogate_fit.arguments("mt10", get_profile("smoke"), 0))
     assert "metaworld" in sac["profile"] and "meta_ppo" not in sac["profile"]
+    assert "pgx.stages.sac_run:_sac_run" in sac["consumes"]
     assert key["arguments"] == {"family_name": "highway", "seed": 0}
 
 

@@ -102,6 +102,41 @@ def test_what_is_not_reached_does_not(pkg, file, old, new):
     assert _digest(pkg) == before
 
 
+def test_a_trainer_key_leaves_out_the_other_trainers_branch(tmp_path):
+    """``if profile.trainer == "sac": … else: …``: a key for PPO follows the else branch only, one for
+    SAC the body only (``!=`` the other way round); without a trainer, both."""
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "entry.py").write_text(textwrap.dedent('''
+        from pkg.sac import sac_train
+        from pkg.ppo import ppo_train
+
+        def run(profile):
+            if profile.trainer == "sac":
+                return sac_train()
+            else:
+                return ppo_train()
+
+        def check(profile):
+            if profile.for_family("x").trainer != "ppo":
+                raise ValueError(sac_train())
+            return ppo_train()
+    '''))
+    (root / "sac.py").write_text("def sac_train():\n    return 1\n")
+    (root / "ppo.py").write_text("def ppo_train():\n    return 2\n")
+
+    def names(entry, trainer):
+        return {":".join(part.split(":")[:2]) for part in reach([("pkg.entry", entry)], root, trainer).parts
+                if not part.split(":")[1].startswith(("<", "import"))}
+
+    assert names("run", "ppo") == {"pkg.entry:run", "pkg.ppo:ppo_train"}
+    assert names("run", "sac") == {"pkg.entry:run", "pkg.sac:sac_train"}
+    assert names("run", None) == {"pkg.entry:run", "pkg.ppo:ppo_train", "pkg.sac:sac_train"}
+    assert names("check", "ppo") == {"pkg.entry:check", "pkg.ppo:ppo_train"}
+    assert names("check", "sac") == {"pkg.entry:check", "pkg.ppo:ppo_train", "pkg.sac:sac_train"}
+
+
 def test_a_missing_definition_is_named(pkg):
     with pytest.raises(ValueError, match=r"pkg.tools defines no top-level 'nowhere'"):
         reach([("pkg.tools", "nowhere")], pkg)

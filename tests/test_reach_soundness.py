@@ -56,17 +56,18 @@ def _executed(call) -> set[tuple[str, str]]:
     return seen
 
 
-def _reached(entries) -> set[tuple[str, str]]:
+def _reached(entries, trainer: str | None = None) -> set[tuple[str, str]]:
     found = set()
-    for part in reach(entries, PACKAGE_ROOT).parts:
+    for part in reach(entries, PACKAGE_ROOT, trainer).parts:
         module, name = part.split(":")[:2]
         found.add((module, name))
     return found
 
 
-def _unkeyed(executed: set[tuple[str, str]], entries) -> list[tuple[str, str]]:
-    """What ran but no key reaches (the machinery and the skipped modules aside)."""
-    reached = _reached(entries)
+def _unkeyed(executed: set[tuple[str, str]], entries, trainer: str | None = None) -> list[tuple[str, str]]:
+    """What ran but no key reaches (the machinery and the skipped modules aside); with ``trainer``,
+    the key of that trainer's families (the other trainer's branches left out)."""
+    reached = _reached(entries, trainer)
     skipped = set(MACHINERY + REPORTING_MODULES + VALUE_MODULES + KEYING_MODULES)
     return sorted((m, name) for m, name in executed
                   if m not in skipped and not name.startswith("<") and (m, name) not in reached)
@@ -83,9 +84,26 @@ def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monke
     executed = _executed(lambda: truth.ground_truth(family, profile, 0))
     entries = [("pgx.stages.truth", "ground_truth")] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
     entries += [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
-    missing = _unkeyed(executed, entries)
+    missing = _unkeyed(executed, entries, trainer="ppo")
     assert not missing, f"executed but not keyed: {missing}"
     assert ("pgx.truth.finetune", "_finetune_batch") in executed and ("pgx.algos.ppo_batch", "train_many") in executed
+
+
+def test_what_a_sac_familys_stage_runs_is_what_its_key_reaches(isolated_cache, monkeypatch):
+    """A SAC family's stages are keyed without PPO's branches: its affinity (θ* by SAC, SAC's
+    features) must run nothing that key leaves out."""
+    from pgx.keys import family_entry
+    from pgx.profiles import get_profile
+    from pgx.stages import pipeline
+
+    monkeypatch.setenv("PGX_PROFILE", "smoke")
+    family = "mt10"
+    executed = _executed(lambda: pipeline.estimate_affinity(family, get_profile("smoke"), 0))
+    entries = [("pgx.stages.pipeline", "estimate_affinity")] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
+    entries += [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
+    missing = _unkeyed(executed, entries, trainer="sac")
+    assert not missing, f"executed but not keyed: {missing}"
+    assert ("pgx.sac_features", "sac_samples") in executed
 
 
 @pytest.mark.parametrize("family", ["navigation", "cartpole:observe_task=false"])

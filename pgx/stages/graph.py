@@ -5,7 +5,7 @@
 
 * the code the stage reaches (:func:`pgx.stage_keys.stage_version`: the functions, classes and
   constants it reaches in any pgx module, name by name, :mod:`pgx.reach`) — not the modules that
-  hold them;
+  hold them, nor the branches its family's trainer does not take (``if profile.trainer == ...``);
 * its family's factory and what that reaches (:func:`pgx.keys.family_version`), not the registry
   of every family;
 * the profile fields it reads, and those of every stage it consumes (a stage it calls), with the
@@ -53,6 +53,11 @@ TRAINER_FIELDS = {f.name: f.metadata["trainer"] for f in dataclasses.fields(Prof
 ``meta_ppo`` for PPO's, ``metaworld`` for SAC's. A stage declares both where it runs either (the
 meta-training stage); for a family of one trainer the other's field is neither keyed nor readable,
 so an edit to SAC's budgets re-runs no PPO family's stage."""
+
+TRAINERS = frozenset(TRAINER_FIELDS.values())
+"""What can train θ* (``Profile.trainer``): a stage with a profile is keyed by the code its family's
+trainer runs (:func:`pgx.reach.reach` with ``trainer``), so an edit to SAC's code re-runs no PPO
+family's stage."""
 
 ALWAYS_READABLE = frozenset({"family"})
 """Fields every stage may read undeclared: the family the profile was specialised for is in the key
@@ -158,8 +163,12 @@ class Stage:
         package = PACKAGE_ROOT.name
         if fn.__module__ == package or fn.__module__.startswith(package + "."):
             self.version = stage_version(fn.__module__, fn.__name__)
+            # Per trainer, without the branches it does not take: a PPO family's key holds no SAC code.
+            self.trainer_versions = {trainer: stage_version(fn.__module__, fn.__name__, trainer=trainer)
+                                     for trainer in TRAINERS}
         else:  # a stage of a plugin, a notebook or a test: its own source
             self.version = outside_stage_version(fn, reads)
+            self.trainer_versions = {}
         if not set(reads) <= self.version.reads:
             raise RuntimeError(f"stage {self.name}: reads={reads} were not found in its source's decorator")
 
@@ -197,11 +206,12 @@ class Stage:
     def key(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """What a call's key hashes, readable (``key.json`` beside its result)."""
         spec = arguments.get(self.family_parameter) if self.family_parameter else None
-        key = {"stage": self.name, "code": self.version.code, "consumes": list(self.version.stages),
+        profile = arguments.get("profile")
+        version = self.trainer_versions.get(profile.trainer, self.version) if profile is not None else self.version
+        key = {"stage": self.name, "code": version.code, "consumes": list(version.stages),
                "family": family_version(spec) if spec is not None else None, "libraries": libraries_version(),
                "arguments": {k: v for k, v in arguments.items() if k != "profile"}}
-        if "profile" in arguments:
-            profile = arguments["profile"]
+        if profile is not None:
             key["profile"] = {f: getattr(profile, f) for f in sorted(self.readable(profile))}
         return key
 

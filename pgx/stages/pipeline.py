@@ -54,10 +54,11 @@ class MetaPolicy:
     SAC run, which evaluates as it ends); else None."""
 
     def agent(self, family_name: str, profile: Profile) -> ActorCritic | SACAgent:
-        family = make_family(family_name)
-        if isinstance(self.train, SACResult):
+        family, profile = make_family(family_name), profile.for_family(family_name)
+        if profile.trainer == "sac":
             return SACAgent.from_result(family, self.train)
-        return self.train.agent(family, profile.for_family(family_name).meta_ppo.policy)
+        else:
+            return self.train.agent(family, profile.meta_ppo.policy)
 
 
 @stage(reads=("trainer", "meta_ppo", "metaworld", "eval_episodes"))
@@ -71,9 +72,10 @@ def meta_train(family_name: str, profile: Profile, seed: int) -> MetaPolicy:
     if profile.trainer == "sac":  # the same cached run as Meta-World's MT-SAC baseline
         run = theta_star_run(family_name, profile, seed)
         return MetaPolicy(train=run.result, success=run.success)
-    # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
-    ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))
-    return MetaPolicy(train=train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt))
+    else:
+        # Named by the trainer's code, not this stage's: an edit downstream of θ* resumes it.
+        ckpt = checkpoint_path("ppo", family_name, profile.meta_ppo, seed, tuple(range(family.n_tasks)))
+        return MetaPolicy(train=train(family, range(family.n_tasks), profile.meta_ppo, seed, checkpoint_path=ckpt))
 
 
 @stage(reads=("eval_episodes",))
@@ -83,9 +85,10 @@ def theta_star_returns(family_name: str, profile: Profile, seed: int) -> np.ndar
     meta = meta_train(family_name, profile, seed)
     if profile.trainer == "sac":
         return theta_star_run(family_name, profile, seed).returns
-    family = make_family(family_name)
-    agent = meta.agent(family_name, profile)
-    return evaluate(agent.actor, family, range(family.n_tasks), profile.eval_episodes, seed=seed + 10_000)
+    else:
+        family = make_family(family_name)
+        agent = meta.agent(family_name, profile)
+        return evaluate(agent.actor, family, range(family.n_tasks), profile.eval_episodes, seed=seed + 10_000)
 
 
 # --- transfer between tasks --------------------------------------------------------------------
