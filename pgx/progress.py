@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROGRESS_ENV", "describe", "stage_running", "expected_seconds", "format_seconds"]
+__all__ = ["PROGRESS_ENV", "describe", "stage_running", "expected_seconds", "format_seconds", "bars_wanted"]
 
 PROGRESS_ENV = "PGX_PROGRESS"
 """Environment variable naming the JSON-lines file progress events are appended to."""
@@ -76,6 +76,14 @@ def stage_running(stage: str, arguments: Mapping[str, Any], timings: Path) -> It
         os.replace(tmp, target)
     except OSError:
         pass
+
+
+def bars_wanted() -> bool:
+    """Whether progress bars should show: not where ``TQDM_DISABLE`` asks tqdm to hide them (CI,
+    book builds). tqdm reads that variable only for calls that leave ``disable=`` out; a caller
+    that must pass ``progress=`` to a trainer asks here, so the variable still holds in its worker
+    processes."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("", "0", "false", "no")
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 
 from pgx import progress
 from pgx.book_fill import ROOT, _Watcher, _select, chapters
@@ -92,3 +93,15 @@ def test_fill_runs_the_chapters_that_compute_stages_in_book_order():
     assert "01_introduction" not in stems and "12_speed" not in stems
     assert all(Path(ROOT, "book", f"{s}.py").exists() for s in stems)
     assert [p.stem for p in _select(["7", "09_transfer"], chapters())] == ["07_ground_truth", "09_transfer"]
+
+
+@pytest.mark.parametrize("value, wanted", [(None, True), ("", True), ("0", True), ("false", True), ("1", False),
+                                           ("True", False), ("yes", False)])
+def test_bars_follow_tqdm_disable(monkeypatch, value, wanted):
+    """A trainer handed ``progress=`` overrides tqdm's own reading of ``TQDM_DISABLE``; callers ask
+    :func:`pgx.progress.bars_wanted` so that CI and book builds stay quiet in every process."""
+    if value is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", value)
+    assert progress.bars_wanted() is wanted

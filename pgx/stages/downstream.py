@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from pgx import progress
 from pgx.algos.maml import MAMLConfig, MAMLResult
 from pgx.algos.ppo import TrainResult
 from pgx.clustering import GROUPINGS, groupings
@@ -93,7 +94,8 @@ def _maml_run(family_spec: str, cfg: MAMLConfig, seed: int, task_ids: tuple[int,
     from pgx.algos.maml import train
 
     return train(make_family(family_spec), task_ids, cfg, seed,
-                 checkpoint_path=checkpoint_path("maml", family_spec, cfg, seed, task_ids), progress=True)
+                 checkpoint_path=checkpoint_path("maml", family_spec, cfg, seed, task_ids),
+                 progress=progress.bars_wanted())
 
 
 @stage(reads=("meta_ppo",))
