@@ -50,7 +50,8 @@ pd.DataFrame({f: {k: v for k, v in profile.for_family(f).meta_ppo.__dict__.items
 
 # %%
 metas = dict(zip(FAMILIES, stages.compute_many(stages.meta_train.call(spec, profile, SEED) for spec in FAMILIES)))
-thetas = {spec: stages.theta_star_returns(spec, profile, SEED) for spec in FAMILIES}  # θ*'s greedy return per task
+thetas = dict(zip(FAMILIES, stages.compute_many(stages.theta_star_returns.call(spec, profile, SEED)  # greedy, per task
+                                               for spec in FAMILIES)))
 fig, axes = small_multiples(len(FAMILIES))
 for (spec, meta), ax in zip(metas.items(), axes):
     learning_curves(meta.train.steps, meta.train.task_returns, make_family(spec).task_labels(),
