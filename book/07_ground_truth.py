@@ -492,7 +492,8 @@ for spec, ax in zip(FAMILIES, axes):
     ax.set(xlabel="fraction of θ*'s meta-training steps", ylabel="NMI", ylim=(-0.05, 1.05),
            title=f"{spec}: along θ*'s budget")
     ax.legend(fontsize=6, loc="upper left")
-    least, most = frame[frame["θ* fraction"] == frame["θ* fraction"].min()], frame[frame["θ* fraction"] == 1.0]
+    least, most = (frame[frame["θ* fraction"] == frame["θ* fraction"].min()],
+                   frame[frame["θ* fraction"] == frame["θ* fraction"].max()])
     theta_rows[spec] = {
         "θ* steps, least → most": f"{int(least['θ* steps'].iloc[0]):,} → {int(most['θ* steps'].iloc[0]):,}",
         "θ* mean return, least → most": f"{mean_std(least['θ* mean return'])} → {mean_std(most['θ* mean return'])}",

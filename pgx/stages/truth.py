@@ -553,9 +553,11 @@ def theta_budget_curve(family_name: str, profile: Profile, seed: int) -> list[di
     rows = []
     for fraction in sorted(profile.theta_fractions):
         steps = max(1, round(fraction * total))
-        at = profile if steps == total else profile.replaced(
-            meta_ppo=replace(profile.meta_ppo, total_timesteps=steps))
-        groups = sdp_cluster(estimate_affinity(family_name, at, seed, "first_order").affinity, k=k, seed=seed)
+        if steps == total:
+            at, groups = profile, full
+        else:
+            at = profile.replaced(meta_ppo=replace(profile.meta_ppo, total_timesteps=steps))
+            groups = sdp_cluster(estimate_affinity(family_name, at, seed, "first_order").affinity, k=k, seed=seed)
         trained = int(meta_train(family_name, at, seed).train.steps[-1])  # whole PPO iterations: at least one
         rows.append({"θ* fraction": fraction, "θ* steps": trained,
                      "θ* mean return": float(theta_star_returns(family_name, at, seed).mean()),
