@@ -73,18 +73,23 @@ def _unkeyed(executed: set[tuple[str, str]], entries, trainer: str | None = None
                   if m not in skipped and not name.startswith("<") and (m, name) not in reached)
 
 
+def _stage_entries(module: str, function: str, family: str) -> list[tuple[str, str]]:
+    """What a stage call's key covers: the stage, its family's factory and builder, every trainer."""
+    from pgx.keys import family_entry
+
+    entries = [(module, function)] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
+    return entries + [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
+
+
 @pytest.mark.parametrize("family", ["navigation", "cartpole"])
 def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monkeypatch):
-    from pgx.keys import family_entry
     from pgx.profiles import get_profile
     from pgx.stages import truth
 
     monkeypatch.setenv("PGX_PROFILE", "smoke")
     profile = get_profile("smoke")
     executed = _executed(lambda: truth.ground_truth(family, profile, 0))
-    entries = [("pgx.stages.truth", "ground_truth")] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
-    entries += [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
-    missing = _unkeyed(executed, entries, trainer="ppo")
+    missing = _unkeyed(executed, _stage_entries("pgx.stages.truth", "ground_truth", family), trainer="ppo")
     assert not missing, f"executed but not keyed: {missing}"
     assert ("pgx.truth.finetune", "_finetune_batch") in executed and ("pgx.algos.ppo_batch", "train_many") in executed
 
@@ -92,16 +97,13 @@ def test_what_a_stage_runs_is_what_its_key_reaches(family, isolated_cache, monke
 def test_what_a_sac_familys_stage_runs_is_what_its_key_reaches(isolated_cache, monkeypatch):
     """A SAC family's stages are keyed without PPO's branches: its affinity (θ* by SAC, SAC's
     features) must run nothing that key leaves out."""
-    from pgx.keys import family_entry
     from pgx.profiles import get_profile
     from pgx.stages import pipeline
 
     monkeypatch.setenv("PGX_PROFILE", "smoke")
     family = "mt10"
     executed = _executed(lambda: pipeline.estimate_affinity(family, get_profile("smoke"), 0))
-    entries = [("pgx.stages.pipeline", "estimate_affinity")] + [tuple(e.split(":")) for e in family_entry(family).split("+")]
-    entries += [tuple(entry.split(":")) for entry in TRAINERS.values() if ":" in entry]
-    missing = _unkeyed(executed, entries, trainer="sac")
+    missing = _unkeyed(executed, _stage_entries("pgx.stages.pipeline", "estimate_affinity", family), trainer="sac")
     assert not missing, f"executed but not keyed: {missing}"
     assert ("pgx.sac_features", "sac_samples") in executed
 

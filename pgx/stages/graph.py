@@ -164,8 +164,9 @@ class Stage:
         if fn.__module__ == package or fn.__module__.startswith(package + "."):
             self.version = stage_version(fn.__module__, fn.__name__)
             # Per trainer, without the branches it does not take: a PPO family's key holds no SAC code.
+            # Only a stage handed a profile knows its trainer (``key``); the others keep one version.
             self.trainer_versions = {trainer: stage_version(fn.__module__, fn.__name__, trainer=trainer)
-                                     for trainer in TRAINERS}
+                                     for trainer in TRAINERS} if "profile" in self.signature.parameters else {}
         else:  # a stage of a plugin, a notebook or a test: its own source
             self.version = outside_stage_version(fn, reads)
             self.trainer_versions = {}
